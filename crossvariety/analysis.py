@@ -1,0 +1,141 @@
+"""Language-aware text analysis for BM25, done in Python because PISA's tokenizer is ASCII-only.
+
+One pipeline for every language: Unicode NFKC, one apostrophe, ASCII digits, lowercase; Unicode
+word tokens; elision of articles (l', d', qu', dell'...) for the Romance languages; stopwords;
+Snowball stemming (PyStemmer) where Snowball has the language. Chinese becomes overlapping
+character bigrams (no segmenter needed; as Lucene's CJK analyzer). Persian gets the usual
+character normalisation (Arabic yeh/kaf to Persian, no diacritics or tatweel, ZWNJ splits).
+"""
+import functools
+import re
+import unicodedata
+from dataclasses import dataclass
+
+import Stemmer
+import stop_words
+
+# Lucene's elision articles (ElisionFilter defaults of the French, Catalan and Italian analyzers);
+# Occitan shares the French/Catalan set.
+_ELISION = {
+    "fr": {"l", "m", "t", "qu", "n", "s", "j", "d", "c", "jusqu", "quoiqu", "lorsqu", "puisqu"},
+    "ca": {"d", "l", "m", "n", "s", "t"},
+    "oc": {"d", "l", "m", "n", "s", "t", "qu"},
+    "it": {"c", "l", "all", "dall", "dell", "nell", "sull", "coll", "pell", "gl", "agl", "dagl",
+           "degl", "negl", "sugl", "un", "m", "t", "s", "v", "d"},
+}
+# Lucene's English stop set: the stop-words package's English list (1,300 words) holds content
+# words such as "computer" and "information".
+_ENGLISH_STOPWORDS = set(
+    "a an and are as at be but by for if in into is it no not of on or such that the their then "
+    "there these they this to was will with".split())
+
+
+@dataclass(frozen=True)
+class Language:
+    stemmer: str | None  # PyStemmer algorithm
+    stopwords: str | None  # stop-words package language code
+    cjk_bigrams: bool = False
+
+
+LANGUAGES = {
+    "en": Language("english", None),
+    "fr": Language("french", "fr"),
+    "ca": Language("catalan", "ca"),
+    "oc": Language(None, None),
+    "it": Language("italian", "it"),
+    "nl": Language("dutch", "nl"),
+    "id": Language("indonesian", "id"),
+    "ms": Language("indonesian", "ms"),
+    # Chinese bigrams carry no stopwords: the stop lists hold single characters.
+    "zh": Language(None, None, cjk_bigrams=True),
+    "fa": Language("persian", "fa"),
+    "ru": Language("russian", "ru"),
+}
+ALIASES = {"dt": "nl"}  # mMARCO's code for Dutch
+
+_APOSTROPHES = str.maketrans({c: "'" for c in "\u2019\u2018\u02bc\u00b4`\u2032"})
+_DIGITS = str.maketrans({**{chr(0x0660 + i): str(i) for i in range(10)},
+                         **{chr(0x06F0 + i): str(i) for i in range(10)}})
+_PERSIAN = str.maketrans({"\u064a": "\u06cc", "\u0649": "\u06cc", "\u0643": "\u06a9",
+                          "\u0629": "\u0647", "\u06c0": "\u0647", "\u200c": " ", "\u0640": None,
+                          **{chr(c): None for c in range(0x064B, 0x0660)}, "\u0670": None})
+_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
+_WORD = re.compile(r"\w+(?:'\w+)*")
+_WORD_CA = re.compile(r"\w+(?:['\u00b7]\w+)*")  # Catalan l·l (punt volat) stays inside a word
+_WORD_ZH = re.compile(rf"([{_CJK}]+)|([^\W{_CJK}]+)")
+
+
+class Analyzer:
+    """text -> list of index terms for one language. Picklable (by language code)."""
+
+    def __init__(self, lang):
+        lang = ALIASES.get(lang, lang)
+        if lang not in LANGUAGES:
+            raise ValueError(f"no analyzer for language {lang!r}; known: "
+                             f"{', '.join(sorted(LANGUAGES))} (and dt for Dutch)")
+        self.lang = lang
+        spec = LANGUAGES[lang]
+        self.cjk_bigrams = spec.cjk_bigrams
+        self.elision = _ELISION.get(lang, set())
+        self.word = _WORD_CA if lang == "ca" else _WORD
+        self.stemmer = Stemmer.Stemmer(spec.stemmer, 100_000) if spec.stemmer else None
+        if lang == "en":
+            words = _ENGLISH_STOPWORDS
+        elif spec.stopwords:
+            words = stop_words.get_stop_words(spec.stopwords)
+        else:
+            words = ()
+        # The lists are run through our own normalisation so that they match our tokens.
+        self.stopwords = {w for w in (self.normalize(w) for w in words) if _WORD.fullmatch(w)}
+
+    def __reduce__(self):
+        return Analyzer, (self.lang,)
+
+    def normalize(self, text):
+        text = unicodedata.normalize("NFKC", text).translate(_APOSTROPHES).translate(_DIGITS)
+        if self.lang == "fa":
+            text = text.translate(_PERSIAN)
+        elif self.lang == "ru":
+            text = text.replace("ё", "е").replace("Ё", "Е")
+        return text.lower()
+
+    def tokens(self, text):
+        """The words of a text, before stopwords and stemming (elision applied)."""
+        text = self.normalize(text)
+        if self.cjk_bigrams:
+            tokens = []
+            for cjk, word in _WORD_ZH.findall(text):
+                if word:
+                    tokens.append(word)
+                elif len(cjk) == 1:
+                    tokens.append(cjk)
+                else:
+                    tokens.extend(cjk[i:i + 2] for i in range(len(cjk) - 1))
+            return tokens
+        tokens = self.word.findall(text)
+        if self.elision:
+            tokens = [self._elide(t) if "'" in t else t for t in tokens]
+        return [t.replace("'", "") if "'" in t else t for t in tokens if t]
+
+    def _elide(self, token):
+        article, _, rest = token.partition("'")
+        return rest if article in self.elision else token
+
+    def __call__(self, text):
+        """text -> index terms (stopwords removed, stemmed)."""
+        terms = [t for t in self.tokens(text) if t not in self.stopwords]
+        if self.stemmer is not None:
+            terms = self.stemmer.stemWords(terms)
+        return terms
+
+    def counts(self, text):
+        """text -> {term: frequency}, the form PISA's toks indexer and query_toks take."""
+        counts = {}
+        for term in self(text):
+            counts[term] = counts.get(term, 0) + 1
+        return counts
+
+
+@functools.lru_cache(maxsize=None)
+def get_analyzer(lang):
+    return Analyzer(lang)

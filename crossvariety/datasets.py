@@ -1,0 +1,252 @@
+"""Datasets (an ``irds:`` id or a local directory) and the strict reader of query files.
+
+A local dataset directory holds (each file may be gzipped, ``.gz``):
+
+    docs.tsv      docno<TAB>text, one document a line, no header     (or docs.jsonl:
+                  {"docno": ..., "text": ..., "title": ...} a line)
+    queries.tsv   qid<TAB>query, UTF-8, no header (read strictly, see read_queries)
+    qrels.txt     TREC qrels: qid 0 docno label
+
+ir_datasets ids take the ``irds:`` prefix, as in PyTerrier (``irds:mmarco/v2/fr/dev/small``).
+Documents with a title (neuCLIR) are read as title + newline + text.
+"""
+import gzip
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+
+class QueryFileError(ValueError):
+    """A query file that cannot be read as written; the message names the file, lines and fix."""
+
+
+def open_text(path):
+    path = Path(path)
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8", newline="")
+    return open(path, "rt", encoding="utf-8", newline="")
+
+
+def _find(directory, stem):
+    for name in (stem, stem + ".gz"):
+        if (directory / name).is_file():
+            return directory / name
+    return None
+
+
+def read_queries(path, known_qids=None, max_errors=20):
+    """Read ``qid<TAB>query`` lines strictly into a DataFrame (qid, query).
+
+    Every malformed line is an error (missing tab, extra tabs, empty qid or query, duplicate qid,
+    qid not in ``known_qids``, bytes that are not UTF-8); all of them (up to ``max_errors``) are
+    reported at once with their line numbers and the fix, and nothing is dropped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise QueryFileError(f"{path}: query file not found")
+    errors, rows, seen = [], [], {}
+    known = None if known_qids is None else set(known_qids)
+    raw = path.read_bytes()
+    if path.suffix == ".gz":
+        raw = gzip.decompress(raw)
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    lines = raw.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()  # the final newline
+    for lineno, line in enumerate(lines, start=1):
+        where = f"{path}:{lineno}"
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            errors.append(f"{where}: not UTF-8 ({e.reason} at byte {e.start}); "
+                          "re-save the file as UTF-8")
+            continue
+        text = text.removesuffix("\r")
+        fields = text.split("\t")
+        if len(fields) == 1:
+            errors.append(f"{where}: no tab between qid and query ({text[:60]!r}); "
+                          "write 'qid<TAB>query'")
+            continue
+        if len(fields) > 2:
+            errors.append(f"{where}: {len(fields) - 1} tabs ({text[:60]!r}); a query may not contain "
+                          "a tab: replace the tabs inside the query with spaces")
+            continue
+        qid, query = fields[0].strip(), fields[1]
+        if not qid:
+            errors.append(f"{where}: empty qid; write 'qid<TAB>query'")
+            continue
+        if not query.strip():
+            errors.append(f"{where}: empty query for qid {qid!r}; supply its text or delete the line "
+                          "(and so the qid) on purpose")
+            continue
+        if qid in seen:
+            errors.append(f"{where}: duplicate qid {qid!r} (first on line {seen[qid]}); "
+                          "keep one line per qid")
+            continue
+        if known is not None and qid not in known:
+            hint = " (a header line? the file must have none)" if lineno == 1 else ""
+            errors.append(f"{where}: qid {qid!r} is not a query of the collection's topics{hint}; "
+                          "check that the file belongs to this dataset")
+            continue
+        seen[qid] = lineno
+        rows.append((qid, query.strip()))
+    if errors:
+        more = f"\n... and {len(errors) - max_errors} more" if len(errors) > max_errors else ""
+        raise QueryFileError(f"{path}: {len(errors)} malformed line(s):\n  "
+                             + "\n  ".join(errors[:max_errors]) + more)
+    if not rows:
+        raise QueryFileError(f"{path}: no queries in the file")
+    return pd.DataFrame(rows, columns=["qid", "query"])
+
+
+def variety_queries_path(translations_dir, dataset_name, variety):
+    """Where the variety's version of a dataset's queries lives: {dataset}.{variety}.tsv[.gz]."""
+    plain = Path(translations_dir) / f"{dataset_name}.{variety}.tsv"
+    gzipped = plain.with_name(plain.name + ".gz")
+    return gzipped if gzipped.is_file() and not plain.is_file() else plain
+
+
+def write_queries(queries, path):
+    """Write a (qid, query) DataFrame as a query file that read_queries accepts, atomically."""
+    from .runs import atomic_path
+    bad = queries["query"].str.contains(r"[\t\n\r]", regex=True)
+    if bad.any():
+        raise ValueError(f"queries with tabs or line breaks cannot be written to {path}: "
+                         f"qids {list(queries.qid[bad][:5])}")
+    with atomic_path(path) as tmp:
+        with (gzip.open(tmp, "wt", encoding="utf-8") if str(path).endswith(".gz")
+              else open(tmp, "wt", encoding="utf-8")) as f:
+            for qid, query in zip(queries.qid, queries["query"]):
+                f.write(f"{qid}\t{query}\n")
+
+
+class Dataset:
+    """Documents, queries and qrels of an ``irds:`` id or a local directory (see module doc)."""
+
+    def __init__(self, spec):
+        self.spec = str(spec)
+        if self.spec.startswith("irds:"):
+            import ir_datasets
+            self.irds_id = self.spec[len("irds:"):]
+            try:
+                self._irds = ir_datasets.load(self.irds_id)
+            except KeyError:
+                raise ValueError(f"unknown ir_datasets id {self.irds_id!r} (from {self.spec!r}); "
+                                 "see https://ir-datasets.com") from None
+            self.dir = None
+        else:
+            self.irds_id = None
+            self.dir = Path(self.spec)
+            if not self.dir.is_dir():
+                raise ValueError(f"dataset {self.spec!r} is neither an irds: id nor a directory")
+
+    @property
+    def name(self):
+        """A file-name-safe name: irds:mmarco/v2/fr/dev/small -> mmarco-v2-fr-dev-small."""
+        if self.irds_id:
+            return self.irds_id.replace("/", "-")
+        return self.dir.resolve().name
+
+    def __repr__(self):
+        return f"Dataset({self.spec!r})"
+
+    # documents
+    def has_docs(self):
+        return self._irds.has_docs() if self.irds_id else self._docs_file() is not None
+
+    def _docs_file(self):
+        return _find(self.dir, "docs.tsv") or _find(self.dir, "docs.jsonl")
+
+    def docs_lang(self):
+        """The documents' language code as ir_datasets records it (None for local folders)."""
+        return self._irds.docs_lang() if self.irds_id else None
+
+    def docs_count(self):
+        if self.irds_id:
+            return self._irds.docs_count()
+        return None
+
+    def docs_iter(self):
+        """Yield {"docno", "text"} dicts; a title is prepended to the text with a newline."""
+        if self.irds_id:
+            for doc in self._irds.docs_iter():
+                title = getattr(doc, "title", "") or ""
+                text = getattr(doc, "text", None)
+                if text is None:
+                    text = doc.default_text()
+                yield {"docno": doc.doc_id, "text": f"{title}\n{text}" if title else text}
+            return
+        path = self._docs_file()
+        if path is None:
+            raise FileNotFoundError(f"{self.dir}: no docs.tsv(.gz) or docs.jsonl(.gz)")
+        with open_text(path) as f:
+            for lineno, line in enumerate(f, start=1):
+                line = line.rstrip("\r\n")
+                if ".jsonl" in path.name:
+                    doc = json.loads(line)
+                    title = doc.get("title") or ""
+                    text = doc["text"]
+                    yield {"docno": str(doc["docno"]), "text": f"{title}\n{text}" if title else text}
+                else:
+                    docno, sep, text = line.partition("\t")
+                    if not sep:
+                        raise ValueError(f"{path}:{lineno}: no tab between docno and text")
+                    yield {"docno": docno, "text": text}
+
+    # queries
+    def queries(self, field=None):
+        """The topics as a DataFrame (qid, query); ``field`` picks a field (neuCLIR: title, ht_title)."""
+        if self.irds_id:
+            if not self._irds.has_queries():
+                raise ValueError(f"{self.spec} has no queries; pick a subset such as .../dev/small")
+            cls = self._irds.queries_cls()
+            fields = cls._fields[1:]
+            if field is None:
+                if "text" not in fields:
+                    raise ValueError(f"{self.spec}: queries have fields {fields}; choose one "
+                                     "(e.g. --query-field title)")
+                field = "text"
+            if field not in fields:
+                raise ValueError(f"{self.spec}: queries have no field {field!r}; fields: {fields}")
+            rows = [(q.query_id, getattr(q, field)) for q in self._irds.queries_iter()]
+            return pd.DataFrame(rows, columns=["qid", "query"])
+        path = _find(self.dir, "queries.tsv")
+        if path is None:
+            raise FileNotFoundError(f"{self.dir}: no queries.tsv(.gz)")
+        return read_queries(path)
+
+    # qrels
+    def qrels(self):
+        """The relevance judgements as a DataFrame (qid, docno, label)."""
+        if self.irds_id:
+            if not self._irds.has_qrels():
+                raise ValueError(f"{self.spec} has no qrels")
+            rows = [(q.query_id, q.doc_id, q.relevance) for q in self._irds.qrels_iter()]
+            return pd.DataFrame(rows, columns=["qid", "docno", "label"])
+        path = _find(self.dir, "qrels.txt")
+        if path is None:
+            raise FileNotFoundError(f"{self.dir}: no qrels.txt(.gz)")
+        return read_qrels(path)
+
+
+def read_qrels(path):
+    """Read a TREC qrels file (qid iteration docno label) into a DataFrame (qid, docno, label)."""
+    rows = []
+    with open_text(path) as f:
+        for lineno, line in enumerate(f, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != 4:
+                raise ValueError(f"{path}:{lineno}: a qrels line has 4 fields "
+                                 f"(qid iteration docno label), found {len(fields)}")
+            try:
+                rows.append((fields[0], fields[2], int(fields[3])))
+            except ValueError:
+                raise ValueError(f"{path}:{lineno}: label {fields[3]!r} is not an integer") from None
+    return pd.DataFrame(rows, columns=["qid", "docno", "label"])

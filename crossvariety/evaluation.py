@@ -1,0 +1,153 @@
+"""Evaluation: ir_measures per query, coverage checks, paired t-tests with multiple-test correction.
+
+Queries judged in the qrels but missing from a run score 0 (trec_eval -c), as in pt.Experiment;
+unlike a silent evaluation, every such gap is reported (see ``coverage_problems``).
+"""
+import logging
+import math
+
+import ir_measures
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+log = logging.getLogger(__name__)
+
+MMARCO_MEASURES = ["MRR@10", "R@1000"]
+NEUCLIR_MEASURES = ["nDCG@20", "R@1000"]
+CORRECTIONS = ["bonferroni", "holm", "holm-sidak", "fdr_bh", "none"]
+
+
+def default_measures(dataset_spec):
+    return NEUCLIR_MEASURES if "neuclir" in str(dataset_spec) else MMARCO_MEASURES
+
+
+def parse_measures(names):
+    parsed = {}
+    for name in names:
+        try:
+            parsed[name] = ir_measures.parse_measure(name)
+        except Exception:
+            raise ValueError(f"unknown measure {name!r}; use ir_measures names such as "
+                             "MRR@10, RR@10, R@1000, nDCG@20, AP, P@10") from None
+    return parsed
+
+
+def coverage_problems(name, run, qrels):
+    """What about a run does not fit the qrels: missing or unknown qids, unjudged docnos."""
+    problems = []
+    judged_qids = set(qrels.qid)
+    run_qids = set(run.qid)
+    missing = sorted(judged_qids - run_qids)
+    if missing:
+        problems.append(f"{name}: no results for {len(missing)} of {len(judged_qids)} judged "
+                        f"queries (each scored 0): qids {', '.join(missing[:8])}"
+                        + (" ..." if len(missing) > 8 else ""))
+    extra = run_qids - judged_qids
+    if extra:
+        problems.append(f"{name}: {len(extra)} of its {len(run_qids)} queries have no qrels and "
+                        f"are not scored (wrong qrels? e.g. qid {sorted(extra)[0]})")
+    if len(run) and not set(run.docno) & set(qrels.docno):
+        problems.append(f"{name}: none of its docnos appears in the qrels; is it a run over "
+                        "another collection, or are the docnos formatted differently?")
+    return problems
+
+
+def per_query(run, qrels, measures):
+    """DataFrame (qid x measure name) over every judged query; missing queries score 0."""
+    parsed = parse_measures(measures)
+    qrels_irm = qrels.rename(columns={"qid": "query_id", "docno": "doc_id", "label": "relevance"})
+    run_irm = run.rename(columns={"qid": "query_id", "docno": "doc_id"})[
+        ["query_id", "doc_id", "score"]]
+    by_measure = {m: name for name, m in parsed.items()}
+    values = {}
+    for metric in ir_measures.iter_calc(list(parsed.values()), qrels_irm, run_irm):
+        values[(metric.query_id, by_measure[metric.measure])] = metric.value
+    qids = sorted(set(qrels.qid))
+    table = pd.DataFrame({name: [values.get((q, name), 0.0) for q in qids] for name in measures},
+                         index=pd.Index(qids, name="qid"))
+    return table
+
+
+def evaluate(runs, qrels, measures, baseline=0, correction="bonferroni"):
+    """Evaluate named runs against qrels.
+
+    runs: {name: DataFrame(qid, docno, score)}; baseline: index of the baseline run, or None.
+    Returns (table, per-query DataFrame in long form, problems). The table has one row a run,
+    the mean of each measure, and for each measure its p-value against the baseline (paired
+    t-test over the judged queries, corrected across the non-baseline runs).
+    """
+    if correction not in CORRECTIONS:
+        raise ValueError(f"unknown correction {correction!r}; choose from {CORRECTIONS}")
+    qrels = qrels.astype({"qid": str, "docno": str})
+    names = list(runs)
+    problems, scores = [], {}
+    for name in names:
+        run = runs[name].astype({"qid": str, "docno": str})
+        problems.extend(coverage_problems(name, run, qrels))
+        if not set(run.qid) & set(qrels.qid):
+            raise ValueError(f"run {name} shares no query with the qrels: nothing to evaluate "
+                             "(is it a run of another dataset?)")
+        scores[name] = per_query(run, qrels, measures)
+    for problem in problems:
+        log.warning(problem)
+
+    table = pd.DataFrame({m: [scores[n][m].mean() for n in names] for m in measures},
+                         index=pd.Index(names, name="run"))
+    table.insert(0, "queries", [len(scores[n]) for n in names])
+    if baseline is not None and len(names) > 1:
+        base = names[baseline]
+        others = [n for n in names if n != base]
+        for m in measures:
+            pvalues = []
+            for n in others:
+                a, b = scores[n][m].to_numpy(), scores[base][m].to_numpy()
+                pvalues.append(1.0 if np.array_equal(a, b) else stats.ttest_rel(a, b).pvalue)
+            pvalues = _correct(pvalues, correction)
+            table[f"{m} p"] = [math.nan if n == base else pvalues[others.index(n)] for n in names]
+    long = pd.concat([scores[n].reset_index().melt(id_vars="qid", var_name="measure")
+                      .assign(run=n) for n in names])[["run", "qid", "measure", "value"]]
+    return table, long, problems
+
+
+def _correct(pvalues, correction):
+    pvalues = [1.0 if math.isnan(p) else p for p in pvalues]  # identical scores: no difference
+    if correction == "none" or len(pvalues) < 2:
+        return pvalues
+    from statsmodels.stats.multitest import multipletests
+    return list(multipletests(pvalues, method=correction)[1])
+
+
+def format_table(table, fmt="markdown", alpha=0.05, digits=4):
+    """Render an evaluation table as markdown, csv or latex. In markdown and latex a dagger marks
+    a mean that differs from the baseline's with corrected p < alpha."""
+    if fmt == "csv":
+        return table.to_csv(float_format=f"%.{digits}g")
+    measures = [c for c in table.columns if c != "queries" and not c.endswith(" p")]
+    header = [table.index.name or "run", "queries"]
+    for m in measures:
+        header += [m] + ([f"{m} p"] if f"{m} p" in table.columns else [])
+    rows = []
+    for name, row in table.iterrows():
+        cells = [str(name), str(int(row["queries"]))]
+        for m in measures:
+            p = row.get(f"{m} p", math.nan)
+            mark = "†" if not math.isnan(p) and p < alpha else ""
+            cells.append(f"{row[m]:.{digits}f}{mark}")
+            if f"{m} p" in table.columns:
+                cells.append("" if math.isnan(p) else f"{p:.3g}")
+        rows.append(cells)
+    if fmt == "markdown":
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        return "\n".join(lines) + "\n"
+    if fmt == "latex":
+        def esc(s):
+            return (s.replace("\\", "\\textbackslash{}").replace("_", "\\_").replace("&", "\\&")
+                    .replace("%", "\\%").replace("#", "\\#").replace("†", "$^\\dagger$"))
+        lines = ["\\begin{tabular}{l" + "r" * (len(header) - 1) + "}", "\\toprule",
+                 " & ".join(esc(h) for h in header) + " \\\\", "\\midrule"]
+        lines += [" & ".join(esc(c) for c in r) + " \\\\" for r in rows]
+        lines += ["\\bottomrule", "\\end{tabular}"]
+        return "\n".join(lines) + "\n"
+    raise ValueError(f"unknown table format {fmt!r}; choose markdown, csv or latex")

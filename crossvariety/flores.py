@@ -1,0 +1,127 @@
+"""The small real default: cross-variety retrieval built from FLORES-200 devtest.
+
+For a pair, the documents are the 281 source articles in the high-resource language (the
+sentences of one article joined in order), the queries are the 1,012 sentences, once in the
+high-resource language (the dataset's own queries.tsv) and once in the variety (a query file in
+the translations folder), and the one relevant document of a query is the article holding it.
+
+FLORES-200 is CC BY-SA 4.0 (NLLB Team et al., 2022); its maintainers ask that it is not re-hosted
+as plain text, so everything built from it here stays gzipped.
+"""
+import gzip
+import logging
+import os
+import shutil
+import tarfile
+import tempfile
+import urllib.request
+from pathlib import Path
+
+from .datasets import write_queries
+from .runs import atomic_path
+from .settings import REPO_ROOT
+
+log = logging.getLogger(__name__)
+
+FLORES_URL = "https://dl.fbaipublicfiles.com/nllb/flores200_dataset.tar.gz"
+SHARED_COPY = REPO_ROOT.parent / "shared" / "data" / "flores200-devtest"
+DATASET_PREFIX = "flores200-devtest"
+
+
+def _has_flores(directory, codes):
+    return all((Path(directory) / f"{c}.devtest.gz").is_file() for c in codes) and \
+        (Path(directory) / "metadata_devtest.tsv.gz").is_file()
+
+
+def find_flores(flores_dir, data_dir, codes, url=FLORES_URL):
+    """The folder holding FLORES devtest files for ``codes``: the configured one, $FLORES_DIR, the
+    shared copy beside the repository, or a download of the public release into ``data_dir``."""
+    if flores_dir:
+        if not _has_flores(flores_dir, codes):
+            raise FileNotFoundError(f"flores_dir {flores_dir} lacks metadata_devtest.tsv.gz or one "
+                                    f"of {[c + '.devtest.gz' for c in codes]}")
+        return Path(flores_dir)
+    for candidate in (os.environ.get("FLORES_DIR"), SHARED_COPY, Path(data_dir) / DATASET_PREFIX):
+        if candidate and _has_flores(candidate, codes):
+            return Path(candidate)
+    target = Path(data_dir) / DATASET_PREFIX
+    download_flores(url, target)
+    if not _has_flores(target, codes):
+        raise FileNotFoundError(f"the FLORES release at {url} lacks some of {codes}")
+    return target
+
+
+def download_flores(url, target):
+    """Fetch the FLORES-200 release and keep its devtest files, gzipped, in ``target``."""
+    log.info("downloading FLORES-200 from %s (set flores_dir or $FLORES_DIR to use a copy)", url)
+    with tempfile.TemporaryDirectory() as tmp, atomic_path(target) as out:
+        archive = Path(tmp) / "flores.tar.gz"
+        try:
+            urllib.request.urlretrieve(url, archive)
+        except OSError as e:
+            raise RuntimeError(f"could not download FLORES-200 from {url} ({e}); put the devtest "
+                               "files in a folder and pass --flores-dir") from None
+        out.mkdir(parents=True)
+        with tarfile.open(archive) as tar:
+            for member in tar:
+                name = Path(member.name).name
+                if member.isfile() and (name.endswith(".devtest") or name == "metadata_devtest.tsv"):
+                    with tar.extractfile(member) as src, gzip.open(out / f"{name}.gz", "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+
+
+def read_sentences(flores, code):
+    with gzip.open(Path(flores) / f"{code}.devtest.gz", "rt", encoding="utf-8") as f:
+        return [line.rstrip("\n") for line in f]
+
+
+def read_articles(flores):
+    """The article (source URL) of each sentence, in sentence order."""
+    with gzip.open(Path(flores) / "metadata_devtest.tsv.gz", "rt", encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    return [line.split("\t")[0] for line in lines[1:]]
+
+
+def dataset_name(highres):
+    return f"{DATASET_PREFIX}-{highres}"
+
+
+def build_flores(pair, flores, data_dir, translations_dir):
+    """Write the FLORES dataset of ``pair`` (docs, high-resource queries, qrels) under
+    ``data_dir`` and its variety query file under ``translations_dir``; skip what exists.
+    Returns (dataset directory, variety query file)."""
+    name = dataset_name(pair.highres)
+    dataset_dir = Path(data_dir) / name
+    variety_file = Path(translations_dir) / f"{name}.{pair.variety}.tsv.gz"  # gzipped: licence
+    articles = read_articles(flores)
+    qids = [str(i) for i in range(1, len(articles) + 1)]
+    if not dataset_dir.is_dir():
+        sentences = read_sentences(flores, pair.flores_highres)
+        docnos = {}
+        for url in articles:
+            docnos.setdefault(url, f"a{len(docnos) + 1:03d}")
+        docs = {}
+        for url, sentence in zip(articles, sentences):
+            docs.setdefault(docnos[url], []).append(sentence)
+        with atomic_path(dataset_dir) as tmp:
+            tmp.mkdir(parents=True)
+            with gzip.open(tmp / "docs.tsv.gz", "wt", encoding="utf-8") as f:
+                for docno, doc_sentences in docs.items():
+                    f.write(f"{docno}\t{' '.join(doc_sentences)}\n")
+            with gzip.open(tmp / "qrels.txt.gz", "wt", encoding="utf-8") as f:
+                for qid, url in zip(qids, articles):
+                    f.write(f"{qid} 0 {docnos[url]} 1\n")
+            _write_sentences(qids, sentences, tmp / "queries.tsv.gz")
+        log.info("built %s: %d articles, %d queries (%s)", dataset_dir, len(docs), len(qids),
+                 pair.flores_highres)
+    if not variety_file.is_file():
+        _write_sentences(qids, read_sentences(flores, pair.flores_variety), variety_file)
+        log.info("wrote %s (%s)", variety_file, pair.flores_variety)
+    return dataset_dir, variety_file
+
+
+def _write_sentences(qids, sentences, path):
+    import pandas as pd
+    if len(sentences) != len(qids):
+        raise ValueError(f"{len(sentences)} sentences for {len(qids)} metadata lines")
+    write_queries(pd.DataFrame({"qid": qids, "query": sentences}), path)

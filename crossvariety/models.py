@@ -1,0 +1,33 @@
+"""The model registry: the paper's short model names -> Hugging Face ids. Local paths work too."""
+from pathlib import Path
+
+MODELS = {
+    "bge-m3": "BAAI/bge-m3",
+    "bge-m3-lt-cafr": "andreaschari/bge-m3-lt-cafr",
+    "bge-m3-lt-afdt": "andreaschari/bge-m3-lt-afdt",
+    "mt5": "unicamp-dl/mt5-base-mmarco-v2",
+    "mt5-lt-cafr": "andreaschari/mt5-unicamp-lt-cafr",
+    "mt5-lt-afdt": "andreaschari/mt5-unicamp-lt-afdt",
+    "colbert-xm": "antoinelouis/colbert-xm",
+    "colbert-xm-lt-cafr": "andreaschari/colbert-xm-lt-cafr",
+    "colbert-xm-lt-afdt": "andreaschari/colbert-xm-lt-afdt",
+}
+
+
+def resolve_model(name_or_path):
+    """A short name -> its HF id; an existing local directory -> its path; an "org/name" HF id as is."""
+    if name_or_path in MODELS:
+        return MODELS[name_or_path]
+    if Path(name_or_path).is_dir():
+        return str(Path(name_or_path))
+    if name_or_path.count("/") == 1 and not name_or_path.startswith((".", "/", "~")):
+        return name_or_path
+    raise ValueError(f"unknown model {name_or_path!r}: not a short name ({', '.join(MODELS)}), "
+                     "not an existing directory, and not a Hugging Face id of the form org/name")
+
+
+def model_label(name_or_path):
+    """The model's name in run-file names: the short name, or the last part of a path or HF id."""
+    if name_or_path in MODELS:
+        return name_or_path
+    return Path(str(name_or_path).rstrip("/")).name

@@ -1,0 +1,67 @@
+"""Run files: TREC format through PyTerrier, gzip, written atomically, named by what they hold.
+
+A run file's name says dataset, model, query set and stage:
+``{dataset}.{model}.q-{queries}.{stage}.res.gz``, e.g.
+``mmarco-v2-fr-dev-small.bm25.q-ca.retrieve.res.gz`` (BM25 top-1000 for the Catalan queries).
+"""
+import contextlib
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pyterrier as pt
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds.
+
+    Works for files and directories (an index). The temporary name keeps the suffixes
+    (``.res.gz``) so that writers pick the right format, and starts with a dot so that an
+    interrupted run leaves nothing that looks complete. An existing ``path`` is replaced.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".partial-{os.getpid()}.{path.name}")
+    try:
+        yield tmp
+        if path.is_dir() and tmp.is_dir():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp)
+        elif tmp.exists():
+            tmp.unlink()
+
+
+def run_path(runs_dir, dataset, model, queries, stage):
+    return Path(runs_dir) / f"{dataset}.{model}.q-{queries}.{stage}.res.gz"
+
+
+def write_run(results, path, run_name=None):
+    """Write a results DataFrame (qid, docno, rank, score) as a gzipped TREC run, atomically."""
+    start = time.time()
+    with atomic_path(path) as tmp:
+        pt.io.write_results(results, str(tmp), format="trec",
+                            run_name=run_name or Path(path).name.split(".res")[0])
+    log.info("wrote %s (%d rows, %d queries) in %.1fs", path, len(results),
+             results["qid"].nunique() if len(results) else 0, time.time() - start)
+
+
+def read_run(path):
+    """Read a TREC run (gzipped or not) into a DataFrame (qid, docno, rank, score), ids as str."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"run file {path} not found")
+    try:
+        run = pt.io.read_results(str(path))
+    except Exception as e:  # pandas raises several kinds on a malformed file
+        raise ValueError(f"{path}: not a TREC run file (qid Q0 docno rank score name): {e}") from e
+    run["qid"] = run["qid"].astype(str)
+    run["docno"] = run["docno"].astype(str)
+    return run

@@ -1,0 +1,155 @@
+"""The configurator: a script's UPPERCASE constants, overridden by a config file, then by flags.
+
+A stage script declares its settings as constants at the top (nanoGPT style), each with a help line,
+then calls ``configure(globals(), HELP)``. Precedence: the constants < the config file's ``[paths]``
+table and the table named after the script (``[run_mmarco]``) < command-line flags. Tables named
+after other scripts are ignored, so one config file can drive every stage of an experiment.
+
+The paths of an experiment (data, translations, indexes, runs, models, FLORES) live in one place,
+``PATHS`` below; every script accepts them as ``--data-dir`` etc. and as keys of ``[paths]``.
+"""
+import argparse
+import logging
+import os
+import sys
+import tomllib
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# The paths of an experiment, relative to the working directory unless absolute.
+PATHS = {
+    "data_dir": "data",  # datasets built here (e.g. the FLORES default)
+    "translations_dir": "data/translations",  # variety query files: {dataset}.{variety}.tsv
+    "index_dir": "indexes",  # BM25 and dense indexes
+    "runs_dir": "runs",  # TREC run files and result tables
+    "models_dir": "models",  # fine-tuned models
+    # FLORES-200 devtest (gzip files); empty = $FLORES_DIR, else ../shared/data/flores200-devtest
+    # beside the repository, else downloaded from the public release into data_dir.
+    "flores_dir": "",
+}
+PATHS_HELP = {
+    "data_dir": "folder where built datasets go (e.g. the FLORES default)",
+    "translations_dir": "folder of variety query files, named {dataset}.{variety}.tsv",
+    "index_dir": "folder of BM25 and dense indexes",
+    "runs_dir": "folder of TREC run files and result tables",
+    "models_dir": "folder of fine-tuned models",
+    "flores_dir": "FLORES-200 devtest folder (*.devtest.gz, metadata_devtest.tsv.gz); "
+                  "default $FLORES_DIR, else ../shared/data/flores200-devtest, else download",
+}
+
+
+class ConfigError(ValueError):
+    """A config file or flag that cannot be used; the message names the file, key and fix."""
+
+
+def _flag(name):
+    return "--" + name.lower().replace("_", "-")
+
+
+def _coerce(value, default, where):
+    """Check a config-file value against the type of the constant it overrides."""
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if isinstance(default, list):
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [str(v) for v in value]
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if type(value) is not type(default):
+        raise ConfigError(f"{where}: expected {type(default).__name__}, got {value!r}")
+    return value
+
+
+def read_config(path, section):
+    """Return (paths overrides, section overrides) from a TOML config file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist (configs/ holds the examples)")
+    try:
+        with open(path, "rb") as f:
+            config = tomllib.load(f)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    loose = [k for k, v in config.items() if not isinstance(v, dict)]
+    if loose:
+        raise ConfigError(f"{path}: keys {loose} stand outside any table; put them under "
+                          f"[paths] or [{section}] (the script's name)")
+    return config.get("paths", {}), config.get(section, {})
+
+
+def configure(namespace, help, positional=(), argv=None):
+    """Override the script's constants in ``namespace`` from --config and flags; return the paths.
+
+    ``help`` maps every constant to its help line (a constant without one is a programming error,
+    so that ``--help`` always explains every option). ``positional`` names list constants taken
+    from positional arguments instead of flags.
+    """
+    script = Path(namespace.get("__file__", sys.argv[0])).stem
+    names = [k for k in help]
+    missing = [k for k in namespace if k.isupper() and not k.startswith("_") and k not in help
+               and isinstance(namespace[k], (str, int, float, bool, list))]
+    if missing:
+        raise RuntimeError(f"{script}: constants without a help line: {missing}")
+
+    parser = argparse.ArgumentParser(
+        prog=f"{script}.py", description=namespace.get("__doc__"),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", metavar="FILE",
+                        help=f"TOML config file: its [paths] and [{script}] tables override the "
+                             "defaults below; flags override the file (see configs/)")
+    for name in names:
+        default = namespace[name]
+        text = help[name]
+        if name in positional:
+            parser.add_argument(name.lower(), nargs="*", metavar=name.rstrip("S"),
+                                help=text, default=None)
+        elif isinstance(default, bool):
+            parser.add_argument(_flag(name), dest=name, action=argparse.BooleanOptionalAction,
+                                default=None, help=f"{text} (default: {default})")
+        elif isinstance(default, list):
+            parser.add_argument(_flag(name), dest=name, nargs="+", default=None,
+                                help=f"{text} (default: {' '.join(default) or 'none'})")
+        else:
+            parser.add_argument(_flag(name), dest=name, type=type(default), default=None,
+                                help=f"{text} (default: {default!r})")
+    paths_group = parser.add_argument_group("paths of the experiment")
+    for key, text in PATHS_HELP.items():
+        paths_group.add_argument(_flag(key), dest=f"path_{key}", default=None,
+                                 help=f"{text} (default: {PATHS[key]!r})")
+    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
+    args = parser.parse_args(argv)
+
+    paths = dict(PATHS)
+    if args.config:
+        path_overrides, overrides = read_config(args.config, script)
+        for key, value in path_overrides.items():
+            if key not in PATHS:
+                raise ConfigError(f"{args.config}: [paths] has unknown key {key!r}; "
+                                  f"known keys: {', '.join(PATHS)}")
+            paths[key] = _coerce(value, PATHS[key], f"{args.config}: [paths] {key}")
+        for key, value in overrides.items():
+            name = key.upper()
+            if name not in help:
+                raise ConfigError(f"{args.config}: [{script}] has unknown key {key!r}; "
+                                  f"known keys: {', '.join(n.lower() for n in names)}")
+            namespace[name] = _coerce(value, namespace[name], f"{args.config}: [{script}] {key}")
+    for name in names:
+        value = getattr(args, name.lower() if name in positional else name)
+        if value is not None and not (name in positional and value == []):
+            namespace[name] = value
+    for key in PATHS:
+        if getattr(args, f"path_{key}") is not None:
+            paths[key] = getattr(args, f"path_{key}")
+
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    # PyTerrier and ir_datasets log at INFO through the root logger too; keep ours readable.
+    for noisy in ("ir_datasets", "pyterrier", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return {key: Path(os.path.expanduser(value)) if value else None for key, value in paths.items()}

@@ -1,0 +1,139 @@
+"""High-resource vs low-resource-variety queries on mMARCO v2 dev/small (or the FLORES default).
+
+For each language pair (e.g. ca-fr: Catalan queries, French passages) this retrieves the top
+NUM_RESULTS passages for the high-resource dev/small queries and for the variety's queries (a
+query file in the translations folder, same qids), analysing both with the high-resource
+analyzer as the paper did, and writes one TREC run per query set:
+  {runs_dir}/{dataset}.{model}.q-{queries}.retrieve.res.gz
+With --evaluate it prints MRR@10 and R@1000 of both and a paired t-test against the
+high-resource queries (Bonferroni-corrected). Finished run files are reused unless --overwrite.
+A missing BM25 index is built first (as index_bm25.py would).
+
+Examples:
+  python run_mmarco.py --config configs/flores_bm25.toml          # the small default, all pairs
+  python run_mmarco.py --pairs ca-fr --model bm25 --evaluate      # mMARCO, needs the data
+  python run_mmarco.py --pairs af-dt --variety-queries my_afrikaans.tsv --evaluate
+"""
+from crossvariety import settings
+
+# -----------------------------------------------------------------------------
+BENCHMARK = "mmarco"  # mmarco (dev/small) or flores (the small real default)
+PAIRS = ["ca-fr"]  # language pairs, or all
+MODEL = "bm25"  # first-stage ranker
+VARIETY_QUERIES = ""  # variety query file; empty = {translations_dir}/{dataset}.{variety}.tsv
+NUM_RESULTS = 1000  # depth of each run
+EVALUATE = False  # print the metrics and significance table
+MEASURES = []  # ir_measures names; empty = MRR@10 R@1000
+CORRECTION = "bonferroni"  # multiple-testing correction of the p-values
+WORKERS = 0  # processes for analysis when an index must be built; 0 = all cores
+OVERWRITE = False  # recompute finished run files
+HELP = {
+    "BENCHMARK": "mmarco: mMARCO v2 dev/small (irds:mmarco/v2/{lang}/dev/small, English: "
+                 "irds:msmarco-passage/dev/small); flores: FLORES-200 devtest articles (offline)",
+    "PAIRS": "language pairs VARIETY-HIGHRES: ca-fr oc-fr af-dt scn-it yue-zh ms-id gd-en, or all",
+    "MODEL": "first-stage ranker: bm25 (PISA, language-aware analysis)",
+    "VARIETY_QUERIES": "query file (qid<TAB>query) of the variety, for a single pair; empty = "
+                       "{translations_dir}/{dataset}.{variety}.tsv (flores: built in)",
+    "NUM_RESULTS": "passages retrieved per query",
+    "EVALUATE": "evaluate the runs against the qrels and print the gap table",
+    "MEASURES": "ir_measures measures for --evaluate; empty = MRR@10 R@1000",
+    "CORRECTION": "correction of the paired t-tests: bonferroni holm holm-sidak fdr_bh none",
+    "WORKERS": "analysis processes when a BM25 index must be built; 0 = all cores",
+    "OVERWRITE": "recompute run files (and nothing else) even if they exist",
+}
+paths = settings.configure(globals(), HELP)
+# -----------------------------------------------------------------------------
+import logging
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from crossvariety import bm25, evaluation, flores
+from crossvariety.datasets import Dataset, QueryFileError, read_queries, variety_queries_path
+from crossvariety.pairs import get_pairs
+from crossvariety.runs import atomic_path, read_run, run_path, write_run
+
+log = logging.getLogger("run_mmarco")
+if BENCHMARK not in ("mmarco", "flores"):
+    sys.exit(f"run_mmarco.py: unknown benchmark {BENCHMARK!r}; choose mmarco or flores")
+if MODEL != "bm25":
+    sys.exit(f"run_mmarco.py: unknown model {MODEL!r}; this version runs bm25")
+pairs = get_pairs(PAIRS)
+if VARIETY_QUERIES and len(pairs) != 1:
+    sys.exit("run_mmarco.py: --variety-queries names the queries of one pair; pass one --pairs")
+measures = MEASURES or evaluation.MMARCO_MEASURES
+evaluation.parse_measures(measures)  # fail on a typo before hours of retrieval
+
+tables = []
+for pair in pairs:
+    # 1. the collection, its high-resource topics and the variety's version of them
+    if BENCHMARK == "flores":
+        source = flores.find_flores(paths["flores_dir"], paths["data_dir"],
+                                    [pair.flores_highres, pair.flores_variety])
+        dataset_dir, variety_file = flores.build_flores(pair, source, paths["data_dir"],
+                                                        paths["translations_dir"])
+        collection = topics = Dataset(dataset_dir)
+    else:
+        collection, topics = Dataset(pair.collection), Dataset(pair.dev_queries)
+        variety_file = variety_queries_path(paths["translations_dir"], topics.name, pair.variety)
+    if VARIETY_QUERIES:
+        variety_file = Path(VARIETY_QUERIES)
+    highres_queries = topics.queries()
+    if not variety_file.is_file():
+        sys.exit(f"run_mmarco.py: no {pair.variety} queries for {pair.name} at {variety_file}; "
+                 f"put the {pair.variety} version of {topics.spec}'s queries there "
+                 "(qid<TAB>query, same qids) or pass --variety-queries FILE")
+    try:
+        lowres_queries = read_queries(variety_file, known_qids=highres_queries.qid)
+    except QueryFileError as e:
+        sys.exit(f"run_mmarco.py: {e}")
+    missing = sorted(set(highres_queries.qid) - set(lowres_queries.qid))
+    if missing:
+        sys.exit(f"run_mmarco.py: {variety_file} lacks {len(missing)} of the "
+                 f"{len(highres_queries)} qids of {topics.spec} (e.g. {', '.join(missing[:5])}); "
+                 "the comparison is paired, so translate every query")
+    log.info("%s: %d %s queries (%s), %d %s queries (%s)", pair.name, len(highres_queries),
+             pair.highres, topics.spec, len(lowres_queries), pair.variety, variety_file)
+
+    # 2. the index: built on first use
+    index = bm25.default_index_path(paths["index_dir"], collection.name)
+    if not bm25.index_built(index):
+        log.info("no BM25 index at %s: building it from %s (%s analysis)", index, collection.spec,
+                 pair.analyzer)
+        bm25.build_index(collection.docs_iter(), pair.analyzer, index, workers=WORKERS,
+                         total=collection.docs_count())
+    retriever = bm25.bm25_retriever(index, num_results=NUM_RESULTS)
+
+    # 3. one run per query set
+    runs = {}
+    for label, queries in ((pair.highres, highres_queries), (pair.variety, lowres_queries)):
+        path = run_path(paths["runs_dir"], topics.name, MODEL, label, "retrieve")
+        if path.is_file() and not OVERWRITE:
+            log.info("reusing %s (--overwrite recomputes it)", path)
+            runs[f"{pair.name} q-{label}"] = read_run(path)
+            continue
+        start = time.time()
+        results = retriever(queries)
+        log.info("%s q-%s: retrieved for %d queries in %.1fs", pair.name, label, len(queries),
+                 time.time() - start)
+        write_run(results, path)
+        runs[f"{pair.name} q-{label}"] = results
+
+    # 4. the gap: variety vs high-resource queries, paired over the same qids
+    if EVALUATE:
+        table, _, _ = evaluation.evaluate(runs, topics.qrels(), measures, baseline=0,
+                                          correction=CORRECTION)
+        tables.append(table)
+
+if tables:
+    table = pd.concat(tables)
+    table.index.name = f"{BENCHMARK} {MODEL}"
+    text = evaluation.format_table(table)
+    print(text)
+    name = "all" if len(pairs) == len(get_pairs(["all"])) else "+".join(p.name for p in pairs)
+    out = paths["runs_dir"] / f"{BENCHMARK}.{MODEL}.{name}.gap.md"
+    with atomic_path(out) as tmp:
+        tmp.write_text(text)
+    log.info("wrote %s († = differs from the high-resource queries, corrected p < 0.05)", out)
