@@ -123,8 +123,10 @@ for pair in pairs:
 
     # 4. the gap: variety vs high-resource queries, paired over the same qids
     if EVALUATE:
-        table, _, _ = evaluation.evaluate(runs, topics.qrels(), measures, baseline=0,
-                                          correction=CORRECTION)
+        table, _, problems = evaluation.evaluate(runs, topics.qrels(), measures, baseline=0,
+                                                 correction=CORRECTION)
+        for problem in problems:
+            log.warning(problem)
         tables.append(table)
 
 if tables:

@@ -4,6 +4,7 @@ PISA's own tokenizer is ASCII-only, so it never sees raw text: documents are ind
 dicts (``toks_indexer(scale=1)``; the default scale of 100 changes BM25 rankings) and queries are
 passed as ``query_toks`` with their term frequencies as weights.
 """
+import collections
 import itertools
 import json
 import logging
@@ -23,12 +24,6 @@ META = "crossvariety.json"  # our record of the analysis an index was built with
 K1, B = 0.9, 0.4  # PISA's (and Anserini's) BM25 defaults, as used by the paper's PISA runs
 
 
-def _quiet_pisa():
-    """PISA's C++ logs every indexing step on stderr; keep them for --debug-level logging only."""
-    import pyterrier_pisa
-    pyterrier_pisa.log_level(log.isEnabledFor(logging.DEBUG))
-
-
 def _analyse(job):
     lang, batch = job
     analyzer = get_analyzer(lang)
@@ -39,6 +34,20 @@ def default_index_path(index_dir, dataset_name):
     return Path(index_dir) / "bm25" / dataset_name
 
 
+def _analysed_batches(docs, lang, pool, batch_size, window):
+    """Analyse batches of documents on the pool, in order, with at most ``window`` batches in
+    flight: the documents are read here, in the main thread, so that memory stays bounded and an
+    error (or Ctrl-C) while reading them stops the build at once."""
+    pending = collections.deque()
+    pairs = ((d["docno"], d["text"]) for d in docs)
+    while batch := list(itertools.islice(pairs, batch_size)):
+        pending.append(pool.apply_async(_analyse, ((lang, batch),)))
+        if len(pending) >= window:
+            yield pending.popleft().get()
+    while pending:
+        yield pending.popleft().get()
+
+
 def index_built(index_dir):
     return (Path(index_dir) / META).is_file()
 
@@ -47,21 +56,17 @@ def build_index(docs, lang, index_dir, workers=0, total=None, batch_size=2000):
     """Analyse ``docs`` ({"docno", "text"} dicts) on ``workers`` processes (0 = all cores) and
     build a PISA index at ``index_dir``. The index appears only when complete."""
     from pyterrier_pisa import PisaIndex
-    _quiet_pisa()
     get_analyzer(lang)  # fail on an unknown language before any work
     workers = workers or os.cpu_count()
     start, count = time.time(), 0
     with atomic_path(index_dir) as tmp:
-        pairs = ((d["docno"], d["text"]) for d in docs)
-        batches = iter(lambda: (lang, list(itertools.islice(pairs, batch_size))), (lang, []))
         # fork: stage scripts are flat top-level code, which spawn would re-run in every worker.
         with multiprocessing.get_context("fork").Pool(workers) as pool:
-            analysed = pool.imap(_analyse, batches)
             progress = tqdm(total=total, unit="doc", desc=f"BM25 index ({lang})", mininterval=2)
 
             def stream():
                 nonlocal count
-                for batch in analysed:
+                for batch in _analysed_batches(docs, lang, pool, batch_size, window=4 * workers):
                     yield from batch
                     count += len(batch)
                     progress.update(len(batch))
@@ -96,7 +101,6 @@ class AnalyseQuery(pt.Transformer):
 def bm25_retriever(index_dir, num_results=1000, k1=K1, b=B, threads=None):
     """AnalyseQuery >> PISA BM25 over an index built by build_index (same analysis language)."""
     from pyterrier_pisa import PisaIndex
-    _quiet_pisa()
     meta_path = Path(index_dir) / META
     if not meta_path.is_file():
         raise FileNotFoundError(f"{index_dir} is not a finished BM25 index (no {META}); "

@@ -3,15 +3,12 @@
 Queries judged in the qrels but missing from a run score 0 (trec_eval -c), as in pt.Experiment;
 unlike a silent evaluation, every such gap is reported (see ``coverage_problems``).
 """
-import logging
 import math
 
 import ir_measures
 import numpy as np
 import pandas as pd
 from scipy import stats
-
-log = logging.getLogger(__name__)
 
 MMARCO_MEASURES = ["MRR@10", "R@1000"]
 NEUCLIR_MEASURES = ["nDCG@20", "R@1000"]
@@ -89,8 +86,6 @@ def evaluate(runs, qrels, measures, baseline=0, correction="bonferroni"):
             raise ValueError(f"run {name} shares no query with the qrels: nothing to evaluate "
                              "(is it a run of another dataset?)")
         scores[name] = per_query(run, qrels, measures)
-    for problem in problems:
-        log.warning(problem)
 
     table = pd.DataFrame({m: [scores[n][m].mean() for n in names] for m in measures},
                          index=pd.Index(names, name="run"))

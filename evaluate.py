@@ -1,0 +1,97 @@
+"""Evaluate TREC run files against a dataset's qrels, with significance tests against a baseline.
+
+Each run is scored per query with ir_measures over every judged query (a judged query missing
+from a run scores 0); the table holds each measure's mean and, for every run but the baseline,
+the p-value of a paired t-test against the baseline, corrected across the runs (Bonferroni by
+default). Runs whose qids or docnos do not match the qrels are reported, never silently scored.
+
+Examples:
+  python evaluate.py runs/mmarco-v2-fr-dev-small.bm25.q-fr.retrieve.res.gz \\
+                     runs/mmarco-v2-fr-dev-small.bm25.q-ca.retrieve.res.gz \\
+                     --qrels irds:mmarco/v2/fr/dev/small
+  python evaluate.py A.res.gz B.res.gz --qrels irds:neuclir/1/fa/trec-2022 --format latex
+  python evaluate.py A.res.gz B.res.gz --qrels data/flores200-devtest-fr --per-query pq.tsv
+"""
+from crossvariety import settings
+
+# -----------------------------------------------------------------------------
+RUNS = []  # TREC run files (gzip or plain)
+QRELS = ""  # dataset whose qrels judge the runs
+NAMES = []  # labels of the runs in the table; empty = file names
+MEASURES = []  # empty = MRR@10 R@1000 (neuCLIR: nDCG@20 R@1000)
+BASELINE = "1"  # which run the others are tested against: its position (1 = first) or none
+CORRECTION = "bonferroni"
+ALPHA = 0.05  # significance level of the † mark
+FORMAT = "markdown"  # markdown, csv or latex
+OUT = ""  # also write the table to this file
+PER_QUERY = ""  # write per-query scores (run, qid, measure, value) as TSV to this file
+HELP = {
+    "RUNS": "TREC run files to evaluate (.res, .res.gz)",
+    "QRELS": "dataset holding the qrels: an irds: id (irds:mmarco/v2/fr/dev/small) or a local "
+             "dataset folder with qrels.txt[.gz]",
+    "NAMES": "a label for each run, in order; empty = the run file names",
+    "MEASURES": "ir_measures measure names, e.g. MRR@10 R@1000 nDCG@20 AP; empty = MRR@10 "
+                "R@1000, or nDCG@20 R@1000 for neuCLIR qrels",
+    "BASELINE": "the run the others are tested against: its position among RUNS (1 = first), "
+                "or none for no significance tests",
+    "CORRECTION": "multiple-testing correction: bonferroni holm holm-sidak fdr_bh none",
+    "ALPHA": "significance level; a mean with corrected p < alpha is marked †",
+    "FORMAT": "table format: markdown, csv or latex",
+    "OUT": "file to write the table to (besides printing it)",
+    "PER_QUERY": "file to write per-query scores to, as TSV (run, qid, measure, value)",
+}
+paths = settings.configure(globals(), HELP, positional=("RUNS",))
+# -----------------------------------------------------------------------------
+import logging
+import sys
+from pathlib import Path
+
+from crossvariety import evaluation
+from crossvariety.datasets import Dataset
+from crossvariety.runs import atomic_path, read_run
+
+log = logging.getLogger("evaluate")
+if not RUNS:
+    sys.exit("evaluate.py: name at least one run file (see --help)")
+if not QRELS:
+    sys.exit("evaluate.py: --qrels DATASET is required (an irds: id or a dataset folder)")
+if NAMES and len(NAMES) != len(RUNS):
+    sys.exit(f"evaluate.py: {len(NAMES)} names for {len(RUNS)} runs; give one name per run")
+if FORMAT not in ("markdown", "csv", "latex"):
+    sys.exit(f"evaluate.py: unknown format {FORMAT!r}; choose markdown, csv or latex")
+if BASELINE.lower() == "none":
+    baseline = None
+elif BASELINE.isdigit() and 1 <= int(BASELINE) <= len(RUNS):
+    baseline = int(BASELINE) - 1
+else:
+    sys.exit(f"evaluate.py: --baseline {BASELINE!r} is not a run position from 1 to {len(RUNS)} "
+             "or none")
+measures = MEASURES or evaluation.default_measures(QRELS)
+try:
+    evaluation.parse_measures(measures)
+    names = NAMES or [Path(r).name.removesuffix(".gz").removesuffix(".res") for r in RUNS]
+    if len(set(names)) != len(names):
+        sys.exit("evaluate.py: two runs share a name; label them with --names")
+    runs = {name: read_run(path) for name, path in zip(names, RUNS)}
+    qrels = Dataset(QRELS).qrels()
+    log.info("read %d runs; %d qrels for %d queries from %s", len(runs), len(qrels),
+             qrels.qid.nunique(), QRELS)
+    table, per_query, problems = evaluation.evaluate(runs, qrels, measures, baseline=baseline,
+                                                     correction=CORRECTION)
+except (ValueError, FileNotFoundError) as e:
+    sys.exit(f"evaluate.py: {e}")
+
+text = evaluation.format_table(table, FORMAT, alpha=ALPHA)
+print(text, end="")
+if problems:
+    print("\nProblems (judged queries missing from a run scored 0):", file=sys.stderr)
+    for problem in problems:
+        print(f"  - {problem}", file=sys.stderr)
+if OUT:
+    with atomic_path(OUT) as tmp:
+        tmp.write_text(text)
+    log.info("wrote %s", OUT)
+if PER_QUERY:
+    with atomic_path(PER_QUERY) as tmp:
+        per_query.to_csv(tmp, sep="\t", index=False)
+    log.info("wrote per-query scores to %s (%d rows)", PER_QUERY, len(per_query))

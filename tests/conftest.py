@@ -1,0 +1,85 @@
+"""Offline fixtures: the real irds: ids served from files at ir_datasets' cache paths.
+
+ir_datasets reads IR_DATASETS_HOME when it is imported, so the variable is set here, before any
+test module imports it; the files are written by the ``irds_home`` fixture. When a cache file
+exists, ir_datasets skips the download and its checksum.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+IRDS_HOME = Path(tempfile.mkdtemp(prefix="irds-home-"))
+os.environ["IR_DATASETS_HOME"] = str(IRDS_HOME)
+os.environ["HF_HUB_OFFLINE"] = "1"
+REPO = Path(__file__).resolve().parent.parent
+
+# A toy French mMARCO: passages with accents and elisions; dev queries (more than the judged
+# "small" subset, as in the real data); Catalan translations of the judged queries.
+FR_PASSAGES = {
+    "0": "L'eau potable est une ressource essentielle pour la santé des populations.",
+    "1": "La tour Eiffel a été construite à Paris pour l'Exposition universelle de 1889.",
+    "2": "Les abeilles produisent du miel à partir du nectar des fleurs.",
+    "3": "Le diabète de type 1 est une maladie auto-immune qui détruit les cellules du pancréas.",
+    "4": "La Loire est le plus long fleuve de France.",
+    "5": "Le café est une boisson obtenue à partir des graines torréfiées du caféier.",
+    "6": "Les élections municipales ont lieu tous les six ans en France.",
+    "7": "Le chocolat noir contient davantage de cacao que le chocolat au lait.",
+    "8": "La photosynthèse permet aux plantes de produire de l'oxygène grâce à la lumière.",
+    "9": "Le marathon est une course à pied d'une distance de 42,195 kilomètres.",
+}
+FR_DEV_QUERIES = {
+    "101": "Qui produit le miel à partir des fleurs ?",
+    "102": "Quand la tour Eiffel a-t-elle été construite ?",
+    "103": "Qu'est-ce que le diabète de type 1 ?",
+    "104": "Quelle est la distance d'un marathon ?",
+    "105": "Combien de temps entre deux élections municipales ?",  # not in dev/small
+}
+CA_DEV_QUERIES = {
+    "101": "Qui produeix la mel a partir de les flors?",
+    "102": "Quan es va construir la torre Eiffel?",
+    "103": "Què és la diabetis de tipus 1?",
+    "104": "Quina és la distància d'una marató?",
+}
+QRELS_SMALL = [("101", "2"), ("102", "1"), ("103", "3"), ("104", "9")]
+
+
+def write_mmarco_fixture(home):
+    v2 = Path(home) / "mmarco" / "v2"
+    v2.mkdir(parents=True, exist_ok=True)
+    (v2 / "french_collection.tsv").write_text(
+        "".join(f"{d}\t{t}\n" for d, t in FR_PASSAGES.items()), encoding="utf-8")
+    (v2 / "french.queries.dev.tsv").write_text(
+        "".join(f"{q}\t{t}\n" for q, t in FR_DEV_QUERIES.items()), encoding="utf-8")
+    (Path(home) / "mmarco" / "qrels.dev.small.tsv").write_text(
+        "".join(f"{q}\t0\t{d}\t1\n" for q, d in QRELS_SMALL), encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def irds_home():
+    write_mmarco_fixture(IRDS_HOME)
+    return IRDS_HOME
+
+
+@pytest.fixture
+def workdir(tmp_path, irds_home):
+    """An experiment folder with the Catalan translations of the toy dev/small queries."""
+    translations = tmp_path / "data" / "translations"
+    translations.mkdir(parents=True)
+    (translations / "mmarco-v2-fr-dev-small.ca.tsv").write_text(
+        "".join(f"{q}\t{t}\n" for q, t in CA_DEV_QUERIES.items()), encoding="utf-8")
+    return tmp_path
+
+
+def run_script(script, *args, cwd, check=True):
+    """Run a stage script as a user would; return the CompletedProcess."""
+    env = dict(os.environ, IR_DATASETS_HOME=str(IRDS_HOME), PYTHONPATH=str(REPO))
+    proc = subprocess.run([sys.executable, str(REPO / script), *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{script} {' '.join(map(str, args))} failed ({proc.returncode}):\n"
+                             f"{proc.stdout}\n{proc.stderr}")
+    return proc

@@ -1,0 +1,67 @@
+import pickle
+
+import pytest
+
+from crossvariety.analysis import Analyzer, get_analyzer
+
+
+def test_french_accents_elision_and_curly_apostrophes():
+    fr = get_analyzer("fr")
+    assert fr.tokens("L’eau de l'Hôpital, QU'IL") == ["eau", "de", "hôpital", "il"]
+    # Stopwords go before stemming; Snowball french stems the rest.
+    assert fr("L'eau potable des diabétiques") == ["eau", "potabl", "diabet"]
+
+
+def test_pisa_would_have_mangled_these_terms():
+    # PISA's ASCII tokenizer turns "café" into "caf" and "l'aigua" into "l"; ours keeps words whole.
+    assert get_analyzer("ca").tokens("l'aigua del cafè") == ["aigua", "del", "cafè"]
+    assert get_analyzer("fr").tokens("café") == ["café"]
+
+
+def test_catalan_middle_dot_and_elision():
+    ca = get_analyzer("ca")
+    assert ca.tokens("La col·lecció d'art") == ["la", "col·lecció", "art"]
+
+
+def test_italian_elision():
+    assert get_analyzer("it").tokens("dell'acqua all'università") == ["acqua", "università"]
+
+
+def test_cyrillic():
+    ru = get_analyzer("ru")
+    assert ru.tokens("Зелёные ЁЛКИ") == ["зеленые", "елки"]
+    assert ru("Зелёные деревья и ёлки") == ["зелен", "дерев", "елк"]
+
+
+def test_chinese_bigrams_and_mixed_script():
+    zh = get_analyzer("zh")
+    assert zh("我们现在有4个月大的老鼠DNA") == [
+        "我们", "们现", "现在", "在有", "4", "个月", "月大", "大的", "的老", "老鼠", "dna"]
+    assert zh("中") == ["中"]
+    # Full-width digits and letters are folded by NFKC.
+    assert zh("４Ｇ网络") == ["4g", "网络"]
+
+
+def test_persian_normalisation():
+    fa = get_analyzer("fa")
+    # Arabic yeh/kaf become Persian ones, diacritics and tatweel go, ZWNJ separates.
+    assert fa.normalize("كتاب") == fa.normalize("کتاب")
+    assert fa.normalize("عَلی") == "علی"
+    assert fa.normalize("نامه\u200cها") == "نامه ها"
+    assert fa.normalize("۱۲۳") == "123"
+
+
+def test_english_uses_a_short_stop_list():
+    assert get_analyzer("en")("The computers of the information age") == ["comput", "inform", "age"]
+
+
+def test_dutch_alias_and_unknown_language():
+    assert get_analyzer("dt").lang == "nl"
+    with pytest.raises(ValueError, match="no analyzer for language 'xx'"):
+        Analyzer("xx")
+
+
+def test_counts_and_pickle():
+    fr = get_analyzer("fr")
+    assert fr.counts("miel miel fleurs") == {"miel": 2, "fleur": 1}
+    assert pickle.loads(pickle.dumps(fr)).counts("miel") == {"miel": 1}

@@ -1,0 +1,81 @@
+import math
+
+import pandas as pd
+import pytest
+
+from crossvariety.bm25 import bm25_retriever, build_index, index_built
+
+TOY = {
+    "d1": "apple banana apple",
+    "d2": "banana cherry",
+    "d3": "cherry date elder fig",
+    "d4": "grape",
+    "d5": "apple",
+}
+
+
+def hand_bm25(query_terms, docs, k1=0.9, b=0.4):
+    """Robertson-Sparck Jones BM25 as PISA computes it (idf floored at a tiny epsilon), summed
+    over the query's terms with their frequencies."""
+    n = len(docs)
+    avgdl = sum(len(t) for t in docs.values()) / n
+    scores = {}
+    for docno, terms in docs.items():
+        score = 0.0
+        for term in set(query_terms):
+            tf = terms.count(term)
+            if not tf:
+                continue
+            df = sum(term in t for t in docs.values())
+            idf = max(math.log((n - df + 0.5) / (df + 0.5)), 1e-6)
+            score += query_terms.count(term) * idf * tf * (k1 + 1) / (
+                tf + k1 * (1 - b + b * len(terms) / avgdl))
+        if score:
+            scores[docno] = score
+    return scores
+
+
+def test_scores_equal_hand_computation(tmp_path):
+    build_index(({"docno": d, "text": t} for d, t in TOY.items()), "en", tmp_path / "idx",
+                workers=2)
+    retriever = bm25_retriever(tmp_path / "idx")
+    res = retriever(pd.DataFrame({"qid": ["q1", "q2"], "query": ["apple cherry apple", "grape"]}))
+    docs = {d: t.split() for d, t in TOY.items()}  # the en analysis leaves these words unstemmed
+    for qid, query in (("q1", "apple cherry apple"), ("q2", "grape")):
+        expected = hand_bm25(query.split(), docs)
+        got = dict(zip(res[res.qid == qid].docno, res[res.qid == qid].score))
+        assert got.keys() == expected.keys()
+        for docno in expected:
+            assert got[docno] == pytest.approx(expected[docno], rel=1e-5)
+    expected_q1 = hand_bm25("apple cherry apple".split(), docs)
+    q1 = res[res.qid == "q1"].sort_values("rank")
+    assert list(q1.docno) == sorted(expected_q1, key=expected_q1.get, reverse=True)
+
+
+def test_non_ascii_collections_are_searchable(tmp_path):
+    zh = {"z1": "我们现在有四个月大的老鼠", "z2": "巴黎的埃菲尔铁塔", "z3": "蜜蜂从花中采蜜"}
+    build_index(({"docno": d, "text": t} for d, t in zh.items()), "zh", tmp_path / "zh", workers=1)
+    ru = {"r1": "Зелёные ёлки в лесу", "r2": "Река Волга течёт в Каспийское море"}
+    build_index(({"docno": d, "text": t} for d, t in ru.items()), "ru", tmp_path / "ru", workers=1)
+    res = bm25_retriever(tmp_path / "zh")(pd.DataFrame({"qid": ["1"], "query": ["埃菲尔铁塔"]}))
+    assert res.sort_values("rank").docno.iloc[0] == "z2"
+    res = bm25_retriever(tmp_path / "ru")(pd.DataFrame({"qid": ["1"], "query": ["ёлка"]}))
+    assert list(res.docno) == ["r1"]
+
+
+def test_interrupted_build_leaves_no_index(tmp_path):
+    def docs():
+        yield {"docno": "d1", "text": "apple"}
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        build_index(docs(), "en", tmp_path / "idx", workers=1)
+    assert not index_built(tmp_path / "idx")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(FileNotFoundError, match="not a finished BM25 index"):
+        bm25_retriever(tmp_path / "idx")
+
+
+def test_unknown_language_fails_before_work(tmp_path):
+    with pytest.raises(ValueError, match="no analyzer for language 'xx'"):
+        build_index(iter([]), "xx", tmp_path / "idx")
