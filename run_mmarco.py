@@ -80,11 +80,11 @@ for pair in pairs:
         variety_file = variety_queries_path(paths["translations_dir"], topics.name, pair.variety)
     if VARIETY_QUERIES:
         variety_file = Path(VARIETY_QUERIES)
-    highres_queries = topics.queries()
     if not variety_file.is_file():
         sys.exit(f"run_mmarco.py: no {pair.variety} queries for {pair.name} at {variety_file}; "
                  f"put the {pair.variety} version of {topics.spec}'s queries there "
                  "(qid<TAB>query, same qids) or pass --variety-queries FILE")
+    highres_queries = topics.queries()
     try:
         lowres_queries = read_queries(variety_file, known_qids=highres_queries.qid)
     except QueryFileError as e:

@@ -1,0 +1,138 @@
+"""End-to-end runs of the stage scripts, as a user runs them, on fixtures under the real ids."""
+import gzip
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import CA_DEV_QUERIES, REPO, run_script
+from crossvariety import flores
+
+
+@pytest.mark.parametrize("script, options", [
+    ("index_bm25.py", ["--dataset", "--lang", "--index", "--workers", "--overwrite", "--config"]),
+    ("run_mmarco.py", ["--benchmark", "--pairs", "--model", "--variety-queries", "--num-results",
+                       "--evaluate", "--measures", "--correction", "--overwrite", "--runs-dir"]),
+    ("evaluate.py", ["--qrels", "--names", "--measures", "--baseline", "--correction", "--format",
+                     "--per-query", "--out", "--alpha"]),
+])
+def test_help_explains_every_option(tmp_path, script, options):
+    out = run_script(script, "--help", cwd=tmp_path).stdout
+    assert "Example" in out
+    for option in options:
+        assert option in out
+
+
+def read_table(text):
+    """{row label: {column: cell}} from a markdown table."""
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = {}
+    for line in lines[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0]] = dict(zip(header, cells))
+    return rows
+
+
+def test_run_mmarco_bm25_end_to_end(workdir):
+    proc = run_script("run_mmarco.py", "--pair", "ca-fr", "--model", "bm25", "--evaluate",
+                      cwd=workdir)
+    runs = workdir / "runs"
+    fr_run = runs / "mmarco-v2-fr-dev-small.bm25.q-fr.retrieve.res.gz"
+    ca_run = runs / "mmarco-v2-fr-dev-small.bm25.q-ca.retrieve.res.gz"
+    assert fr_run.is_file() and ca_run.is_file()
+    assert (workdir / "indexes" / "bm25" / "mmarco-v2-fr" / "crossvariety.json").is_file()
+    lines = gzip.open(fr_run, "rt").read().splitlines()
+    first = {}
+    for line in lines:
+        qid, q0, docno, rank, score, name = line.split()
+        assert q0 == "Q0" and name == "mmarco-v2-fr-dev-small.bm25.q-fr.retrieve"
+        first.setdefault(qid, docno)
+    # French queries find their passage first; 105 is a dev query outside dev/small.
+    assert first == {"101": "2", "102": "1", "103": "3", "104": "9"}
+    table = read_table(proc.stdout)
+    assert float(table["ca-fr q-fr"]["MRR@10"].rstrip("†")) == 1.0
+    assert "MRR@10 p" in table["ca-fr q-ca"]
+    assert (runs / "mmarco.bm25.ca-fr.gap.md").read_text() in proc.stdout
+
+    # A re-run reuses the run files; --overwrite recomputes them.
+    mtime = ca_run.stat().st_mtime_ns
+    proc = run_script("run_mmarco.py", "--pairs", "ca-fr", cwd=workdir)
+    assert "reusing" in proc.stderr and ca_run.stat().st_mtime_ns == mtime
+    run_script("run_mmarco.py", "--pairs", "ca-fr", "--overwrite", cwd=workdir)
+    assert ca_run.stat().st_mtime_ns != mtime
+
+    # evaluate.py on the two runs: CSV, per-query scores, a significance column.
+    per_query = workdir / "pq.tsv"
+    proc = run_script("evaluate.py", fr_run, ca_run, "--qrels", "irds:mmarco/v2/fr/dev/small",
+                      "--names", "fr", "ca", "--format", "csv", "--per-query", per_query,
+                      cwd=workdir)
+    assert proc.stdout.splitlines()[0] == "run,queries,MRR@10,R@1000,MRR@10 p,R@1000 p"
+    assert proc.stdout.splitlines()[1].startswith("fr,4,1,1,")
+    assert len(per_query.read_text().splitlines()) == 1 + 2 * 4 * 2
+
+
+def test_bad_variety_queries_fail_clearly_and_write_nothing(workdir):
+    bad = workdir / "bad.tsv"
+    bad.write_text("101\tQui produeix la mel?\n102 Quan es va construir la torre Eiffel?\n"
+                   "999\tDesconeguda\n")
+    proc = run_script("run_mmarco.py", "--pairs", "ca-fr", "--variety-queries", bad,
+                      cwd=workdir, check=False)
+    assert proc.returncode != 0
+    assert f"{bad}:2: no tab between qid and query" in proc.stderr
+    assert f"{bad}:3: qid '999' is not a query of the collection's topics" in proc.stderr
+    assert not (workdir / "runs").exists()
+
+    partial = workdir / "partial.tsv"
+    partial.write_text("101\tQui produeix la mel?\n")
+    proc = run_script("run_mmarco.py", "--pairs", "ca-fr", "--variety-queries", partial,
+                      cwd=workdir, check=False)
+    assert proc.returncode != 0 and "lacks 3 of the 4 qids" in proc.stderr
+
+    proc = run_script("run_mmarco.py", "--pairs", "af-dt", cwd=workdir, check=False)
+    assert proc.returncode != 0 and "no af queries for af-dt" in proc.stderr
+
+
+def test_index_bm25_end_to_end(workdir):
+    proc = run_script("index_bm25.py", "--dataset", "irds:mmarco/v2/fr", cwd=workdir)
+    assert "with fr analysis" in proc.stderr  # the language comes from ir_datasets
+    index = workdir / "indexes" / "bm25" / "mmarco-v2-fr"
+    assert (index / "crossvariety.json").is_file()
+    proc = run_script("index_bm25.py", "--dataset", "irds:mmarco/v2/fr", cwd=workdir)
+    assert "already built" in proc.stderr
+    assert [p.name for p in index.parent.iterdir()] == ["mmarco-v2-fr"]  # no partial left
+
+
+def test_evaluate_rejects_bad_input(workdir):
+    run_file = workdir / "r.res"
+    run_file.write_text("101 Q0 2 1 1.0 x\n")
+    proc = run_script("evaluate.py", run_file, "--qrels", "irds:mmarco/v2/fr/dev/small",
+                      "--names", "a", "b", cwd=workdir, check=False)
+    assert proc.returncode != 0 and "2 names for 1 runs" in proc.stderr
+    proc = run_script("evaluate.py", run_file, "--qrels", "irds:mmarco/v2/fr/dev/small",
+                      cwd=workdir)
+    assert "no results for 3 of 4 judged queries" in proc.stderr
+
+
+def test_flores_main_job(tmp_path):
+    """The README's main job: BM25 on FLORES for all 7 pairs, the gap table."""
+    source = Path(os.environ.get("FLORES_DIR") or flores.SHARED_COPY)
+    if not (source / "metadata_devtest.tsv.gz").is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"FLORES-200 devtest not found at {source}: CI needs ../shared beside the "
+                        "clone (or $FLORES_DIR)")
+        pytest.skip("FLORES-200 devtest not available (set FLORES_DIR)")
+    proc = run_script("run_mmarco.py", "--config", REPO / "configs" / "flores_bm25.toml",
+                      cwd=tmp_path)
+    table = read_table(proc.stdout)
+    assert len(table) == 14
+    for pair in ("ca-fr", "oc-fr", "af-dt", "scn-it", "yue-zh", "ms-id", "gd-en"):
+        variety, highres = pair.split("-")
+        high = float(table[f"{pair} q-{highres}"]["MRR@10"].rstrip("†"))
+        low = float(table[f"{pair} q-{variety}"]["MRR@10"].rstrip("†"))
+        assert high >= 0.95, pair
+        assert low < high, pair
+    catalan = table["ca-fr q-ca"]
+    assert float(catalan["MRR@10"].rstrip("†")) < 0.8 and catalan["MRR@10"].endswith("†")
+    assert re.search(r"flores bm25", proc.stdout)

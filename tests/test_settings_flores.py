@@ -1,0 +1,94 @@
+import gzip
+import io
+import tarfile
+
+import pytest
+
+from crossvariety import flores, settings
+from crossvariety.datasets import Dataset, read_queries
+from crossvariety.pairs import PAIRS
+
+
+def script_namespace(**constants):
+    return {"__file__": "/x/run_mmarco.py", "__doc__": "doc", **constants}
+
+
+def test_config_then_flags_override_constants(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('[paths]\nruns_dir = "out/runs"\n[run_mmarco]\npairs = ["af-dt"]\n'
+                      'num_results = 100\nevaluate = true\n[evaluate]\nformat = "latex"\n')
+    ns = script_namespace(PAIRS=["ca-fr"], NUM_RESULTS=1000, EVALUATE=False, MODEL="bm25")
+    help = {"PAIRS": "p", "NUM_RESULTS": "n", "EVALUATE": "e", "MODEL": "m"}
+    paths = settings.configure(ns, help, argv=["--config", str(config), "--num-results", "10"])
+    assert ns["PAIRS"] == ["af-dt"] and ns["EVALUATE"] is True and ns["MODEL"] == "bm25"
+    assert ns["NUM_RESULTS"] == 10  # the flag beats the file
+    assert str(paths["runs_dir"]) == "out/runs" and str(paths["index_dir"]) == "indexes"
+    assert paths["flores_dir"] is None
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[run_mmarco]\nnum_resluts = 5\n', r"c.toml: \[run_mmarco\] has unknown key 'num_resluts'"),
+    ('[paths]\nrun_dir = "x"\n', r"c.toml: \[paths\] has unknown key 'run_dir'"),
+    ('[run_mmarco]\nnum_results = "five"\n', r"c.toml: \[run_mmarco\] num_results: expected int"),
+    ('num_results = 5\n', r"stand outside any table"),
+    ('[run_mmarco\n', r"not valid TOML"),
+])
+def test_config_errors_name_file_and_key(tmp_path, text, message):
+    config = tmp_path / "c.toml"
+    config.write_text(text)
+    with pytest.raises(settings.ConfigError, match=message):
+        settings.configure(script_namespace(NUM_RESULTS=1000), {"NUM_RESULTS": "n"},
+                           argv=["--config", str(config)])
+
+
+def test_every_constant_needs_a_help_line():
+    with pytest.raises(RuntimeError, match="constants without a help line"):
+        settings.configure(script_namespace(A=1, B=2), {"A": "a"}, argv=[])
+
+
+def make_flores(directory, sentences_by_code, articles):
+    directory.mkdir(parents=True, exist_ok=True)
+    for code, sentences in sentences_by_code.items():
+        (directory / f"{code}.devtest.gz").write_bytes(
+            gzip.compress("".join(s + "\n" for s in sentences).encode()))
+    metadata = "URL\tdomain\n" + "".join(f"{url}\twikinews\n" for url in articles)
+    (directory / "metadata_devtest.tsv.gz").write_bytes(gzip.compress(metadata.encode()))
+
+
+def test_build_flores_groups_sentences_into_articles(tmp_path):
+    source = tmp_path / "flores"
+    make_flores(source, {"fra_Latn": ["Un.", "Deux.", "Trois."],
+                         "cat_Latn": ["U.", "Dos.", "Tres."]},
+                ["http://a", "http://b", "http://a"])
+    dataset_dir, variety_file = flores.build_flores(PAIRS["ca-fr"], source, tmp_path / "data",
+                                                    tmp_path / "tr")
+    ds = Dataset(dataset_dir)
+    assert list(ds.docs_iter()) == [{"docno": "a001", "text": "Un. Trois."},
+                                    {"docno": "a002", "text": "Deux."}]
+    assert ds.qrels().values.tolist() == [["1", "a001", 1], ["2", "a002", 1], ["3", "a001", 1]]
+    assert list(ds.queries()["query"]) == ["Un.", "Deux.", "Trois."]
+    assert variety_file.name == "flores200-devtest-fr.ca.tsv.gz"
+    assert list(read_queries(variety_file)["query"]) == ["U.", "Dos.", "Tres."]
+    assert {p.suffix for p in dataset_dir.iterdir()} == {".gz"}  # the licence: keep it gzipped
+
+
+def test_find_flores_downloads_the_public_release_layout(tmp_path, monkeypatch):
+    monkeypatch.delenv("FLORES_DIR", raising=False)
+    monkeypatch.setattr(flores, "SHARED_COPY", tmp_path / "no-shared-copy")
+    archive = tmp_path / "flores200_dataset.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name, text in [("flores200_dataset/devtest/fra_Latn.devtest", "Un.\n"),
+                           ("flores200_dataset/devtest/cat_Latn.devtest", "U.\n"),
+                           ("flores200_dataset/dev/fra_Latn.dev", "ignored\n"),
+                           ("flores200_dataset/metadata_devtest.tsv", "URL\nhttp://a\n")]:
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    found = flores.find_flores(None, tmp_path / "data", ["fra_Latn", "cat_Latn"],
+                               url=archive.as_uri())
+    assert found == tmp_path / "data" / "flores200-devtest"
+    assert sorted(p.name for p in found.iterdir()) == [
+        "cat_Latn.devtest.gz", "fra_Latn.devtest.gz", "metadata_devtest.tsv.gz"]
+    with pytest.raises(FileNotFoundError, match="lacks"):
+        flores.find_flores(tmp_path / "data", tmp_path, ["fra_Latn"])
