@@ -92,3 +92,28 @@ def test_find_flores_downloads_the_public_release_layout(tmp_path, monkeypatch):
         "cat_Latn.devtest.gz", "fra_Latn.devtest.gz", "metadata_devtest.tsv.gz"]
     with pytest.raises(FileNotFoundError, match="lacks"):
         flores.find_flores(tmp_path / "data", tmp_path, ["fra_Latn"])
+
+
+def script_settings(script):
+    """The setting names a stage script declares in its HELP dict (read, not imported)."""
+    import ast
+    tree = ast.parse(script.read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "HELP":
+            return {key.value.lower() for key in node.value.keys}
+    raise AssertionError(f"{script} has no HELP dict")
+
+
+def test_every_config_names_real_scripts_and_settings():
+    import tomllib
+    configs = sorted((settings.REPO_ROOT / "configs").glob("*.toml"))
+    assert configs
+    for config in configs:
+        tables = tomllib.loads(config.read_text())
+        assert set(tables.get("paths", {})) <= set(settings.PATHS), config
+        for table, values in tables.items():
+            if table == "paths":
+                continue
+            script = settings.REPO_ROOT / f"{table}.py"
+            assert script.is_file(), f"{config}: [{table}] names no script"
+            assert set(values) <= script_settings(script), f"{config}: [{table}]"
