@@ -5,11 +5,14 @@ dicts (``toks_indexer(scale=1)``; the default scale of 100 changes BM25 rankings
 passed as ``query_toks`` with their term frequencies as weights.
 """
 import collections
+import contextlib
+import ctypes
 import itertools
 import json
 import logging
 import multiprocessing
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -22,6 +25,25 @@ from .runs import atomic_path
 log = logging.getLogger(__name__)
 META = "crossvariety.json"  # our record of the analysis an index was built with
 K1, B = 0.9, 0.4  # PISA's (and Anserini's) BM25 defaults, as used by the paper's PISA runs
+
+
+_LIBC = ctypes.CDLL(None)
+
+
+@contextlib.contextmanager
+def _pisa_output_to_stderr():
+    """PISA's C++ code prints its progress on stdout; send it to stderr, where logs go, so that
+    stdout carries only what a script means to print (a table)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        _LIBC.fflush(None)  # C stdio buffers a pipe's output; flush it while it still goes to 2
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _analyse(job):
@@ -71,7 +93,9 @@ def build_index(docs, lang, index_dir, workers=0, total=None, batch_size=2000):
                     count += len(batch)
                     progress.update(len(batch))
 
-            PisaIndex(str(tmp), stemmer="none", stops="none").toks_indexer(scale=1).index(stream())
+            with _pisa_output_to_stderr():
+                PisaIndex(str(tmp), stemmer="none", stops="none").toks_indexer(scale=1).index(
+                    stream())
             progress.close()
         if count == 0:
             raise ValueError(f"no documents to index for {index_dir}")
@@ -107,5 +131,19 @@ def bm25_retriever(index_dir, num_results=1000, k1=K1, b=B, threads=None):
                                 "build it with index_bm25.py")
     lang = json.loads(meta_path.read_text())["lang"]
     index = PisaIndex(str(index_dir), stemmer="none", stops="none", threads=threads or os.cpu_count())
-    return AnalyseQuery(lang) >> index.bm25(k1=k1, b=b, num_results=num_results, toks_scale=1,
-                                            query_weighted=True)
+    with _pisa_output_to_stderr():  # the first retriever of an index builds its score bounds
+        retriever = index.bm25(k1=k1, b=b, num_results=num_results, toks_scale=1,
+                               query_weighted=True)
+    return AnalyseQuery(lang) >> PisaBm25(retriever)
+
+
+class PisaBm25(pt.Transformer):
+    """PISA's BM25 retriever on query_toks, its C++ output kept off stdout."""
+
+    def __init__(self, retriever):
+        self.retriever = retriever
+
+    def transform(self, topics):
+        with _pisa_output_to_stderr():
+            results = self.retriever(topics)
+        return results.drop(columns=["query_toks"])
