@@ -3,7 +3,9 @@
 For each language pair (e.g. ca-fr: Catalan queries, French passages) this retrieves the top
 NUM_RESULTS passages for the high-resource dev/small queries and for the variety's queries (a
 query file in the translations folder, same qids), analysing both with the high-resource
-analyzer as the paper did, and writes one TREC run per query set:
+analyzer as the paper did, and writes one TREC run per query set. With --translate-queries
+ENGINE a third set, the variety queries translated into the high-resource language, gives the
+translate-the-query baseline. Run files:
   {runs_dir}/{dataset}.{model}.q-{queries}.retrieve.res.gz
 With --evaluate it prints MRR@10 and R@1000 of both and a paired t-test against the
 high-resource queries (Bonferroni-corrected). Finished run files are reused unless --overwrite.
@@ -13,6 +15,7 @@ Examples:
   python run_mmarco.py --config configs/flores_bm25.toml          # the small default, all pairs
   python run_mmarco.py --pairs ca-fr --model bm25 --evaluate      # mMARCO, needs the data
   python run_mmarco.py --pairs af-dt --variety-queries my_afrikaans.tsv --evaluate
+  python run_mmarco.py --config configs/flores_bm25.toml --translate-queries apertium
 """
 from crossvariety import settings
 
@@ -25,6 +28,8 @@ NUM_RESULTS = 1000  # depth of each run
 EVALUATE = False  # print the metrics and significance table
 MEASURES = []  # ir_measures names; empty = MRR@10 R@1000
 CORRECTION = "bonferroni"  # multiple-testing correction of the p-values
+TRANSLATE_QUERIES = ""  # add the variety queries translated back: apertium, opencc or hf
+TRANSLATION_MODEL = ""  # hf engine: model name or path; empty = nllb-200-600m
 WORKERS = 0  # processes for analysis when an index must be built; 0 = all cores
 OVERWRITE = False  # recompute finished run files
 HELP = {
@@ -38,6 +43,11 @@ HELP = {
     "EVALUATE": "evaluate the runs against the qrels and print the gap table",
     "MEASURES": "ir_measures measures for --evaluate; empty = MRR@10 R@1000",
     "CORRECTION": "correction of the paired t-tests: bonferroni holm holm-sidak fdr_bh none",
+    "TRANSLATE_QUERIES": "translate-the-query baseline: a third query set per pair, the variety "
+                         "queries translated into the high-resource language by this engine "
+                         "(apertium: ca-fr oc-fr af-dt ms-id; opencc: yue-zh; hf: all)",
+    "TRANSLATION_MODEL": "model of --translate-queries hf (name, HF id or path); empty = "
+                         "nllb-200-600m",
     "WORKERS": "analysis processes when a BM25 index must be built; 0 = all cores",
     "OVERWRITE": "recompute run files (and nothing else) even if they exist",
 }
@@ -50,14 +60,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from crossvariety import bm25, evaluation, flores
-from crossvariety.datasets import Dataset, QueryFileError, read_queries, variety_queries_path
+from crossvariety import bm25, evaluation, flores, translation
+from crossvariety.datasets import (Dataset, QueryFileError, read_queries, variety_queries_path,
+                                   write_queries)
 from crossvariety.pairs import get_pairs
 from crossvariety.runs import atomic_path, read_run, run_path, write_run
 
 log = logging.getLogger("run_mmarco")
 if BENCHMARK not in ("mmarco", "flores"):
     sys.exit(f"run_mmarco.py: unknown benchmark {BENCHMARK!r}; choose mmarco or flores")
+if TRANSLATE_QUERIES and TRANSLATE_QUERIES not in translation.ENGINES:
+    sys.exit(f"run_mmarco.py: unknown engine {TRANSLATE_QUERIES!r}; choose from "
+             f"{', '.join(translation.ENGINES)}")
 if MODEL != "bm25":
     sys.exit(f"run_mmarco.py: unknown model {MODEL!r}; this version runs bm25")
 pairs = get_pairs(PAIRS)
@@ -97,6 +111,24 @@ for pair in pairs:
     log.info("%s: %d %s queries (%s), %d %s queries (%s)", pair.name, len(highres_queries),
              pair.highres, topics.spec, len(lowres_queries), pair.variety, variety_file)
 
+    query_sets = [(pair.highres, highres_queries), (pair.variety, lowres_queries)]
+    if TRANSLATE_QUERIES:
+        if translation.covers(TRANSLATE_QUERIES, pair.variety, pair.highres):
+            label = f"{pair.variety}2{pair.highres}-{TRANSLATE_QUERIES}"
+            translated_file = paths["translations_dir"] / f"{topics.name}.{label}.tsv.gz"
+            try:  # cached by content: only new or changed queries reach the engine
+                translated = translation.translate_queries(
+                    lowres_queries, pair.variety, pair.highres, TRANSLATE_QUERIES,
+                    TRANSLATION_MODEL or None,
+                    cache_path=paths["data_dir"] / "translation-cache.sqlite")
+            except translation.TranslationError as e:
+                sys.exit(f"run_mmarco.py: {e}")
+            write_queries(translated, translated_file)
+            query_sets.append((label, translated))
+        else:
+            log.warning("%s: %s does not translate %s->%s; no translated-query row", pair.name,
+                        TRANSLATE_QUERIES, pair.variety, pair.highres)
+
     # 2. the index: built on first use
     index = bm25.default_index_path(paths["index_dir"], collection.name)
     if not bm25.index_built(index):
@@ -108,7 +140,7 @@ for pair in pairs:
 
     # 3. one run per query set
     runs = {}
-    for label, queries in ((pair.highres, highres_queries), (pair.variety, lowres_queries)):
+    for label, queries in query_sets:
         path = run_path(paths["runs_dir"], topics.name, MODEL, label, "retrieve")
         if path.is_file() and not OVERWRITE:
             log.info("reusing %s (--overwrite recomputes it)", path)
@@ -121,7 +153,7 @@ for pair in pairs:
         write_run(results, path)
         runs[f"{pair.name} q-{label}"] = results
 
-    # 4. the gap: variety vs high-resource queries, paired over the same qids
+    # 4. the gap: variety (and translated) vs high-resource queries, paired over the same qids
     if EVALUATE:
         table, _, problems = evaluation.evaluate(runs, topics.qrels(), measures, baseline=0,
                                                  correction=CORRECTION)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import Stemmer
 import stop_words
 
+from .pairs import LANGUAGE_ALIASES
+
 # Lucene's elision articles (ElisionFilter defaults of the French, Catalan and Italian analyzers);
 # Occitan shares the French/Catalan set.
 _ELISION = {
@@ -51,7 +53,6 @@ LANGUAGES = {
     "fa": Language("persian", "fa"),
     "ru": Language("russian", "ru"),
 }
-ALIASES = {"dt": "nl"}  # mMARCO's code for Dutch
 
 _APOSTROPHES = str.maketrans({c: "'" for c in "\u2019\u2018\u02bc\u00b4`\u2032"})
 _DIGITS = str.maketrans({**{chr(0x0660 + i): str(i) for i in range(10)},
@@ -69,7 +70,7 @@ class Analyzer:
     """text -> list of index terms for one language. Picklable (by language code)."""
 
     def __init__(self, lang):
-        lang = ALIASES.get(lang, lang)
+        lang = LANGUAGE_ALIASES.get(lang, lang)
         if lang not in LANGUAGES:
             raise ValueError(f"no analyzer for language {lang!r}; known: "
                              f"{', '.join(sorted(LANGUAGES))} (and dt for Dutch)")

@@ -5,6 +5,22 @@ queries of both sides are analysed with the high-resource analyzer (``analyzer``
 """
 from dataclasses import dataclass
 
+# FLORES-200 codes of the project's languages (NLLB-200 uses the same codes).
+FLORES_CODES = {
+    "fr": "fra_Latn", "ca": "cat_Latn", "oc": "oci_Latn", "nl": "nld_Latn", "af": "afr_Latn",
+    "it": "ita_Latn", "scn": "scn_Latn", "zh": "zho_Hans", "yue": "yue_Hant", "id": "ind_Latn",
+    "ms": "zsm_Latn", "en": "eng_Latn", "gd": "gla_Latn", "fa": "pes_Arab", "ru": "rus_Cyrl",
+}
+LANGUAGE_ALIASES = {"dt": "nl"}  # mMARCO's code for Dutch
+
+
+def language(code):
+    """A language code of the project (dt accepted for Dutch), checked."""
+    code = LANGUAGE_ALIASES.get(code, code)
+    if code not in FLORES_CODES:
+        raise ValueError(f"unknown language {code!r}; known: {', '.join(FLORES_CODES)} (dt = nl)")
+    return code
+
 
 @dataclass(frozen=True)
 class Pair:
@@ -15,26 +31,31 @@ class Pair:
     collection: str  # mMARCO passages in the high-resource language
     dev_queries: str  # dev/small: 6,980 queries with qrels
     train_queries: str  # training queries and qrels (docpairs)
-    flores_variety: str  # FLORES-200 code of the variety
-    flores_highres: str  # FLORES-200 code of the high-resource language
+
+    @property
+    def flores_variety(self):
+        return FLORES_CODES[language(self.variety)]
+
+    @property
+    def flores_highres(self):
+        return FLORES_CODES[language(self.highres)]
 
 
-def _mmarco(name, variety, highres, analyzer, flores_variety, flores_highres):
+def _mmarco(name, variety, highres, analyzer):
     return Pair(name, variety, highres, analyzer, f"irds:mmarco/v2/{highres}",
-                f"irds:mmarco/v2/{highres}/dev/small", f"irds:mmarco/v2/{highres}/train",
-                flores_variety, flores_highres)
+                f"irds:mmarco/v2/{highres}/dev/small", f"irds:mmarco/v2/{highres}/train")
 
 
 PAIRS = {p.name: p for p in [
-    _mmarco("ca-fr", "ca", "fr", "fr", "cat_Latn", "fra_Latn"),
-    _mmarco("oc-fr", "oc", "fr", "fr", "oci_Latn", "fra_Latn"),
-    _mmarco("af-dt", "af", "dt", "nl", "afr_Latn", "nld_Latn"),
-    _mmarco("scn-it", "scn", "it", "it", "scn_Latn", "ita_Latn"),
-    _mmarco("yue-zh", "yue", "zh", "zh", "yue_Hant", "zho_Hans"),
-    _mmarco("ms-id", "ms", "id", "id", "zsm_Latn", "ind_Latn"),
+    _mmarco("ca-fr", "ca", "fr", "fr"),
+    _mmarco("oc-fr", "oc", "fr", "fr"),
+    _mmarco("af-dt", "af", "dt", "nl"),
+    _mmarco("scn-it", "scn", "it", "it"),
+    _mmarco("yue-zh", "yue", "zh", "zh"),
+    _mmarco("ms-id", "ms", "id", "id"),
     # English is MS MARCO itself.
     Pair("gd-en", "gd", "en", "en", "irds:msmarco-passage", "irds:msmarco-passage/dev/small",
-         "irds:msmarco-passage/train", "gla_Latn", "eng_Latn"),
+         "irds:msmarco-passage/train"),
 ]}
 # Dutch is "nl" everywhere but in mMARCO's dataset ids.
 ALIASES = {"af-nl": "af-dt"}

@@ -1,0 +1,243 @@
+"""Query translation between language varieties: Apertium, OpenCC and Hugging Face models.
+
+Every engine maps a list of queries to a list of exactly as many translations, in order. Queries
+are made single-line first (tabs, line breaks, form feeds and Unicode line separators become
+spaces: line tools would split or glue words at them), an empty query translates to an empty
+string without reaching the engine, and the line tools' queries are separated by sentinel lines
+whose count is checked: if it differs, the batch is split in halves down to single queries, so a
+query never shifts onto another's line. Apertium's marks of unknown words (``*``), transfer (``@``) and generation
+(``#``) errors are removed unless the marked word stood so in the query.
+"""
+import concurrent.futures
+import hashlib
+import logging
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from .models import resolve_model
+from .pairs import FLORES_CODES, language
+
+log = logging.getLogger(__name__)
+
+ENGINES = ["apertium", "opencc", "hf"]
+DEFAULT_HF_MODEL = "nllb-200-600m"  # crossvariety.models: facebook/nllb-200-distilled-600M
+# Apertium modes in Debian, by (source, target) language, with the package that installs them.
+APERTIUM = {
+    ("fr", "ca"): ("fra-cat", "apertium-fra-cat"), ("ca", "fr"): ("cat-fra", "apertium-fra-cat"),
+    ("nl", "af"): ("nld-afr", "apertium-afr-nld"), ("af", "nl"): ("afr-nld", "apertium-afr-nld"),
+    ("fr", "oc"): ("fra-oci", "apertium-oci-fra"), ("oc", "fr"): ("oci-fra", "apertium-oci-fra"),
+    ("id", "ms"): ("ind-zlm", "apertium-ind-zlm"), ("ms", "id"): ("zlm-ind", "apertium-ind-zlm"),
+}
+# OpenCC converts script only: Cantonese (Hong Kong Traditional) <-> Chinese (Simplified).
+OPENCC = {("yue", "zh"): "hk2s.json", ("zh", "yue"): "s2hk.json"}
+
+SENTINEL = "\u2042"  # the asterism: no Apertium mode nor OpenCC changes it
+_LINE_BREAKING = re.compile(r"[\t\n\r\v\f\x00\x1c-\x1f\x85\u2028\u2029]")
+_MARKED = re.compile(r"[*@#](\w[\w'-]*)")
+
+
+class TranslationError(RuntimeError):
+    """An engine that cannot run here; the message says what to install or choose instead."""
+
+
+def single_line(text):
+    """The query on one line; a query that is only the sentinel would read as a separator."""
+    text = _LINE_BREAKING.sub(" ", text).strip()
+    return "" if text == SENTINEL else text
+
+
+def covers(engine, src, tgt):
+    """Whether an engine translates src -> tgt (hf: every language NLLB-200 knows)."""
+    src, tgt = language(src), language(tgt)
+    if engine == "apertium":
+        return (src, tgt) in APERTIUM
+    if engine == "opencc":
+        return (src, tgt) in OPENCC
+    if engine == "hf":
+        return src in FLORES_CODES and tgt in FLORES_CODES
+    raise ValueError(f"unknown engine {engine!r}; choose from {ENGINES}")
+
+
+def remove_apertium_marks(translation, source):
+    """Drop Apertium's *, @ and # marks, but keep a mark that the query itself had (#tag)."""
+    return _MARKED.sub(lambda m: m.group(0) if m.group(0) in source else m.group(1), translation)
+
+
+def run_line_tool(command, lines):
+    """Run a line-by-line tool on single-line, non-empty ``lines``; one output per input.
+
+    A sentinel line (passed unchanged by every Apertium mode and by OpenCC) separates the
+    queries, so a query whose translation the tool splits over two lines is joined back, and a
+    dropped, merged or lost line shows as a missing or empty segment: then the batch is halved,
+    down to single queries, instead of letting one query's output shift onto another's line.
+    """
+    proc = subprocess.run(command, input="".join(f"{line}\n{SENTINEL}\n" for line in lines),
+                          capture_output=True, text=True, encoding="utf-8")
+    if proc.returncode != 0:
+        raise TranslationError(f"{' '.join(command)} failed ({proc.returncode}): "
+                               f"{proc.stderr.strip()[-500:]}")
+    segments, current = [], []
+    for line in proc.stdout.split("\n"):  # not splitlines(): U+2028 is no line break here
+        if line.strip() == SENTINEL:
+            segments.append(" ".join(part for part in current if part.strip()))
+            current = []
+        else:
+            current.append(line)
+    if len(segments) == len(lines) and all(segments):
+        return segments
+    if len(lines) == 1:
+        return [" ".join(segments + current).strip()]  # "" if the tool lost it: caller decides
+    log.debug("%s: %d queries in, %d segments out; translating in halves", command[0],
+              len(lines), len(segments))
+    middle = len(lines) // 2
+    return run_line_tool(command, lines[:middle]) + run_line_tool(command, lines[middle:])
+
+
+def _tool_command(engine, src, tgt):
+    if engine == "apertium":
+        if (src, tgt) not in APERTIUM:
+            raise TranslationError(f"Apertium has no {src}->{tgt} pair in Debian; it covers "
+                                   + ", ".join(f"{s}->{t}" for s, t in APERTIUM)
+                                   + " (try --engine hf)")
+        mode, package = APERTIUM[src, tgt]
+        if shutil.which("apertium") is None:
+            raise TranslationError(f"apertium is not installed: sudo apt-get install apertium "
+                                   f"{package}")
+        modes = subprocess.run(["apertium", "-l"], capture_output=True, text=True).stdout.split()
+        if mode not in modes:
+            raise TranslationError(f"the Apertium mode {mode} is not installed: "
+                                   f"sudo apt-get install {package}")
+        return ["apertium", "-u", mode]
+    if (src, tgt) not in OPENCC:
+        raise TranslationError(f"OpenCC converts Chinese script only: {', '.join(f'{s}->{t}' for s, t in OPENCC)}")
+    if shutil.which("opencc") is None:
+        raise TranslationError("opencc is not installed: sudo apt-get install opencc")
+    return ["opencc", "-c", OPENCC[src, tgt]]
+
+
+def _translate_with_tool(engine, texts, src, tgt, workers, chunk_size):
+    command = _tool_command(engine, src, tgt)
+    chunks = [texts[i:i + chunk_size] for i in range(0, len(texts), chunk_size)]
+    out = []
+    # One Apertium pipeline already keeps ~4 cores busy (one process per stage).
+    workers = workers or max(1, (os.cpu_count() or 1) // 4)
+    with concurrent.futures.ThreadPoolExecutor(workers) as pool, \
+            tqdm(total=len(texts), unit="query", desc=f"{engine} {src}->{tgt}") as progress:
+        for chunk, translated in zip(chunks, pool.map(lambda c: run_line_tool(command, c), chunks)):
+            out.extend(remove_apertium_marks(t, s) if engine == "apertium" else t
+                       for s, t in zip(chunk, translated))
+            progress.update(len(chunk))
+    return out
+
+
+def _translate_with_hf(texts, src, tgt, model, batch_tokens, num_beams, max_length):
+    """Batched generation with a Hugging Face seq2seq model (NLLB-200 or a one-direction
+    OPUS-MT/Marian model): longest first, batches bounded by a token budget, bf16 on a GPU."""
+    import torch
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    seq2seq = AutoModelForSeq2SeqLM.from_pretrained(model, dtype=dtype).to(device).eval()
+    generate_args = {"num_beams": num_beams, "max_new_tokens": max_length}
+    if FLORES_CODES[tgt] in tokenizer.get_vocab():  # NLLB: language codes as tokens
+        tokenizer.src_lang = FLORES_CODES[src]
+        generate_args["forced_bos_token_id"] = tokenizer.convert_tokens_to_ids(FLORES_CODES[tgt])
+    log.info("translating %d queries %s->%s with %s on %s (%s)", len(texts), src, tgt, model,
+             device, dtype)
+    encoded = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    order = sorted(range(len(texts)), key=lambda i: -len(encoded[i]))
+    out = [None] * len(texts)
+    with tqdm(total=len(texts), unit="query", desc=f"hf {src}->{tgt}") as progress:
+        start = 0
+        while start < len(order):
+            # the longest query comes first, so it bounds the batch's padded size
+            size = max(1, batch_tokens // (len(encoded[order[start]]) * max(1, num_beams)))
+            batch = order[start:start + size]
+            inputs = tokenizer.pad({"input_ids": [encoded[i] for i in batch]},
+                                   return_tensors="pt").to(device)
+            with torch.inference_mode():
+                generated = seq2seq.generate(**inputs, **generate_args)
+            for i, text in zip(batch, tokenizer.batch_decode(generated, skip_special_tokens=True)):
+                out[i] = text
+            progress.update(len(batch))
+            start += size
+    return out
+
+
+class TranslationCache:
+    """Translations by content hash (engine, model, direction, query text), in SQLite: a re-run
+    translates only queries it has not seen, and an interrupted run keeps what it finished."""
+
+    def __init__(self, path):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path)
+        self.db.execute("CREATE TABLE IF NOT EXISTS translations "
+                        "(key TEXT PRIMARY KEY, translation TEXT NOT NULL)")
+
+    @staticmethod
+    def key(system, text):
+        return hashlib.sha256(f"{system}\x00{text}".encode("utf-8")).hexdigest()
+
+    def get(self, system, texts):
+        found = {}
+        keys = [self.key(system, t) for t in texts]
+        for start in range(0, len(keys), 500):
+            part = keys[start:start + 500]
+            rows = self.db.execute("SELECT key, translation FROM translations WHERE key IN "
+                                   f"({','.join('?' * len(part))})", part).fetchall()
+            found.update(rows)
+        return [found.get(k) for k in keys]
+
+    def put(self, system, texts, translations):
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO translations VALUES (?, ?)",
+                                [(self.key(system, s), t) for s, t in zip(texts, translations)])
+
+
+def translate(texts, src, tgt, engine, model=None, cache=None, refresh=False, workers=0,
+              chunk_size=1000, batch_tokens=16384, num_beams=4, max_length=256):
+    """Translate ``texts`` from ``src`` to ``tgt``; returns exactly one string per text, in order.
+    ``refresh`` translates everything again (and updates the cache)."""
+    src, tgt = language(src), language(tgt)
+    if engine not in ENGINES:
+        raise ValueError(f"unknown engine {engine!r}; choose from {ENGINES}")
+    model = resolve_model(model or DEFAULT_HF_MODEL) if engine == "hf" else None
+    system = f"{engine}:{model or ''}:{src}-{tgt}"
+    clean = [single_line(t) for t in texts]
+    todo = sorted({t for t in clean if t})
+    done = dict(zip(todo, cache.get(system, todo))) if cache and not refresh else {}
+    missing = [t for t in todo if done.get(t) is None]
+    log.info("%s %s->%s: %d queries, %d distinct, %d from the cache, %d to translate", engine,
+             src, tgt, len(texts), len(todo), len(todo) - len(missing), len(missing))
+    if missing:
+        if engine == "hf":
+            new = _translate_with_hf(missing, src, tgt, model, batch_tokens, num_beams, max_length)
+        else:
+            new = _translate_with_tool(engine, missing, src, tgt, workers, chunk_size)
+        new = [single_line(t) for t in new]
+        if len(new) != len(missing):  # the engines guarantee this; a break here is a bug
+            raise TranslationError(f"{engine} returned {len(new)} translations for {len(missing)}")
+        if cache:
+            cache.put(system, missing, new)
+        done.update(zip(missing, new))
+    return [done[t] if t else "" for t in clean]
+
+
+def translate_queries(queries, src, tgt, engine, model=None, cache_path=None, **options):
+    """A (qid, query) DataFrame translated, same qids and order. A query that comes back empty
+    is an error (a query file cannot hold an empty query)."""
+    cache = TranslationCache(cache_path) if cache_path else None
+    translated = translate(list(queries["query"]), src, tgt, engine, model, cache, **options)
+    empty = [qid for qid, t in zip(queries.qid, translated) if not t]
+    if empty:
+        raise TranslationError(f"{engine} {src}->{tgt} gave empty translations for "
+                               f"{len(empty)} queries: qids {', '.join(map(str, empty[:10]))}")
+    return queries.assign(query=translated)
