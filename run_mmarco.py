@@ -167,6 +167,8 @@ if tables:
     text = evaluation.format_table(table)
     print(text)
     name = "all" if len(pairs) == len(get_pairs(["all"])) else "+".join(p.name for p in pairs)
+    if TRANSLATE_QUERIES:
+        name += f".translated-{TRANSLATE_QUERIES}"
     out = paths["runs_dir"] / f"{BENCHMARK}.{MODEL}.{name}.gap.md"
     with atomic_path(out) as tmp:
         tmp.write_text(text)
