@@ -7,6 +7,8 @@ analyzer as the paper did, and writes one TREC run per query set. With --transla
 ENGINE a third set, the variety queries translated into the high-resource language, gives the
 translate-the-query baseline. Run files:
   {runs_dir}/{dataset}.{model}.q-{queries}.retrieve.res.gz
+With --rerank MODEL each run is re-ranked by mT5 (the paper's mT5 rows) into
+  {runs_dir}/{dataset}.{model}.q-{queries}.rerank-{reranker}.res.gz
 With --evaluate it prints MRR@10 and R@1000 of both and a paired t-test against the
 high-resource queries (Bonferroni-corrected). Finished run files are reused unless --overwrite.
 A missing BM25 index is built first (as index_bm25.py would).
@@ -16,6 +18,7 @@ Examples:
   python run_mmarco.py --pairs ca-fr --model bm25 --evaluate      # mMARCO, needs the data
   python run_mmarco.py --pairs af-dt --variety-queries my_afrikaans.tsv --evaluate
   python run_mmarco.py --config configs/flores_bm25.toml --translate-queries apertium
+  python run_mmarco.py --pairs ca-fr --rerank mt5-lt-cafr --evaluate      # needs a GPU
 """
 from crossvariety import settings
 
@@ -28,6 +31,8 @@ NUM_RESULTS = 1000  # depth of each run
 EVALUATE = False  # print the metrics and significance table
 MEASURES = []  # ir_measures names; empty = MRR@10 R@1000
 CORRECTION = "bonferroni"  # multiple-testing correction of the p-values
+RERANK = ""  # re-rank each first-stage run with this mT5 model (mt5, mt5-lt-cafr, ...)
+RERANK_TOP_K = 1000  # documents re-ranked per query
 TRANSLATE_QUERIES = ""  # add the variety queries translated back: apertium, opencc or hf
 TRANSLATION_MODEL = ""  # hf engine: model name or path; empty = nllb-200-600m
 WORKERS = 0  # processes for analysis when an index must be built; 0 = all cores
@@ -43,6 +48,9 @@ HELP = {
     "EVALUATE": "evaluate the runs against the qrels and print the gap table",
     "MEASURES": "ir_measures measures for --evaluate; empty = MRR@10 R@1000",
     "CORRECTION": "correction of the paired t-tests: bonferroni holm holm-sidak fdr_bh none",
+    "RERANK": "re-rank every first-stage run with an mT5 model: mt5, mt5-lt-cafr, mt5-lt-afdt, "
+              "an HF id or a path (the table then reports the re-ranked runs)",
+    "RERANK_TOP_K": "documents of each first-stage ranking that --rerank re-ranks",
     "TRANSLATE_QUERIES": "translate-the-query baseline: a third query set per pair, the variety "
                          "queries translated into the high-resource language by this engine "
                          "(apertium: ca-fr oc-fr af-dt ms-id; opencc: yue-zh; hf: all)",
@@ -63,7 +71,9 @@ import pandas as pd
 from crossvariety import bm25, evaluation, flores, translation
 from crossvariety.datasets import (Dataset, QueryFileError, read_queries, variety_queries_path,
                                    write_queries)
+from crossvariety.models import model_label
 from crossvariety.pairs import get_pairs
+from crossvariety.rerank import MonoT5ReRanker, attach_text
 from crossvariety.runs import atomic_path, read_run, run_path, write_run
 
 log = logging.getLogger("run_mmarco")
@@ -80,7 +90,7 @@ if VARIETY_QUERIES and len(pairs) != 1:
 measures = MEASURES or evaluation.MMARCO_MEASURES
 evaluation.parse_measures(measures)  # fail on a typo before hours of retrieval
 
-tables = []
+tables, reranker = [], None
 for pair in pairs:
     # 1. the collection, its high-resource topics and the variety's version of them
     if BENCHMARK == "flores":
@@ -153,6 +163,31 @@ for pair in pairs:
         write_run(results, path)
         runs[f"{pair.name} q-{label}"] = results
 
+    # 3b. mT5 re-ranking of each first-stage run
+    if RERANK:
+        if reranker is None:
+            reranker = MonoT5ReRanker(RERANK)
+        reranked = {}
+        for label, queries in query_sets:
+            path = run_path(paths["runs_dir"], topics.name, MODEL, label,
+                            f"rerank-{model_label(RERANK)}")
+            if path.is_file() and not OVERWRITE:
+                log.info("reusing %s (--overwrite recomputes it)", path)
+                reranked[f"{pair.name} q-{label}"] = read_run(path)
+                continue
+            try:
+                frame = attach_text(runs[f"{pair.name} q-{label}"], queries, collection,
+                                    RERANK_TOP_K)
+            except ValueError as e:
+                sys.exit(f"run_mmarco.py: {e}")
+            start = time.time()
+            results = reranker(frame)
+            log.info("%s q-%s: re-ranked %d pairs in %.1fs", pair.name, label, len(frame),
+                     time.time() - start)
+            write_run(results, path)
+            reranked[f"{pair.name} q-{label}"] = results
+        runs = reranked
+
     # 4. the gap: variety (and translated) vs high-resource queries, paired over the same qids
     if EVALUATE:
         table, _, problems = evaluation.evaluate(runs, topics.qrels(), measures, baseline=0,
@@ -163,13 +198,14 @@ for pair in pairs:
 
 if tables:
     table = pd.concat(tables)
-    table.index.name = f"{BENCHMARK} {MODEL}"
+    table.index.name = f"{BENCHMARK} {MODEL}" + (f" >> {model_label(RERANK)}" if RERANK else "")
     text = evaluation.format_table(table)
     print(text)
     name = "all" if len(pairs) == len(get_pairs(["all"])) else "+".join(p.name for p in pairs)
     if TRANSLATE_QUERIES:
         name += f".translated-{TRANSLATE_QUERIES}"
-    out = paths["runs_dir"] / f"{BENCHMARK}.{MODEL}.{name}.gap.md"
+    stage = f"{MODEL}.rerank-{model_label(RERANK)}" if RERANK else MODEL
+    out = paths["runs_dir"] / f"{BENCHMARK}.{stage}.{name}.gap.md"
     with atomic_path(out) as tmp:
         tmp.write_text(text)
     log.info("wrote %s († = differs from the high-resource queries, corrected p < 0.05)", out)

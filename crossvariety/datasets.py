@@ -175,11 +175,7 @@ class Dataset:
         """Yield {"docno", "text"} dicts; a title is prepended to the text with a newline."""
         if self.irds_id:
             for doc in self._irds.docs_iter():
-                title = getattr(doc, "title", "") or ""
-                text = getattr(doc, "text", None)
-                if text is None:
-                    text = doc.default_text()
-                yield {"docno": doc.doc_id, "text": f"{title}\n{text}" if title else text}
+                yield {"docno": doc.doc_id, "text": _irds_text(doc)}
             return
         path = self._docs_file()
         if path is None:
@@ -197,6 +193,14 @@ class Dataset:
                     if not sep:
                         raise ValueError(f"{path}:{lineno}: no tab between docno and text")
                     yield {"docno": docno, "text": text}
+
+    def doc_texts(self, docnos):
+        """{docno: text} for the given docnos that exist (random access for irds: datasets)."""
+        if self.irds_id:
+            found = self._irds.docs_store().get_many(docnos)
+            return {docno: _irds_text(doc) for docno, doc in found.items()}
+        wanted = set(docnos)
+        return {d["docno"]: d["text"] for d in self.docs_iter() if d["docno"] in wanted}
 
     # queries
     def queries(self, field=None):
@@ -232,6 +236,14 @@ class Dataset:
         if path is None:
             raise FileNotFoundError(f"{self.dir}: no qrels.txt(.gz)")
         return read_qrels(path)
+
+
+def _irds_text(doc):
+    title = getattr(doc, "title", "") or ""
+    text = getattr(doc, "text", None)
+    if text is None:
+        text = doc.default_text()
+    return f"{title}\n{text}" if title else text
 
 
 def read_qrels(path):

@@ -1,0 +1,69 @@
+"""Random-weight models built offline, for tests (tiny) and GPU benchmarks (real architectures).
+
+Throughput does not depend on the weights, and tests need only a model that loads through the
+real loading code. The tokenizers are sentencepiece models trained on the given texts in a
+fraction of a second.
+"""
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+# mT5-base as published (unicamp-dl/mt5-base-mmarco-v2 is fine-tuned from it).
+MT5_BASE = dict(vocab_size=250112, d_model=768, d_kv=64, d_ff=2048, num_layers=12,
+                num_decoder_layers=12, num_heads=12, feed_forward_proj="gated-gelu",
+                tie_word_embeddings=False)
+MT5_TINY = dict(d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=1, num_heads=4,
+                feed_forward_proj="gated-gelu", relative_attention_num_buckets=8,
+                # tied, otherwise every score saturates at random weights
+                tie_word_embeddings=True)
+
+
+def _sentencepiece(texts, prefix, vocab_size, symbols=()):
+    import sentencepiece as spm
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts), model_prefix=str(prefix), vocab_size=vocab_size,
+        model_type="unigram", character_coverage=1.0, hard_vocab_limit=False,
+        user_defined_symbols=list(symbols), minloglevel=2)
+    return Path(f"{prefix}.model")
+
+
+def build_mt5(path, texts, size="tiny", vocab_size=2000, seed=0):
+    """An mT5 re-ranker at random weights at ``path``, loadable with from_pretrained, whose
+    tokenizer gives ``yes`` and ``no`` their own ids (as the real one does)."""
+    from transformers import MT5Config, MT5ForConditionalGeneration, T5Tokenizer
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        model_file = _sentencepiece(texts, Path(tmp) / "sp", vocab_size,
+                                    symbols=("\u2581yes", "\u2581no"))
+        T5Tokenizer(vocab_file=str(model_file), extra_ids=0, legacy=False).save_pretrained(path)
+    tokenizer = T5Tokenizer.from_pretrained(path)
+    shape = dict(MT5_BASE) if size == "base" else dict(MT5_TINY, vocab_size=len(tokenizer))
+    config = MT5Config(decoder_start_token_id=tokenizer.pad_token_id,
+                       pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                       **shape)
+    torch.manual_seed(seed)
+    MT5ForConditionalGeneration(config).save_pretrained(path)
+    return path
+
+
+def synthetic_passages(n, seed=0):
+    """Passages of mMARCO-like length (median ~45 words, long tail) over a Zipfian vocabulary of
+    made-up words: a workload for benchmarks that needs no data."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    syllables = [c + v for c in "bcdfglmnprstvz" for v in "aeiou"] + ["qu", "ch", "ou", "ai"]
+    words = sorted({"".join(rng.choice(syllables, size=rng.integers(1, 5)))
+                    for _ in range(30000)})[:20000]
+    rng.shuffle(words)
+    weights = 1.0 / np.arange(1, len(words) + 1)
+    weights /= weights.sum()
+    lengths = np.clip(rng.lognormal(np.log(45), 0.45, size=n), 4, 300).astype(int)
+    return [" ".join(np.asarray(words)[rng.choice(len(words), size=k, p=weights)])
+            for k in lengths]
+
+
+def default_threads():
+    return int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))

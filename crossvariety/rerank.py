@@ -1,0 +1,165 @@
+"""The mT5 re-ranker (monoT5 / unicamp-dl/mt5-base-mmarco-v2): pyterrier-t5's semantics, fast.
+
+Semantics of pyterrier-t5's ``mT5ReRanker`` at batch size 1: the input is
+``Query: {q} Document: {d}`` truncated so that ``Relevant:`` (and the end-of-sequence token) still
+fits in 512 tokens; the score is log P(yes) over the ``yes``/``no`` logits of the first decoder
+step. What differs is only how the work is done:
+- pairs are sorted by length and batched by a token budget, so padding is small;
+- bf16 on a GPU (fp32 on a CPU), SDPA attention as transformers provides it;
+- the 250k-word output layer is never computed: log P(yes) = logsigmoid(h . (w_yes - w_no));
+- every batch is padded and masked, so a score does not depend on its batch-mates or the batch
+  size (pyterrier-t5 chops the last column of a padded batch, so its scores do);
+- tokenisation of the next chunk of pairs overlaps the scoring of the current one.
+"""
+import concurrent.futures
+import logging
+import time
+
+import numpy as np
+import pandas as pd
+import pyterrier as pt
+import torch
+from tqdm.auto import tqdm
+
+from .models import resolve_model
+
+log = logging.getLogger(__name__)
+PROMPT = "Relevant:"
+MAX_LENGTH = 512  # mT5 has no n_positions; pyterrier-t5 uses 512 as well
+
+
+def _device(device):
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+class MonoT5ReRanker(pt.Transformer):
+    """Scores (query, text) pairs of a run frame (qid, query, docno, text) and ranks them."""
+
+    def __init__(self, model="mt5", text_field="text", batch_tokens=0, batch_size=None,
+                 device=None, chunk=65536, verbose=True):
+        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+        self.model_name = resolve_model(model)
+        self.text_field = text_field
+        self.device = _device(device)
+        self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        # A token budget per batch: on a GPU large batches are what makes it fast; on a CPU
+        # smaller ones keep the memory of attention low.
+        self.batch_tokens = batch_tokens or (65536 if self.device.type == "cuda" else 8192)
+        self.batch_size = batch_size  # an optional cap on pairs per batch, besides the budget
+        self.chunk = chunk
+        self.verbose = verbose
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_name)
+        seq2seq = AutoModelForSeq2SeqLM.from_pretrained(self.model_name, dtype=self.dtype)
+        seq2seq.to(self.device).eval()
+        self.encoder, self.decoder = seq2seq.get_encoder(), seq2seq.get_decoder()
+        self.start_id = seq2seq.config.decoder_start_token_id
+        self.pad_id = self.tokenizer.pad_token_id
+        yes, no = self.tokenizer.encode("yes")[0], self.tokenizer.encode("no")[0]
+        if yes == no:
+            raise ValueError(f"{self.model_name}: 'yes' and 'no' share the token id {yes}")
+        head = seq2seq.get_output_embeddings().weight.detach().float()
+        direction = head[yes] - head[no]
+        if seq2seq.config.tie_word_embeddings:  # T5 scales the decoder output before a tied head
+            direction = direction * seq2seq.config.d_model ** -0.5
+        self.direction = direction.to(self.device)
+        self.prompt_ids = self.tokenizer(PROMPT)["input_ids"]  # ends with </s>
+        self.max_text = MAX_LENGTH - len(self.prompt_ids)
+        del seq2seq.lm_head  # 250k x 768: never used
+
+    def __str__(self):
+        return f"MonoT5ReRanker({self.model_name})"
+
+    def _tokenize(self, queries, texts):
+        """Token ids of each prompt, as pyterrier-t5 builds them, and their lengths."""
+        encoded = self.tokenizer([f"Query: {q} Document: {d}" for q, d in zip(queries, texts)],
+                                 add_special_tokens=False, truncation=True,
+                                 max_length=self.max_text)["input_ids"]
+        ids = [e + self.prompt_ids for e in encoded]
+        return ids, np.fromiter((len(i) for i in ids), dtype=np.int64, count=len(ids))
+
+    @torch.inference_mode()
+    def _score_chunk(self, ids, lengths, progress):
+        scores = torch.empty(len(ids), dtype=torch.float32, device=self.device)
+        order = np.argsort(-lengths, kind="stable")
+        multiple = 8 if self.device.type == "cuda" else 1  # tensor-core friendly shapes
+        start = 0
+        while start < len(order):
+            longest = int(-(-lengths[order[start]] // multiple) * multiple)
+            size = max(1, self.batch_tokens // longest)
+            batch = order[start:start + min(size, self.batch_size or size)]
+            input_ids = np.full((len(batch), longest), self.pad_id, dtype=np.int64)
+            mask = np.zeros((len(batch), longest), dtype=np.int64)
+            for row, i in enumerate(batch):
+                input_ids[row, :lengths[i]] = ids[i]
+                mask[row, :lengths[i]] = 1
+            input_ids, mask = torch.from_numpy(input_ids), torch.from_numpy(mask)
+            if self.device.type == "cuda":
+                input_ids, mask = input_ids.pin_memory(), mask.pin_memory()
+            input_ids = input_ids.to(self.device, non_blocking=True)
+            mask = mask.to(self.device, non_blocking=True)
+            hidden = self.encoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
+            start_ids = torch.full((len(batch), 1), self.start_id, device=self.device)
+            out = self.decoder(input_ids=start_ids, encoder_hidden_states=hidden,
+                               encoder_attention_mask=mask, use_cache=False).last_hidden_state
+            logit = out[:, 0].float() @ self.direction  # logit(yes) - logit(no)
+            scores[torch.from_numpy(batch).to(self.device)] = torch.nn.functional.logsigmoid(logit)
+            progress.update(len(batch))
+            start += len(batch)
+        return scores.cpu().numpy()  # one host sync per chunk, not per batch
+
+    def score(self, queries, texts):
+        """log P(yes) for each (query, text) pair, as a float32 array in input order."""
+        queries, texts = list(queries), list(texts)
+        out = np.empty(len(queries), dtype=np.float32)
+        bounds = list(range(0, len(queries), self.chunk))
+        progress = tqdm(total=len(queries), unit="pair", desc="mT5 re-rank",
+                        disable=not self.verbose or not queries, mininterval=2)
+        with concurrent.futures.ThreadPoolExecutor(1) as tokenizer_thread:
+            pending = tokenizer_thread.submit(self._tokenize, queries[:self.chunk],
+                                              texts[:self.chunk]) if bounds else None
+            for b in bounds:
+                ids, lengths = pending.result()
+                if b + self.chunk < len(queries):  # tokenise the next chunk meanwhile
+                    pending = tokenizer_thread.submit(
+                        self._tokenize, queries[b + self.chunk:b + 2 * self.chunk],
+                        texts[b + self.chunk:b + 2 * self.chunk])
+                out[b:b + len(ids)] = self._score_chunk(ids, lengths, progress)
+        progress.close()
+        return out
+
+    def transform(self, run):
+        missing = {"qid", "query", "docno", self.text_field} - set(run.columns)
+        if missing:
+            raise ValueError(f"the re-ranker needs columns qid, query, docno, {self.text_field}; "
+                             f"missing {sorted(missing)}")
+        scores = self.score(run["query"], run[self.text_field])
+        out = run.drop(columns=["score", "rank"], errors="ignore").assign(score=scores)
+        return pt.model.add_ranks(out)
+
+
+def attach_text(run, queries, dataset, top_k):
+    """The top ``top_k`` of each query of a run, with the query and document text attached.
+
+    Every qid of the run must be in ``queries`` and every docno in ``dataset``: a mismatch means
+    the run, the query set or the collection is the wrong one, and is an error, not a skip.
+    """
+    run = run.astype({"qid": str, "docno": str})
+    run = run.sort_values(["qid", "score"], ascending=[True, False], kind="stable")
+    run = run.groupby("qid", sort=False).head(top_k)
+    known = set(queries.qid)
+    unknown = sorted(set(run.qid) - known)
+    if unknown:
+        raise ValueError(f"{len(unknown)} qids of the run are not in the query set "
+                         f"(e.g. {', '.join(unknown[:5])}): wrong --queries for this run?")
+    start = time.time()
+    docnos = list(dict.fromkeys(run.docno))
+    texts = dataset.doc_texts(docnos)
+    absent = [d for d in docnos if d not in texts]
+    if absent:
+        raise ValueError(f"{len(absent)} docnos of the run are not in {dataset.spec} "
+                         f"(e.g. {', '.join(absent[:5])}): wrong --dataset for this run?")
+    log.info("attached the text of %d documents from %s in %.1fs", len(docnos), dataset.spec,
+             time.time() - start)
+    frame = run[["qid", "docno"]].merge(queries[["qid", "query"]], on="qid", how="left")
+    frame["text"] = [texts[d] for d in frame.docno]
+    return frame.reset_index(drop=True)

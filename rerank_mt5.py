@@ -1,0 +1,86 @@
+"""Re-rank a first-stage TREC run with mT5 (monoT5 on mMARCO: unicamp-dl/mt5-base-mmarco-v2).
+
+Reads the run, keeps each query's top-k, attaches the query text (from --queries) and the
+document text (from --dataset), scores every pair with log P(yes) as pyterrier-t5's mT5ReRanker
+does, and writes a TREC run. Fast path: length-sorted token-budget batches, bf16 on a GPU, only
+the yes/no logits, scores independent of batch-mates. A run whose qids are not in the query set
+or whose docnos are not in the collection is an error. A finished output is kept unless
+--overwrite.
+
+Examples:
+  python rerank_mt5.py --run runs/mmarco-v2-fr-dev-small.bge-m3.q-ca.retrieve.res.gz \\
+      --dataset irds:mmarco/v2/fr --queries data/translations/mmarco-v2-fr-dev-small.ca.tsv \\
+      --model mt5-lt-cafr
+  python rerank_mt5.py --run RUN.res.gz --dataset irds:mmarco/v2/fr \\
+      --queries irds:mmarco/v2/fr/dev/small --model ./models/my-mt5 --top-k 100 --out OUT.res.gz
+"""
+from crossvariety import settings
+
+# -----------------------------------------------------------------------------
+RUN = ""  # first-stage run to re-rank
+DATASET = ""  # collection holding the run's documents
+QUERIES = ""  # queries of the run: a query file, an irds: id or a dataset folder
+QUERY_FIELD = ""  # for irds: queries with several fields (neuCLIR: title, ht_title)
+MODEL = "mt5"  # mt5, mt5-lt-cafr, mt5-lt-afdt, an HF id or a local path
+OUT = ""  # empty = the run's name with the stage rerank-{model}
+TOP_K = 1000  # documents re-ranked per query
+BATCH_TOKENS = 0  # padded tokens per batch; 0 = 65536 on a GPU, 8192 on a CPU
+DEVICE = ""  # cuda, cuda:1, cpu; empty = a GPU if there is one
+OVERWRITE = False  # re-rank even if the output exists
+HELP = {
+    "RUN": "first-stage TREC run (.res or .res.gz) to re-rank",
+    "DATASET": "collection of the run's documents: an irds: id (irds:mmarco/v2/fr) or a dataset "
+               "folder",
+    "QUERIES": "the run's queries: a query file (qid<TAB>query), an irds: id "
+               "(irds:mmarco/v2/fr/dev/small) or a dataset folder",
+    "QUERY_FIELD": "for irds: queries with several fields, the one to use (neuCLIR: title)",
+    "MODEL": "re-ranker: mt5, mt5-lt-cafr, mt5-lt-afdt, a Hugging Face id or a local path",
+    "OUT": "run file to write; empty = the input's name with the stage rerank-{model}",
+    "TOP_K": "documents re-ranked per query (the rest of the run is dropped)",
+    "BATCH_TOKENS": "padded tokens per batch; 0 = 65536 on a GPU, 8192 on a CPU",
+    "DEVICE": "torch device; empty = cuda if available, else cpu",
+    "OVERWRITE": "re-rank even if the output file exists",
+}
+paths = settings.configure(globals(), HELP)
+# -----------------------------------------------------------------------------
+import logging
+import sys
+import time
+from pathlib import Path
+
+from crossvariety.datasets import Dataset, QueryFileError, read_queries
+from crossvariety.models import model_label
+from crossvariety.rerank import MonoT5ReRanker, attach_text
+from crossvariety.runs import read_run, write_run
+
+log = logging.getLogger("rerank_mt5")
+for name in ("RUN", "DATASET", "QUERIES"):
+    if not globals()[name]:
+        sys.exit(f"rerank_mt5.py: --{name.lower().replace('_', '-')} is required (see --help)")
+run_file = Path(RUN)
+if OUT:
+    out = Path(OUT)
+else:
+    stem = run_file.name.removesuffix(".gz").removesuffix(".res").removesuffix(".retrieve")
+    out = run_file.with_name(f"{stem}.rerank-{model_label(MODEL)}.res.gz")
+if out.is_file() and not OVERWRITE:
+    log.info("%s exists; nothing to do (--overwrite re-ranks again)", out)
+    sys.exit(0)
+try:
+    run = read_run(run_file)
+    if QUERIES.startswith("irds:") or Path(QUERIES).is_dir():
+        queries = Dataset(QUERIES).queries(QUERY_FIELD or None)
+    else:
+        queries = read_queries(QUERIES)
+    log.info("read %s (%d rows, %d queries) and %d queries from %s", run_file, len(run),
+             run.qid.nunique(), len(queries), QUERIES)
+    frame = attach_text(run, queries, Dataset(DATASET), TOP_K)
+except (QueryFileError, ValueError, FileNotFoundError) as e:
+    sys.exit(f"rerank_mt5.py: {e}")
+reranker = MonoT5ReRanker(MODEL, batch_tokens=BATCH_TOKENS, device=DEVICE or None)
+start = time.time()
+results = reranker(frame)
+seconds = time.time() - start
+log.info("re-ranked %d pairs with %s on %s in %.1fs (%.0f pairs/s)", len(frame),
+         reranker.model_name, reranker.device, seconds, len(frame) / max(seconds, 1e-9))
+write_run(results, out)

@@ -1,0 +1,127 @@
+import gzip
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import CA_DEV_QUERIES, FR_DEV_QUERIES, FR_PASSAGES, run_script
+from crossvariety.random_models import build_mt5
+from crossvariety.rerank import MonoT5ReRanker, attach_text
+
+# Multilingual text with what tokenizers trip on: elisions, double spaces, tabs, CJK, emoji.
+HOSTILE_TEXTS = [
+    "L'aigua  de la col·lecció\tdels diabètics", "他補充說：「我們現在有 4 個月大的老鼠」",
+    "Зелёные ёлки 🌲 ß ﬁ", "  leading and trailing  ", "a" * 3000,
+    " ".join(FR_PASSAGES.values()) * 8,  # far beyond 512 tokens: truncated, prompt kept
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_mt5(tmp_path_factory):
+    texts = list(FR_PASSAGES.values()) + list(FR_DEV_QUERIES.values()) + \
+        list(CA_DEV_QUERIES.values()) + HOSTILE_TEXTS[:4] + ["Query: Document: Relevant: yes no"]
+    return build_mt5(tmp_path_factory.mktemp("tiny-mt5"), texts * 20, vocab_size=400)
+
+
+def pairs_frame():
+    queries = list(FR_DEV_QUERIES.values()) + list(CA_DEV_QUERIES.values())
+    docs = list(FR_PASSAGES.values()) + HOSTILE_TEXTS
+    rows = [(f"q{qi}", q, f"d{di}", d) for qi, q in enumerate(queries)
+            for di, d in enumerate(docs)]
+    return pd.DataFrame(rows, columns=["qid", "query", "docno", "text"])
+
+
+def test_scores_equal_pyterrier_t5_at_batch_size_one(tiny_mt5):
+    from pyterrier_t5 import mT5ReRanker
+    frame = pairs_frame()
+    reference = mT5ReRanker(str(tiny_mt5), str(tiny_mt5), batch_size=1, verbose=False)(frame)
+    ours = MonoT5ReRanker(str(tiny_mt5), verbose=False)(frame)
+    assert len(ours) == len(frame) == 144
+    np.testing.assert_allclose(ours.score.to_numpy(), reference.score.to_numpy(), atol=1e-5)
+    assert ours.score.std() > 1e-3  # the scores are not all the same
+    assert list(ours["rank"]) == list(reference["rank"])
+
+
+def test_ranking_does_not_depend_on_batch_size(tiny_mt5):
+    frame = pairs_frame()
+    reranker = MonoT5ReRanker(str(tiny_mt5), verbose=False, chunk=50)  # several chunks too
+    results = {}
+    for size in (1, 7, 64):
+        reranker.batch_size = size
+        results[size] = reranker(frame)
+    for size in (7, 64):
+        np.testing.assert_allclose(results[size].score, results[1].score, atol=1e-6)
+        assert list(results[size]["rank"]) == list(results[1]["rank"])
+
+
+def test_pyterrier_t5_scores_depend_on_batch_mates(tiny_mt5):
+    """The reason for our own path: pyterrier-t5 chops the last column of a padded batch."""
+    from pyterrier_t5 import mT5ReRanker
+    frame = pairs_frame().iloc[:8]
+    alone = mT5ReRanker(str(tiny_mt5), str(tiny_mt5), batch_size=1, verbose=False)(frame)
+    batched = mT5ReRanker(str(tiny_mt5), str(tiny_mt5), batch_size=8, verbose=False)(frame)
+    assert np.abs(alone.score.to_numpy() - batched.score.to_numpy()).max() > 1e-4
+
+
+def test_fast_tokenizer_matches_the_reference_tokenizer(tiny_mt5):
+    from transformers import T5Tokenizer
+    slow = T5Tokenizer.from_pretrained(tiny_mt5)
+    fast = MonoT5ReRanker(str(tiny_mt5), verbose=False).tokenizer
+    for text in HOSTILE_TEXTS + list(FR_PASSAGES.values()):
+        prompt = f"Query: quin és Document: {text}"
+        assert fast(prompt)["input_ids"] == slow(prompt)["input_ids"], text[:40]
+
+
+def test_attach_text_rejects_mismatched_runs(irds_home):
+    from crossvariety.datasets import Dataset
+    queries = pd.DataFrame({"qid": ["101", "102"], "query": ["a", "b"]})
+    run = pd.DataFrame({"qid": ["101", "101", "102"], "docno": ["2", "1", "1"],
+                        "score": [2.0, 1.0, 1.0]})
+    collection = Dataset("irds:mmarco/v2/fr")
+    frame = attach_text(run, queries, collection, top_k=1)
+    assert frame.to_dict("records") == [
+        {"qid": "101", "docno": "2", "query": "a", "text": FR_PASSAGES["2"]},
+        {"qid": "102", "docno": "1", "query": "b", "text": FR_PASSAGES["1"]}]
+    with pytest.raises(ValueError, match="1 qids of the run are not in the query set"):
+        attach_text(run.assign(qid=["101", "101", "999"]), queries, collection, 10)
+    with pytest.raises(ValueError, match="1 docnos of the run are not in irds:mmarco/v2/fr"):
+        attach_text(run.assign(docno=["2", "1", "nope"]), queries, collection, 10)
+
+
+def test_rerank_mt5_script_end_to_end(workdir, tiny_mt5):
+    run_script("run_mmarco.py", "--pairs", "ca-fr", cwd=workdir)
+    first = workdir / "runs" / "mmarco-v2-fr-dev-small.bm25.q-ca.retrieve.res.gz"
+    queries = workdir / "data" / "translations" / "mmarco-v2-fr-dev-small.ca.tsv"
+    proc = run_script("rerank_mt5.py", "--run", first, "--dataset", "irds:mmarco/v2/fr",
+                      "--queries", queries, "--model", tiny_mt5, "--top-k", "3", cwd=workdir)
+    out = workdir / "runs" / f"mmarco-v2-fr-dev-small.bm25.q-ca.rerank-{tiny_mt5.name}.res.gz"
+    rows = [line.split() for line in gzip.open(out, "rt").read().splitlines()]
+    by_qid = {}
+    for qid, _, docno, rank, score, _ in rows:
+        by_qid.setdefault(qid, []).append((int(rank), float(score)))
+    assert all(len(v) <= 3 for v in by_qid.values()) and set(by_qid) <= set(CA_DEV_QUERIES)
+    for ranked in by_qid.values():  # ranks follow the new scores
+        assert [s for _, s in sorted(ranked)] == sorted((s for _, s in ranked), reverse=True)
+    assert "pairs/s" in proc.stderr
+    proc = run_script("rerank_mt5.py", "--run", first, "--dataset", "irds:mmarco/v2/fr",
+                      "--queries", queries, "--model", tiny_mt5, cwd=workdir)
+    assert "nothing to do" in proc.stderr
+
+    # the French queries are not the run's: qids match, but a query file of other qids fails
+    wrong = workdir / "wrong.tsv"
+    wrong.write_text("1\tx\n")
+    proc = run_script("rerank_mt5.py", "--run", first, "--dataset", "irds:mmarco/v2/fr",
+                      "--queries", wrong, "--model", tiny_mt5, "--out", workdir / "x.res.gz",
+                      cwd=workdir, check=False)
+    assert proc.returncode != 0 and "qids of the run are not in the query set" in proc.stderr
+    assert not (workdir / "x.res.gz").exists()
+
+
+def test_run_mmarco_with_rerank(workdir, tiny_mt5):
+    proc = run_script("run_mmarco.py", "--pairs", "ca-fr", "--model", "bm25", "--rerank",
+                      tiny_mt5, "--evaluate", cwd=workdir)
+    for queries in ("fr", "ca"):
+        assert (workdir / "runs" / f"mmarco-v2-fr-dev-small.bm25.q-{queries}.rerank-"
+                                   f"{tiny_mt5.name}.res.gz").is_file()
+    assert f"mmarco bm25 >> {tiny_mt5.name}" in proc.stdout
+    assert "| ca-fr q-ca |" in proc.stdout
