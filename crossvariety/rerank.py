@@ -11,7 +11,6 @@ step. What differs is only how the work is done:
   size (pyterrier-t5 chops the last column of a padded batch, so its scores do);
 - tokenisation of the next chunk of pairs overlaps the scoring of the current one.
 """
-import concurrent.futures
 import logging
 import time
 
@@ -21,15 +20,12 @@ import pyterrier as pt
 import torch
 from tqdm.auto import tqdm
 
+from .batching import default_device, padded_batches, tokenized_chunks
 from .models import resolve_model
 
 log = logging.getLogger(__name__)
 PROMPT = "Relevant:"
 MAX_LENGTH = 512  # mT5 has no n_positions; pyterrier-t5 uses 512 as well
-
-
-def _device(device):
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
 class MonoT5ReRanker(pt.Transformer):
@@ -40,7 +36,7 @@ class MonoT5ReRanker(pt.Transformer):
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
         self.model_name = resolve_model(model)
         self.text_field = text_field
-        self.device = _device(device)
+        self.device = default_device(device)
         self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
         # A token budget per batch: on a GPU large batches are what makes it fast; on a CPU
         # smaller ones keep the memory of attention low.
@@ -69,61 +65,33 @@ class MonoT5ReRanker(pt.Transformer):
     def __str__(self):
         return f"MonoT5ReRanker({self.model_name})"
 
-    def _tokenize(self, queries, texts):
-        """Token ids of each prompt, as pyterrier-t5 builds them, and their lengths."""
-        encoded = self.tokenizer([f"Query: {q} Document: {d}" for q, d in zip(queries, texts)],
+    def _tokenize(self, pairs):
+        """Token ids of each prompt, as pyterrier-t5 builds them."""
+        encoded = self.tokenizer([f"Query: {q} Document: {d}" for q, d in pairs],
                                  add_special_tokens=False, truncation=True,
                                  max_length=self.max_text)["input_ids"]
-        ids = [e + self.prompt_ids for e in encoded]
-        return ids, np.fromiter((len(i) for i in ids), dtype=np.int64, count=len(ids))
+        return [e + self.prompt_ids for e in encoded]
 
     @torch.inference_mode()
-    def _score_chunk(self, ids, lengths, progress):
-        scores = torch.empty(len(ids), dtype=torch.float32, device=self.device)
-        order = np.argsort(-lengths, kind="stable")
-        multiple = 8 if self.device.type == "cuda" else 1  # tensor-core friendly shapes
-        start = 0
-        while start < len(order):
-            longest = int(-(-lengths[order[start]] // multiple) * multiple)
-            size = max(1, self.batch_tokens // longest)
-            batch = order[start:start + min(size, self.batch_size or size)]
-            input_ids = np.full((len(batch), longest), self.pad_id, dtype=np.int64)
-            mask = np.zeros((len(batch), longest), dtype=np.int64)
-            for row, i in enumerate(batch):
-                input_ids[row, :lengths[i]] = ids[i]
-                mask[row, :lengths[i]] = 1
-            input_ids, mask = torch.from_numpy(input_ids), torch.from_numpy(mask)
-            if self.device.type == "cuda":
-                input_ids, mask = input_ids.pin_memory(), mask.pin_memory()
-            input_ids = input_ids.to(self.device, non_blocking=True)
-            mask = mask.to(self.device, non_blocking=True)
-            hidden = self.encoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
-            start_ids = torch.full((len(batch), 1), self.start_id, device=self.device)
-            out = self.decoder(input_ids=start_ids, encoder_hidden_states=hidden,
-                               encoder_attention_mask=mask, use_cache=False).last_hidden_state
-            logit = out[:, 0].float() @ self.direction  # logit(yes) - logit(no)
-            scores[torch.from_numpy(batch).to(self.device)] = torch.nn.functional.logsigmoid(logit)
-            progress.update(len(batch))
-            start += len(batch)
-        return scores.cpu().numpy()  # one host sync per chunk, not per batch
-
     def score(self, queries, texts):
         """log P(yes) for each (query, text) pair, as a float32 array in input order."""
-        queries, texts = list(queries), list(texts)
-        out = np.empty(len(queries), dtype=np.float32)
-        bounds = list(range(0, len(queries), self.chunk))
-        progress = tqdm(total=len(queries), unit="pair", desc="mT5 re-rank",
-                        disable=not self.verbose or not queries, mininterval=2)
-        with concurrent.futures.ThreadPoolExecutor(1) as tokenizer_thread:
-            pending = tokenizer_thread.submit(self._tokenize, queries[:self.chunk],
-                                              texts[:self.chunk]) if bounds else None
-            for b in bounds:
-                ids, lengths = pending.result()
-                if b + self.chunk < len(queries):  # tokenise the next chunk meanwhile
-                    pending = tokenizer_thread.submit(
-                        self._tokenize, queries[b + self.chunk:b + 2 * self.chunk],
-                        texts[b + self.chunk:b + 2 * self.chunk])
-                out[b:b + len(ids)] = self._score_chunk(ids, lengths, progress)
+        pairs = list(zip(queries, texts))
+        out = np.empty(len(pairs), dtype=np.float32)
+        progress = tqdm(total=len(pairs), unit="pair", desc="mT5 re-rank",
+                        disable=not self.verbose or not pairs, mininterval=2)
+        for offset, ids, lengths in tokenized_chunks(self._tokenize, pairs, self.chunk):
+            scores = torch.empty(len(ids), dtype=torch.float32, device=self.device)
+            for positions, input_ids, mask in padded_batches(
+                    ids, lengths, self.pad_id, self.batch_tokens, self.device, self.batch_size):
+                hidden = self.encoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
+                start_ids = torch.full((len(positions), 1), self.start_id, device=self.device)
+                out_state = self.decoder(input_ids=start_ids, encoder_hidden_states=hidden,
+                                         encoder_attention_mask=mask,
+                                         use_cache=False).last_hidden_state
+                logit = out_state[:, 0].float() @ self.direction  # logit(yes) - logit(no)
+                scores[positions] = torch.nn.functional.logsigmoid(logit)
+                progress.update(len(positions))
+            out[offset:offset + len(ids)] = scores.cpu().numpy()  # one host sync per chunk
         progress.close()
         return out
 
