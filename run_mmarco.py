@@ -18,15 +18,17 @@ Examples:
   python run_mmarco.py --pairs ca-fr --model bm25 --evaluate      # mMARCO, needs the data
   python run_mmarco.py --pairs af-dt --variety-queries my_afrikaans.tsv --evaluate
   python run_mmarco.py --config configs/flores_bm25.toml --translate-queries apertium
-  python run_mmarco.py --pairs ca-fr --rerank mt5-lt-cafr --evaluate      # needs a GPU
+  python run_mmarco.py --pairs ca-fr --model bge-m3-lt-cafr --evaluate   # index_bgem3.py first
+  python run_mmarco.py --pairs ca-fr --model bge-m3 --rerank mt5-lt-cafr --evaluate  # GPU
 """
 from crossvariety import settings
 
 # -----------------------------------------------------------------------------
 BENCHMARK = "mmarco"  # mmarco (dev/small) or flores (the small real default)
 PAIRS = ["ca-fr"]  # language pairs, or all
-MODEL = "bm25"  # first-stage ranker
+MODEL = "bm25"  # first-stage ranker: bm25, or a BGE-M3 model
 VARIETY_QUERIES = ""  # variety query file; empty = {translations_dir}/{dataset}.{variety}.tsv
+MAX_LENGTH = 1024  # BGE-M3 document length, when an index must be built
 NUM_RESULTS = 1000  # depth of each run
 EVALUATE = False  # print the metrics and significance table
 MEASURES = []  # ir_measures names; empty = MRR@10 R@1000
@@ -41,7 +43,10 @@ HELP = {
     "BENCHMARK": "mmarco: mMARCO v2 dev/small (irds:mmarco/v2/{lang}/dev/small, English: "
                  "irds:msmarco-passage/dev/small); flores: FLORES-200 devtest articles (offline)",
     "PAIRS": "language pairs VARIETY-HIGHRES: ca-fr oc-fr af-dt scn-it yue-zh ms-id gd-en, or all",
-    "MODEL": "first-stage ranker: bm25 (PISA, language-aware analysis)",
+    "MODEL": "first-stage ranker: bm25 (PISA, language-aware analysis), or a BGE-M3 model: "
+             "bge-m3, bge-m3-lt-cafr, bge-m3-lt-afdt, an HF id or a local path (dense search: "
+             "on the GPU when there is one, else pyterrier-dr's np_retriever)",
+    "MAX_LENGTH": "BGE-M3: tokens per document when an index must be built",
     "VARIETY_QUERIES": "query file (qid<TAB>query) of the variety, for a single pair; empty = "
                        "{translations_dir}/{dataset}.{variety}.tsv (flores: built in)",
     "NUM_RESULTS": "passages retrieved per query",
@@ -68,10 +73,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from crossvariety import bm25, evaluation, flores, translation
+from crossvariety import bm25, dense, evaluation, flores, translation
 from crossvariety.datasets import (Dataset, QueryFileError, read_queries, variety_queries_path,
                                    write_queries)
-from crossvariety.models import model_label
+from crossvariety.models import model_label, resolve_model
 from crossvariety.pairs import get_pairs
 from crossvariety.rerank import MonoT5ReRanker, attach_text
 from crossvariety.runs import atomic_path, read_run, run_path, write_run
@@ -83,14 +88,18 @@ if TRANSLATE_QUERIES and TRANSLATE_QUERIES not in translation.ENGINES:
     sys.exit(f"run_mmarco.py: unknown engine {TRANSLATE_QUERIES!r}; choose from "
              f"{', '.join(translation.ENGINES)}")
 if MODEL != "bm25":
-    sys.exit(f"run_mmarco.py: unknown model {MODEL!r}; this version runs bm25")
+    try:
+        resolve_model(MODEL)
+    except ValueError as e:
+        sys.exit(f"run_mmarco.py: {e}")
 pairs = get_pairs(PAIRS)
 if VARIETY_QUERIES and len(pairs) != 1:
     sys.exit("run_mmarco.py: --variety-queries names the queries of one pair; pass one --pairs")
+first_stage = model_label(MODEL)  # the model's name in file names
 measures = MEASURES or evaluation.MMARCO_MEASURES
 evaluation.parse_measures(measures)  # fail on a typo before hours of retrieval
 
-tables, reranker = [], None
+tables, reranker, encoder = [], None, None
 for pair in pairs:
     # 1. the collection, its high-resource topics and the variety's version of them
     if BENCHMARK == "flores":
@@ -140,18 +149,28 @@ for pair in pairs:
                         TRANSLATE_QUERIES, pair.variety, pair.highres)
 
     # 2. the index: built on first use
-    index = bm25.default_index_path(paths["index_dir"], collection.name)
-    if not bm25.index_built(index):
-        log.info("no BM25 index at %s: building it from %s (%s analysis)", index, collection.spec,
-                 pair.analyzer)
-        bm25.build_index(collection.docs_iter(), pair.analyzer, index, workers=WORKERS,
-                         total=collection.docs_count())
-    retriever = bm25.bm25_retriever(index, num_results=NUM_RESULTS)
+    if MODEL == "bm25":
+        index = bm25.default_index_path(paths["index_dir"], collection.name)
+        if not bm25.index_built(index):
+            log.info("no BM25 index at %s: building it from %s (%s analysis)", index,
+                     collection.spec, pair.analyzer)
+            bm25.build_index(collection.docs_iter(), pair.analyzer, index, workers=WORKERS,
+                             total=collection.docs_count())
+        retriever = bm25.bm25_retriever(index, num_results=NUM_RESULTS)
+    else:
+        encoder = encoder or dense.BgeM3Encoder(MODEL, max_length=MAX_LENGTH)
+        index = paths["index_dir"] / first_stage / collection.name
+        if not dense.index_built(index):
+            log.info("no dense index at %s: encoding %s (index_bgem3.py shards big ones)", index,
+                     collection.spec)
+            dense.build_index(collection.docs_iter(), encoder, index,
+                              total=collection.docs_count())
+        retriever = dense.dense_retriever(index, encoder, num_results=NUM_RESULTS)
 
     # 3. one run per query set
     runs = {}
     for label, queries in query_sets:
-        path = run_path(paths["runs_dir"], topics.name, MODEL, label, "retrieve")
+        path = run_path(paths["runs_dir"], topics.name, first_stage, label, "retrieve")
         if path.is_file() and not OVERWRITE:
             log.info("reusing %s (--overwrite recomputes it)", path)
             runs[f"{pair.name} q-{label}"] = read_run(path)
@@ -169,7 +188,7 @@ for pair in pairs:
             reranker = MonoT5ReRanker(RERANK)
         reranked = {}
         for label, queries in query_sets:
-            path = run_path(paths["runs_dir"], topics.name, MODEL, label,
+            path = run_path(paths["runs_dir"], topics.name, first_stage, label,
                             f"rerank-{model_label(RERANK)}")
             if path.is_file() and not OVERWRITE:
                 log.info("reusing %s (--overwrite recomputes it)", path)
@@ -198,13 +217,13 @@ for pair in pairs:
 
 if tables:
     table = pd.concat(tables)
-    table.index.name = f"{BENCHMARK} {MODEL}" + (f" >> {model_label(RERANK)}" if RERANK else "")
+    table.index.name = f"{BENCHMARK} {first_stage}" + (f" >> {model_label(RERANK)}" if RERANK else "")
     text = evaluation.format_table(table)
     print(text)
     name = "all" if len(pairs) == len(get_pairs(["all"])) else "+".join(p.name for p in pairs)
     if TRANSLATE_QUERIES:
         name += f".translated-{TRANSLATE_QUERIES}"
-    stage = f"{MODEL}.rerank-{model_label(RERANK)}" if RERANK else MODEL
+    stage = f"{first_stage}.rerank-{model_label(RERANK)}" if RERANK else first_stage
     out = paths["runs_dir"] / f"{BENCHMARK}.{stage}.{name}.gap.md"
     with atomic_path(out) as tmp:
         tmp.write_text(text)

@@ -49,6 +49,38 @@ def build_mt5(path, texts, size="tiny", vocab_size=2000, seed=0):
     return path
 
 
+# BGE-M3's encoder: XLM-RoBERTa large with 8k positions.
+XLMR_LARGE = dict(vocab_size=250002, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+                  intermediate_size=4096, max_position_embeddings=8194, type_vocab_size=1,
+                  layer_norm_eps=1e-5)
+XLMR_TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                 max_position_embeddings=1100, type_vocab_size=1, layer_norm_eps=1e-5,
+                 # wide weights, otherwise every [CLS] vector is nearly the same
+                 initializer_range=0.5)
+
+
+def build_xlmr(path, texts, size="tiny", vocab_size=2000, seed=0):
+    """A BGE-M3-like encoder (XLM-R) at random weights at ``path``, with its tokenizer."""
+    import json
+    import shutil
+    from transformers import AutoTokenizer, XLMRobertaConfig, XLMRobertaModel
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        model_file = _sentencepiece(texts, Path(tmp) / "sp", vocab_size)
+        shutil.copy(model_file, path / "sentencepiece.bpe.model")
+    (path / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "XLMRobertaTokenizer", "model_max_length": 8192}))
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer.save_pretrained(path)
+    shape = dict(XLMR_LARGE) if size == "large" else dict(XLMR_TINY, vocab_size=len(tokenizer))
+    config = XLMRobertaConfig(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                              eos_token_id=tokenizer.eos_token_id, **shape)
+    torch.manual_seed(seed)
+    XLMRobertaModel(config, add_pooling_layer=False).save_pretrained(path)
+    return path
+
+
 def synthetic_passages(n, seed=0):
     """Passages of mMARCO-like length (median ~45 words, long tail) over a Zipfian vocabulary of
     made-up words: a workload for benchmarks that needs no data."""

@@ -1,0 +1,253 @@
+"""BGE-M3 dense retrieval: a fast encoder, resumable sharded indexing into a pyterrier-dr
+FlexIndex, and exhaustive search on the GPU (or pyterrier-dr's numpy retriever on a CPU).
+
+The encoder has BGE-M3's dense semantics as FlagEmbedding computes them: the tokenizer with
+special tokens and truncation to ``max_length``, the [CLS] state, L2-normalised. It differs in how
+the work is done: a whole chunk of texts is sorted by length (not FlagEmbedding's chunks of 64
+that pyterrier-dr feeds it), batches are bounded by a token budget, bf16 and SDPA attention on a
+GPU, tokenisation overlaps the model's work.
+"""
+import json
+import logging
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pyterrier as pt
+import torch
+from tqdm.auto import tqdm
+
+from .batching import default_device, padded_batches, tokenized_chunks
+from .models import resolve_model
+from .runs import atomic_path
+
+log = logging.getLogger(__name__)
+MAX_LENGTH = 1024  # the paper's setting (BGE-M3 allows 8192)
+
+
+class BgeM3Encoder:
+    """texts -> L2-normalised [CLS] vectors (float32 numpy), in input order."""
+
+    def __init__(self, model="bge-m3", max_length=MAX_LENGTH, batch_tokens=0, device=None,
+                 chunk=100_000, verbose=True):
+        from transformers import AutoModel, AutoTokenizer
+        self.model_name = resolve_model(model)
+        self.max_length = max_length
+        self.device = default_device(device)
+        self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        # Token budget per batch: large on a GPU (throughput), moderate on a CPU (memory).
+        self.batch_tokens = batch_tokens or (262144 if self.device.type == "cuda" else 16384)
+        self.chunk = chunk
+        self.verbose = verbose
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_name)
+        self.model = AutoModel.from_pretrained(self.model_name, dtype=self.dtype,
+                                               add_pooling_layer=False, attn_implementation="sdpa")
+        self.model.to(self.device).eval()
+        self.dim = self.model.config.hidden_size
+
+    def __str__(self):
+        return f"BgeM3Encoder({self.model_name}, max_length={self.max_length})"
+
+    def _tokenize(self, texts):
+        return self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+
+    @torch.inference_mode()
+    def encode(self, texts, desc="BGE-M3 encode"):
+        texts = list(texts)
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        progress = tqdm(total=len(texts), unit="text", desc=desc, mininterval=2,
+                        disable=not self.verbose or len(texts) < 1000)
+        for offset, ids, lengths in tokenized_chunks(self._tokenize, texts, self.chunk):
+            vectors = torch.empty((len(ids), self.dim), dtype=torch.float32, device=self.device)
+            for positions, input_ids, mask in padded_batches(
+                    ids, lengths, self.tokenizer.pad_token_id, self.batch_tokens, self.device):
+                hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+                vectors[positions] = torch.nn.functional.normalize(hidden[:, 0].float(), dim=-1)
+                progress.update(len(positions))
+            out[offset:offset + len(ids)] = vectors.cpu().numpy()  # one host sync per chunk
+        progress.close()
+        return out
+
+
+class QueryEncoder(pt.Transformer):
+    """query -> query_vec, as pyterrier-dr's retrievers expect."""
+
+    def __init__(self, encoder):
+        self.encoder = encoder
+
+    def transform(self, topics):
+        return topics.assign(query_vec=list(self.encoder.encode(topics["query"], "queries")))
+
+
+# ----------------------------------------------------------------------------- indexing
+# An index is built in chunks of documents, each saved under {index}.parts/ when encoded, so a
+# killed job resumes at its first missing chunk and n jobs (--shard i/n) can split the chunks
+# (chunk k belongs to shard k mod n). When every chunk is there, they are merged, in order, into
+# a FlexIndex at {index}, which appears only when complete.
+
+def parts_dir(index_dir):
+    return Path(f"{index_dir}.parts")
+
+
+def index_built(index_dir):
+    return (Path(index_dir) / "pt_meta.json").is_file()
+
+
+def parse_shard(shard):
+    match = re.fullmatch(r"(\d+)/(\d+)", shard or "0/1")
+    if not match or not int(match[1]) < int(match[2]):
+        raise ValueError(f"--shard {shard!r}: write i/n with 0 <= i < n, e.g. 0/4")
+    return int(match[1]), int(match[2])
+
+
+def encode_chunks(docs, encoder, index_dir, shard="0/1", chunk_docs=100_000, total=None):
+    """Encode this shard's chunks of ``docs`` ({"docno", "text"}) into {index}.parts/, skipping
+    chunks already there. Returns the number of chunks of the whole collection."""
+    i, n = parse_shard(shard)
+    parts = parts_dir(index_dir)
+    parts.mkdir(parents=True, exist_ok=True)
+    (parts / "meta.json").write_text(json.dumps({"model": encoder.model_name,
+                                                 "max_length": encoder.max_length,
+                                                 "chunk_docs": chunk_docs}))
+    start, encoded, k = time.time(), 0, -1
+    progress = tqdm(total=total, unit="doc", desc=f"BGE-M3 index (shard {i}/{n})", mininterval=5)
+    batch = []
+    for k, batch in enumerate(_chunks(docs, chunk_docs)):
+        progress.update(len(batch))
+        part = parts / f"part-{k:06d}.npz"
+        if k % n != i or part.is_file():
+            continue
+        vectors = encoder.encode([d["text"] for d in batch], desc=f"chunk {k}")
+        with atomic_path(part) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, vectors=vectors, docnos=np.array([d["docno"] for d in batch]))
+        encoded += len(batch)
+    progress.close()
+    chunks = k + 1
+    (parts / f"shard-{i}-of-{n}.done").write_text(str(chunks))
+    seconds = time.time() - start
+    log.info("shard %d/%d: encoded %d documents in %.1fs (%.0f docs/s); %d chunks in all", i, n,
+             encoded, seconds, encoded / max(seconds, 1e-9), chunks)
+    return chunks
+
+
+def _chunks(docs, size):
+    batch = []
+    for doc in docs:
+        batch.append(doc)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def missing_chunks(index_dir):
+    """Chunk numbers not yet encoded, or None while no shard has counted the chunks."""
+    parts = parts_dir(index_dir)
+    counts = {int(p.read_text()) for p in parts.glob("shard-*.done")}
+    if not counts:
+        return None
+    if len(counts) > 1:
+        raise RuntimeError(f"{parts}: shards disagree on the number of chunks {sorted(counts)}; "
+                           "were they run on different collections or chunk sizes?")
+    return [k for k in range(counts.pop()) if not (parts / f"part-{k:06d}.npz").is_file()]
+
+
+def merge_chunks(index_dir):
+    """Write the FlexIndex at ``index_dir`` from its encoded chunks, then remove the chunks."""
+    import shutil
+    from pyterrier_dr import FlexIndex
+    missing = missing_chunks(index_dir)
+    if missing is None or missing:
+        raise RuntimeError(f"cannot merge {index_dir}: chunks "
+                           f"{'not counted yet' if missing is None else missing[:10]} are missing; "
+                           "run the remaining shards first")
+    parts = parts_dir(index_dir)
+    files = sorted(parts.glob("part-*.npz"))
+
+    def vectors():
+        for path in files:
+            with np.load(path) as part:
+                for docno, vector in zip(part["docnos"], part["vectors"]):
+                    yield {"docno": str(docno), "doc_vec": vector}
+
+    start = time.time()
+    with atomic_path(index_dir) as tmp:
+        FlexIndex(str(tmp), verbose=False).indexer(mode="overwrite").index(vectors())
+        shutil.copy(parts / "meta.json", tmp / "crossvariety.json")
+    shutil.rmtree(parts)
+    log.info("merged %d chunks into %s in %.1fs", len(files), index_dir, time.time() - start)
+
+
+def build_index(docs, encoder, index_dir, shard="0/1", chunk_docs=100_000, total=None):
+    """Encode this shard's chunks; merge into the FlexIndex once every chunk is encoded.
+    Returns True when the index is complete."""
+    encode_chunks(docs, encoder, index_dir, shard, chunk_docs, total)
+    if missing_chunks(index_dir):
+        log.info("%d chunks of %s are left to other shards; merge when they are done",
+                 len(missing_chunks(index_dir)), index_dir)
+        return False
+    merge_chunks(index_dir)
+    return True
+
+
+# ----------------------------------------------------------------------------- search
+
+class TorchSearch(pt.Transformer):
+    """Exhaustive inner-product search: every document vector on the device (fp16 on a GPU),
+    queries in batches, matmul + top-k. The GPU path of dense retrieval; also runs on a CPU."""
+
+    def __init__(self, index_dir, num_results=1000, device=None, query_batch=1024,
+                 doc_block=4_000_000):
+        from pyterrier_dr import FlexIndex
+        self.device = default_device(device)
+        self.num_results = num_results
+        self.query_batch = query_batch
+        docnos, vectors, meta = FlexIndex(str(index_dir)).payload()
+        self.docnos = docnos
+        dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        start = time.time()
+        # Copied in blocks: the memmap never has to fit in host memory at once.
+        self.vectors = torch.empty((meta["doc_count"], meta["vec_size"]), dtype=dtype,
+                                   device=self.device)
+        for b in range(0, meta["doc_count"], doc_block):
+            block = torch.from_numpy(np.array(vectors[b:b + doc_block]))  # a writable copy
+            self.vectors[b:b + doc_block] = block.to(self.device, dtype)
+        log.info("loaded %d vectors of %s onto %s (%s) in %.1fs", meta["doc_count"], index_dir,
+                 self.device, str(dtype).replace("torch.", ""), time.time() - start)
+
+    @torch.inference_mode()
+    def transform(self, topics):
+        k = min(self.num_results, len(self.vectors))
+        query_vecs = np.stack(topics["query_vec"].to_list()).astype(np.float32)
+        scores, ids = [], []
+        for b in range(0, len(query_vecs), self.query_batch):
+            q = torch.from_numpy(query_vecs[b:b + self.query_batch]).to(self.device,
+                                                                          self.vectors.dtype)
+            top = torch.topk(q @ self.vectors.T, k, dim=1)
+            scores.append(top.values.float().cpu().numpy())
+            ids.append(top.indices.cpu().numpy())
+        scores, ids = np.concatenate(scores), np.concatenate(ids)
+        rows = np.repeat(np.arange(len(topics)), k)
+        out = topics.drop(columns=["query_vec"]).iloc[rows].reset_index(drop=True)
+        out["docid"] = ids.ravel()
+        out["docno"] = self.docnos.fwd[ids.ravel()]
+        out["score"] = scores.ravel()
+        out["rank"] = np.tile(np.arange(k), len(topics))
+        return out
+
+
+def dense_retriever(index_dir, encoder, num_results=1000, device=None):
+    """QueryEncoder >> search: TorchSearch on a GPU, pyterrier-dr's np_retriever on a CPU."""
+    from pyterrier_dr import FlexIndex
+    if not index_built(index_dir):
+        raise FileNotFoundError(f"{index_dir} is not a finished dense index; build it with "
+                                "index_bgem3.py")
+    if default_device(device).type == "cuda":
+        search = TorchSearch(index_dir, num_results, device)
+    else:
+        search = FlexIndex(str(index_dir), verbose=False).np_retriever(num_results=num_results,
+                                                                       drop_query_vec=True)
+    return QueryEncoder(encoder) >> search

@@ -1,0 +1,79 @@
+"""Encode a collection with BGE-M3 (dense) into a pyterrier-dr FlexIndex.
+
+Vectors have BGE-M3's dense semantics (FlagEmbedding: [CLS] state, L2-normalised, the model's
+tokenizer with truncation to --max-length, 1024 as in the paper), computed fast: chunks of
+documents sorted by length, batches bounded by a token budget, bf16 and SDPA attention on a GPU,
+tokenisation overlapping the GPU work. The index is readable by FlexIndex(DIR).np_retriever()
+and .torch_retriever(). neuCLIR documents are encoded as title + newline + text.
+
+Resumable and shardable: documents are encoded in chunks saved under {index}.parts/; a killed
+job restarts at its first missing chunk, and --shard i/n encodes only every n-th chunk so that n
+GPUs or machines split a collection (sharing the index folder). The shard that finds every chunk
+done merges them into the index; --merge-only merges after the fact.
+
+Examples:
+  python index_bgem3.py --dataset irds:mmarco/v2/fr --model bge-m3
+  python index_bgem3.py --dataset irds:mmarco/v2/fr --model bge-m3-lt-cafr --shard 0/4   # + 1/4 2/4 3/4
+  python index_bgem3.py --dataset irds:neuclir/1/fa --model ./models/bge-m3-cafr
+"""
+from crossvariety import settings
+
+# -----------------------------------------------------------------------------
+DATASET = "irds:mmarco/v2/fr"  # collection to encode
+MODEL = "bge-m3"  # bge-m3, bge-m3-lt-cafr, bge-m3-lt-afdt, an HF id or a local path
+INDEX = ""  # empty = {index_dir}/{model}/{dataset name}
+MAX_LENGTH = 1024  # tokens per document
+BATCH_TOKENS = 0  # padded tokens per batch; 0 = 262144 on a GPU, 16384 on a CPU
+CHUNK_DOCS = 100000  # documents per saved chunk (the unit of resumption and sharding)
+SHARD = "0/1"  # i/n: encode chunks k with k mod n = i
+MERGE_ONLY = False  # only merge the encoded chunks into the index
+DEVICE = ""  # cuda, cuda:1, cpu; empty = a GPU if there is one
+OVERWRITE = False  # re-encode even if the index exists
+HELP = {
+    "DATASET": "collection: an irds: id (irds:mmarco/v2/fr, irds:neuclir/1/fa) or a dataset folder",
+    "MODEL": "encoder: bge-m3, bge-m3-lt-cafr, bge-m3-lt-afdt, a Hugging Face id or a local path",
+    "INDEX": "index folder; empty = {index_dir}/{model}/{dataset name}",
+    "MAX_LENGTH": "truncate documents to this many tokens (the paper: 1024; BGE-M3 allows 8192)",
+    "BATCH_TOKENS": "padded tokens per batch; 0 = 262144 on a GPU, 16384 on a CPU",
+    "CHUNK_DOCS": "documents per saved chunk: the unit of resumption and of sharding",
+    "SHARD": "i/n: this job encodes chunks k with k mod n == i (all jobs share the index folder)",
+    "MERGE_ONLY": "encode nothing; merge the chunks that the shards encoded into the index",
+    "DEVICE": "torch device; empty = cuda if available, else cpu",
+    "OVERWRITE": "re-encode from scratch even if the index or encoded chunks exist",
+}
+paths = settings.configure(globals(), HELP)
+# -----------------------------------------------------------------------------
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+from crossvariety import dense
+from crossvariety.datasets import Dataset
+from crossvariety.models import model_label
+
+log = logging.getLogger("index_bgem3")
+try:
+    dense.parse_shard(SHARD)
+    dataset = Dataset(DATASET)
+except ValueError as e:
+    sys.exit(f"index_bgem3.py: {e}")
+index = Path(INDEX) if INDEX else paths["index_dir"] / model_label(MODEL) / dataset.name
+if OVERWRITE:
+    shutil.rmtree(dense.parts_dir(index), ignore_errors=True)
+    shutil.rmtree(index, ignore_errors=True)
+if dense.index_built(index):
+    log.info("%s is already built; nothing to do (--overwrite rebuilds it)", index)
+    sys.exit(0)
+if MERGE_ONLY:
+    try:
+        dense.merge_chunks(index)
+    except RuntimeError as e:
+        sys.exit(f"index_bgem3.py: {e}")
+    sys.exit(0)
+encoder = dense.BgeM3Encoder(MODEL, max_length=MAX_LENGTH, batch_tokens=BATCH_TOKENS,
+                             device=DEVICE or None)
+log.info("encoding %s with %s on %s (%s, %d tokens/batch) into %s, shard %s", DATASET,
+         encoder.model_name, encoder.device, encoder.dtype, encoder.batch_tokens, index, SHARD)
+dense.build_index(dataset.docs_iter(), encoder, index, shard=SHARD, chunk_docs=CHUNK_DOCS,
+                  total=dataset.docs_count())

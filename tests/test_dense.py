@@ -1,0 +1,128 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import CA_DEV_QUERIES, FR_DEV_QUERIES, FR_PASSAGES, run_script
+from crossvariety import dense
+from crossvariety.random_models import build_xlmr, synthetic_passages
+
+PASSAGES = synthetic_passages(240, seed=3)
+
+
+@pytest.fixture(scope="session")
+def tiny_xlmr(tmp_path_factory):
+    texts = PASSAGES + list(FR_PASSAGES.values()) + list(FR_DEV_QUERIES.values()) + \
+        list(CA_DEV_QUERIES.values())
+    return build_xlmr(tmp_path_factory.mktemp("tiny-xlmr"), texts * 3, vocab_size=1500)
+
+
+@pytest.fixture(scope="session")
+def encoder(tiny_xlmr):
+    return dense.BgeM3Encoder(str(tiny_xlmr), max_length=128, verbose=False)
+
+
+def test_vectors_match_flagembedding(tiny_xlmr, encoder):
+    from FlagEmbedding import BGEM3FlagModel
+    long = " ".join(PASSAGES[:10])
+    docs = PASSAGES[:40] + [long, "é ü 中文 Зелёные ёлки", "a", ""]
+    assert len(encoder.tokenizer(long)["input_ids"]) > 128  # truncated
+    reference = BGEM3FlagModel(str(tiny_xlmr), use_fp16=False, devices="cpu")
+    expected = reference.encode(docs, max_length=128, batch_size=8)["dense_vecs"]
+    ours = encoder.encode(docs)
+    cosine = (expected * ours).sum(1) / np.linalg.norm(expected, axis=1) / np.linalg.norm(ours, axis=1)
+    assert cosine.min() >= 0.9999
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+    # the vectors are not all the same: a retrieval test on them means something
+    assert (ours[:40] @ ours[:40].T)[np.triu_indices(40, 1)].mean() < 0.9
+
+
+def docs_iter(passages):
+    return ({"docno": f"p{i}", "text": t} for i, t in enumerate(passages))
+
+
+def test_torch_search_matches_np_retriever(tmp_path, encoder):
+    index = tmp_path / "idx"
+    assert dense.build_index(docs_iter(PASSAGES), encoder, index, chunk_docs=100)
+    assert dense.index_built(index) and not dense.parts_dir(index).exists()
+    from pyterrier_dr import FlexIndex
+    assert len(FlexIndex(str(index))) == len(PASSAGES)
+    queries = pd.DataFrame({"qid": [str(i) for i in range(20)],
+                            "query": [" ".join(p.split()[:5]) for p in PASSAGES[:20]]})
+    with_vecs = dense.QueryEncoder(encoder)(queries)
+    reference = FlexIndex(str(index)).np_retriever(num_results=10)(with_vecs)
+    ours = dense.TorchSearch(index, num_results=10, device="cpu")(with_vecs)
+    assert len(ours) == len(reference) == 200
+    for qid in queries.qid:
+        a = reference[reference.qid == qid].sort_values("rank")
+        b = ours[ours.qid == qid].sort_values("rank")
+        np.testing.assert_allclose(a.score.to_numpy(), b.score.to_numpy(), atol=1e-5)
+        assert list(a.docno) == list(b.docno) or \
+            np.unique(np.round(a.score.to_numpy(), 5)).size < 10  # ties may swap
+    assert ours[ours["rank"] == 0].docno.nunique() > 1  # random weights, yet query-dependent
+
+
+class CountingEncoder:
+    """An encoder that counts what it encodes and can fail after some calls (a killed job)."""
+
+    def __init__(self, encoder, fail_after=None):
+        self.encoder, self.fail_after, self.calls = encoder, fail_after, 0
+        self.model_name, self.max_length = encoder.model_name, encoder.max_length
+
+    def encode(self, texts, desc=""):
+        if self.fail_after is not None and self.calls >= self.fail_after:
+            raise KeyboardInterrupt
+        self.calls += 1
+        return self.encoder.encode(texts)
+
+
+def test_killed_and_sharded_builds_resume_and_merge(tmp_path, encoder):
+    one_shot = tmp_path / "one"
+    dense.build_index(docs_iter(PASSAGES), encoder, one_shot, chunk_docs=50)
+
+    index = tmp_path / "sharded"
+    killed = CountingEncoder(encoder, fail_after=1)
+    with pytest.raises(KeyboardInterrupt):  # shard 0/2 dies after its first chunk
+        dense.build_index(docs_iter(PASSAGES), killed, index, shard="0/2", chunk_docs=50)
+    assert sorted(p.name for p in dense.parts_dir(index).glob("part-*")) == ["part-000000.npz"]
+    assert not dense.index_built(index)
+
+    resumed = CountingEncoder(encoder)
+    assert not dense.build_index(docs_iter(PASSAGES), resumed, index, shard="0/2", chunk_docs=50)
+    assert resumed.calls == 2  # chunks 2 and 4; chunk 0 was kept
+    assert dense.missing_chunks(index) == [1, 3]
+    with pytest.raises(RuntimeError, match="missing"):
+        dense.merge_chunks(index)
+    other = CountingEncoder(encoder)
+    assert dense.build_index(docs_iter(PASSAGES), other, index, shard="1/2", chunk_docs=50)
+    assert other.calls == 2
+
+    from pyterrier_dr import FlexIndex
+    docnos_a, vecs_a, _ = FlexIndex(str(one_shot)).payload()
+    docnos_b, vecs_b, _ = FlexIndex(str(index)).payload()
+    assert list(docnos_b.fwd[np.arange(len(PASSAGES))]) == [f"p{i}" for i in range(len(PASSAGES))]
+    np.testing.assert_allclose(np.asarray(vecs_a), np.asarray(vecs_b), atol=1e-6)
+
+
+def test_bad_shard_spec():
+    for bad in ("2/2", "1", "a/b", "-1/3"):
+        with pytest.raises(ValueError, match="i/n"):
+            dense.parse_shard(bad)
+
+
+def test_index_bgem3_and_run_mmarco_dense_end_to_end(workdir, tiny_xlmr):
+    proc = run_script("index_bgem3.py", "--dataset", "irds:mmarco/v2/fr", "--model", tiny_xlmr,
+                      "--max-length", "128", cwd=workdir)
+    index = workdir / "indexes" / tiny_xlmr.name / "mmarco-v2-fr"
+    assert dense.index_built(index)
+    proc = run_script("index_bgem3.py", "--dataset", "irds:mmarco/v2/fr", "--model", tiny_xlmr,
+                      cwd=workdir)
+    assert "already built" in proc.stderr
+    proc = run_script("run_mmarco.py", "--pairs", "ca-fr", "--model", tiny_xlmr, "--evaluate",
+                      cwd=workdir)
+    for queries in ("fr", "ca"):
+        run = workdir / "runs" / f"mmarco-v2-fr-dev-small.{tiny_xlmr.name}.q-{queries}.retrieve.res.gz"
+        assert run.is_file()
+    assert f"| ca-fr q-ca |" in proc.stdout
+    proc = run_script("index_bgem3.py", "--dataset", "irds:mmarco/v2/fr", "--model", tiny_xlmr,
+                      "--shard", "3/2", cwd=workdir, check=False)
+    assert proc.returncode != 0 and "0 <= i < n" in proc.stderr
