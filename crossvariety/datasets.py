@@ -155,6 +155,16 @@ class Dataset:
     def __repr__(self):
         return f"Dataset({self.spec!r})"
 
+    def collection(self):
+        """The dataset that provides the documents (neuclir/1/fa for neuclir/1/fa/trec-2022), so
+        that topic sets over one collection share its indexes."""
+        if self.irds_id:
+            import ir_datasets
+            parent = ir_datasets.docs_parent_id(self.irds_id)
+            if parent and parent != self.irds_id:
+                return Dataset(f"irds:{parent}")
+        return self
+
     # documents
     def has_docs(self):
         return self._irds.has_docs() if self.irds_id else self._docs_file() is not None

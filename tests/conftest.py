@@ -46,6 +46,23 @@ CA_DEV_QUERIES = {
 }
 QRELS_SMALL = [("101", "2"), ("102", "1"), ("103", "3"), ("104", "9")]
 
+# A toy Persian collection for neuMARCO (passages) and neuCLIR (documents with titles), with
+# English queries: MS MARCO dev/small for neuMARCO, TREC topics (title + human translation) for
+# neuCLIR, graded qrels.
+FA_PASSAGES = {
+    "f0": "آب آشامیدنی برای سلامت مردم ضروری است.",
+    "f1": "برج ایفل در سال ۱۸۸۹ در پاریس ساخته شد.",
+    "f2": "زنبورها عسل را از شهد گل‌ها تولید می‌کنند.",
+    "f3": "دیابت نوع یک یک بیماری خودایمنی است.",
+    "f4": "ماراتن مسابقه دو به طول ۴۲ کیلومتر است.",
+}
+EN_QUERIES = {"201": "who makes honey from flowers", "202": "when was the eiffel tower built",
+              "203": "what is type 1 diabetes"}
+EN_QRELS = [("201", "f2", 1), ("202", "f1", 1), ("203", "f3", 1)]
+NEUCLIR_TOPICS = {"301": ("eiffel tower construction", "ساخت برج ایفل"),
+                  "302": ("honey bees", "زنبور عسل")}
+NEUCLIR_QRELS = [("301", "f1", 3), ("301", "f4", 0), ("302", "f2", 2), ("302", "f0", 1)]
+
 
 def write_mmarco_fixture(home):
     v2 = Path(home) / "mmarco" / "v2"
@@ -58,9 +75,41 @@ def write_mmarco_fixture(home):
         "".join(f"{q}\t0\t{d}\t1\n" for q, d in QRELS_SMALL), encoding="utf-8")
 
 
+def write_neu_fixtures(home):
+    """neuMARCO Persian (irds:neumarco/fa/dev/small) and neuCLIR Persian (trec-2022)."""
+    import gzip
+    import json
+    home = Path(home)
+    (home / "neumarco").mkdir(parents=True, exist_ok=True)
+    (home / "neumarco" / "fa.tsv").write_text(
+        "".join(f"{d}\t{t}\n" for d, t in FA_PASSAGES.items()), encoding="utf-8")
+    small = home / "msmarco-passage" / "dev" / "small"
+    small.mkdir(parents=True, exist_ok=True)
+    (small / "queries.tsv").write_text("".join(f"{q}\t{t}\n" for q, t in EN_QUERIES.items()))
+    (small / "qrels").write_text("".join(f"{q} 0 {d} {r}\n" for q, d, r in EN_QRELS))
+    docs = home / "neuclir" / "1" / "fas"
+    docs.mkdir(parents=True, exist_ok=True)
+    with gzip.open(docs / "docs.jsonl.gz", "wt", encoding="utf-8") as f:
+        for i, (docno, text) in enumerate(FA_PASSAGES.items()):
+            f.write(json.dumps({"id": docno, "title": f"عنوان {i}", "text": text, "url": "",
+                                "time": "", "cc_file": ""}, ensure_ascii=False) + "\n")
+    topics = home / "neuclir" / "trec-2022"
+    topics.mkdir(parents=True, exist_ok=True)
+    with open(topics / "topics.jsonl", "w", encoding="utf-8") as f:
+        for qid, (title, fa_title) in NEUCLIR_TOPICS.items():
+            def topic(lang, source, text):
+                return {"lang": lang, "source": source, "topic_title": text,
+                        "topic_description": text, "topic_narrative": text}
+            f.write(json.dumps({"topic_id": qid, "topics": [
+                topic("eng", "original", title), topic("fas", "human translation", fa_title),
+                topic("fas", "machine translation", fa_title)]}, ensure_ascii=False) + "\n")
+    (topics / "qrels").write_text("".join(f"{q} fas {d} {r}\n" for q, d, r in NEUCLIR_QRELS))
+
+
 @pytest.fixture(scope="session")
 def irds_home():
     write_mmarco_fixture(IRDS_HOME)
+    write_neu_fixtures(IRDS_HOME)
     return IRDS_HOME
 
 
@@ -83,3 +132,29 @@ def run_script(script, *args, cwd, check=True):
         raise AssertionError(f"{script} {' '.join(map(str, args))} failed ({proc.returncode}):\n"
                              f"{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+@pytest.fixture(scope="session")
+def tiny_mt5(tmp_path_factory):
+    """An mT5 re-ranker at random weights (2 layers), with a tokenizer trained on the fixtures."""
+    from crossvariety.random_models import build_mt5
+    texts = list(FR_PASSAGES.values()) + list(FR_DEV_QUERIES.values()) + \
+        list(CA_DEV_QUERIES.values()) + list(FA_PASSAGES.values()) + \
+        ["Query: Document: Relevant: yes no", "L'aigua  de la col·lecció\tdels diabètics",
+         "他補充說：「我們現在有 4 個月大的老鼠」", "Зелёные ёлки 🌲 ß ﬁ"]
+    return build_mt5(tmp_path_factory.mktemp("tiny-mt5"), texts * 20, vocab_size=400)
+
+
+def tiny_xlmr_texts():
+    from crossvariety.random_models import synthetic_passages
+    return synthetic_passages(240, seed=3) + list(FR_PASSAGES.values()) + \
+        list(FR_DEV_QUERIES.values()) + list(CA_DEV_QUERIES.values()) + \
+        list(FA_PASSAGES.values()) + list(EN_QUERIES.values())
+
+
+@pytest.fixture(scope="session")
+def tiny_xlmr(tmp_path_factory):
+    """A BGE-M3-like XLM-R encoder at random weights (2 layers)."""
+    from crossvariety.random_models import build_xlmr
+    return build_xlmr(tmp_path_factory.mktemp("tiny-xlmr"), tiny_xlmr_texts() * 3,
+                      vocab_size=1500)

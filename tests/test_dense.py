@@ -2,18 +2,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import CA_DEV_QUERIES, FR_DEV_QUERIES, FR_PASSAGES, run_script
+from conftest import run_script
 from crossvariety import dense
-from crossvariety.random_models import build_xlmr, synthetic_passages
+from crossvariety.random_models import synthetic_passages
 
 PASSAGES = synthetic_passages(240, seed=3)
-
-
-@pytest.fixture(scope="session")
-def tiny_xlmr(tmp_path_factory):
-    texts = PASSAGES + list(FR_PASSAGES.values()) + list(FR_DEV_QUERIES.values()) + \
-        list(CA_DEV_QUERIES.values())
-    return build_xlmr(tmp_path_factory.mktemp("tiny-xlmr"), texts * 3, vocab_size=1500)
 
 
 @pytest.fixture(scope="session")

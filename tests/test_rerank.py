@@ -5,7 +5,6 @@ import pandas as pd
 import pytest
 
 from conftest import CA_DEV_QUERIES, FR_DEV_QUERIES, FR_PASSAGES, run_script
-from crossvariety.random_models import build_mt5
 from crossvariety.rerank import MonoT5ReRanker, attach_text
 
 # Multilingual text with what tokenizers trip on: elisions, double spaces, tabs, CJK, emoji.
@@ -14,13 +13,6 @@ HOSTILE_TEXTS = [
     "Зелёные ёлки 🌲 ß ﬁ", "  leading and trailing  ", "a" * 3000,
     " ".join(FR_PASSAGES.values()) * 8,  # far beyond 512 tokens: truncated, prompt kept
 ]
-
-
-@pytest.fixture(scope="session")
-def tiny_mt5(tmp_path_factory):
-    texts = list(FR_PASSAGES.values()) + list(FR_DEV_QUERIES.values()) + \
-        list(CA_DEV_QUERIES.values()) + HOSTILE_TEXTS[:4] + ["Query: Document: Relevant: yes no"]
-    return build_mt5(tmp_path_factory.mktemp("tiny-mt5"), texts * 20, vocab_size=400)
 
 
 def pairs_frame():

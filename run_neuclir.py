@@ -1,0 +1,165 @@
+"""Cross-language-family transfer: neuMARCO and neuCLIR with the original vs fine-tuned BGE-M3.
+
+English queries, documents in Persian, Russian or Chinese: does a model fine-tuned on a variety
+pair (ca-fr, af-dt) lose or gain on languages of other families? For each dataset, each model in
+--models retrieves over its own index of the collection (built on first use, as index_bgem3.py
+would), and the first model is the baseline of the significance tests. With --rerank, the first
+model's top-k is re-ranked by each mT5 model given (the paper's mT5 rows), and the first
+re-ranker is the baseline. Run files:
+  {runs_dir}/{dataset}.{model}.q-{field}.retrieve.res.gz
+  {runs_dir}/{dataset}.{first model}.q-{field}.rerank-{reranker}.res.gz
+Metrics: nDCG@20 and R@1000 on neuCLIR (graded qrels), MRR@10 and R@1000 on neuMARCO.
+
+Examples:
+  python run_neuclir.py --config configs/neuclir_bgem3.toml
+  python run_neuclir.py --datasets irds:neuclir/1/fa/trec-2022 --models bge-m3 bge-m3-lt-cafr
+  python run_neuclir.py --datasets irds:neuclir/1/zh/trec-2023 --query-field ht_title
+  python run_neuclir.py --datasets irds:neumarco/ru/dev/small --rerank mt5 mt5-lt-cafr
+"""
+from crossvariety import settings
+
+# -----------------------------------------------------------------------------
+DATASETS = ["irds:neumarco/fa/dev/small", "irds:neumarco/ru/dev/small",
+            "irds:neumarco/zh/dev/small"]  # topic sets with qrels
+MODELS = ["bge-m3", "bge-m3-lt-cafr", "bge-m3-lt-afdt"]  # the first is the baseline
+QUERY_FIELD = "title"  # neuCLIR topic field: title (English) or ht_title (human translation)
+RERANK = []  # mT5 models that re-rank the first model's runs
+RERANK_TOP_K = 1000
+NUM_RESULTS = 1000
+MAX_LENGTH = 1024  # BGE-M3 document length, when an index must be built
+MEASURES = []  # empty = nDCG@20 R@1000 (neuCLIR), MRR@10 R@1000 (neuMARCO)
+CORRECTION = "bonferroni"
+OVERWRITE = False
+HELP = {
+    "DATASETS": "topic sets: irds:neumarco/{fa,ru,zh}/dev/small, "
+                "irds:neuclir/1/{fa,ru,zh}/trec-2022 or trec-2023, or dataset folders",
+    "MODELS": "BGE-M3 models (bge-m3, bge-m3-lt-cafr, bge-m3-lt-afdt, HF ids or paths); the "
+              "first is the baseline of the significance tests",
+    "QUERY_FIELD": "neuCLIR query field: title (English) or ht_title (human translation into "
+                   "the documents' language); neuMARCO queries have one field",
+    "RERANK": "mT5 models (mt5, mt5-lt-cafr, mt5-lt-afdt, HF ids or paths) that re-rank the "
+              "first model's runs; the table then compares the re-rankers",
+    "RERANK_TOP_K": "documents of each ranking that --rerank re-ranks",
+    "NUM_RESULTS": "documents retrieved per query",
+    "MAX_LENGTH": "BGE-M3: tokens per document when an index must be built",
+    "MEASURES": "ir_measures measures; empty = nDCG@20 R@1000 (neuCLIR), MRR@10 R@1000 (neuMARCO)",
+    "CORRECTION": "correction of the paired t-tests: bonferroni holm holm-sidak fdr_bh none",
+    "OVERWRITE": "recompute run files even if they exist",
+}
+paths = settings.configure(globals(), HELP)
+# -----------------------------------------------------------------------------
+import logging
+import sys
+import time
+
+import pandas as pd
+
+from crossvariety import dense, evaluation
+from crossvariety.datasets import Dataset
+from crossvariety.models import model_label, resolve_model
+from crossvariety.rerank import MonoT5ReRanker, attach_text
+from crossvariety.runs import atomic_path, read_run, run_path, write_run
+
+log = logging.getLogger("run_neuclir")
+try:
+    for model in MODELS + RERANK:
+        resolve_model(model)
+    datasets = [Dataset(d) for d in DATASETS]
+    for m in MEASURES:
+        evaluation.parse_measures([m])
+except ValueError as e:
+    sys.exit(f"run_neuclir.py: {e}")
+if not MODELS:
+    sys.exit("run_neuclir.py: --models needs at least one model")
+
+
+encoders, rerankers = {}, {}  # loaded once, used for every dataset
+
+
+def encoder_of(model):
+    if model not in encoders:
+        encoders[model] = dense.BgeM3Encoder(model, max_length=MAX_LENGTH)
+    return encoders[model]
+
+
+def reranker_of(model):
+    if model not in rerankers:
+        rerankers[model] = MonoT5ReRanker(model)
+    return rerankers[model]
+
+
+def cached_run(path, make):
+    """The run at ``path``, computed by ``make()`` unless it is already there."""
+    if path.is_file() and not OVERWRITE:
+        log.info("reusing %s (--overwrite recomputes it)", path)
+        return read_run(path)
+    start = time.time()
+    results = make()
+    log.info("%s in %.1fs", path.name, time.time() - start)
+    write_run(results, path)
+    return results
+
+
+tables = []
+for topics in datasets:
+    collection = topics.collection()
+    is_neuclir = "neuclir" in topics.spec
+    field = QUERY_FIELD if is_neuclir else None
+    try:
+        queries = topics.queries(field)
+    except ValueError as e:
+        sys.exit(f"run_neuclir.py: {e}")
+    label = field or "en"
+    log.info("%s: %d queries (%s), documents from %s", topics.spec, len(queries), label,
+             collection.spec)
+
+    # 1. each model retrieves over its own index of the collection
+    runs = {}
+    for model in MODELS:
+        index = paths["index_dir"] / model_label(model) / collection.name
+        path = run_path(paths["runs_dir"], topics.name, model_label(model), label, "retrieve")
+
+        def retrieve(model=model, index=index):
+            encoder = encoder_of(model)
+            if not dense.index_built(index):
+                log.info("no dense index at %s: encoding %s", index, collection.spec)
+                dense.build_index(collection.docs_iter(), encoder, index,
+                                  total=collection.docs_count())
+            return dense.dense_retriever(index, encoder, num_results=NUM_RESULTS)(queries)
+        runs[model_label(model)] = cached_run(path, retrieve)
+
+    # 2. the paper's mT5 rows: the first model's top-k re-ranked by each mT5 model
+    if RERANK:
+        first = runs[model_label(MODELS[0])]
+        reranked = {}
+        for reranker_name in RERANK:
+            path = run_path(paths["runs_dir"], topics.name, model_label(MODELS[0]), label,
+                            f"rerank-{model_label(reranker_name)}")
+
+            def rerank(reranker_name=reranker_name):
+                frame = attach_text(first, queries, collection, RERANK_TOP_K)
+                return reranker_of(reranker_name)(frame)
+            try:
+                reranked[f"{model_label(MODELS[0])} >> {model_label(reranker_name)}"] = \
+                    cached_run(path, rerank)
+            except ValueError as e:
+                sys.exit(f"run_neuclir.py: {e}")
+        runs = reranked
+
+    # 3. every model against the first
+    measures = MEASURES or evaluation.default_measures(topics.spec)
+    table, _, problems = evaluation.evaluate(runs, topics.qrels(), measures, baseline=0,
+                                             correction=CORRECTION)
+    for problem in problems:
+        log.warning(problem)
+    table.index = [f"{topics.name} {name}" for name in table.index]
+    table.index.name = f"q-{label}"
+    tables.append(table)
+
+for table in tables:
+    print(evaluation.format_table(table))
+stage = "rerank" if RERANK else "retrieve"
+out = paths["runs_dir"] / f"neuclir.{stage}.q-{QUERY_FIELD}.tables.md"
+with atomic_path(out) as tmp:
+    tmp.write_text("\n".join(evaluation.format_table(t) for t in tables))
+log.info("wrote %s († = differs from the first model, corrected p < 0.05)", out)
