@@ -199,7 +199,7 @@ class TorchSearch(pt.Transformer):
     """Exhaustive inner-product search: every document vector on the device (fp16 on a GPU),
     queries in batches, matmul + top-k. The GPU path of dense retrieval; also runs on a CPU."""
 
-    def __init__(self, index_dir, num_results=1000, device=None, query_batch=1024,
+    def __init__(self, index_dir, num_results=1000, device=None, query_batch=256,
                  doc_block=4_000_000):
         from pyterrier_dr import FlexIndex
         self.device = default_device(device)
