@@ -48,7 +48,7 @@ import sys
 import time
 from pathlib import Path
 
-from crossvariety.datasets import Dataset, QueryFileError, read_queries
+from crossvariety.datasets import Dataset, QueryFileError, load_queries
 from crossvariety.models import model_label
 from crossvariety.rerank import MonoT5ReRanker, attach_text
 from crossvariety.runs import read_run, write_run
@@ -68,10 +68,7 @@ if out.is_file() and not OVERWRITE:
     sys.exit(0)
 try:
     run = read_run(run_file)
-    if QUERIES.startswith("irds:") or Path(QUERIES).is_dir():
-        queries = Dataset(QUERIES).queries(QUERY_FIELD or None)
-    else:
-        queries = read_queries(QUERIES)
+    queries = load_queries(QUERIES, QUERY_FIELD or None)
     log.info("read %s (%d rows, %d queries) and %d queries from %s", run_file, len(run),
              run.qid.nunique(), len(queries), QUERIES)
     frame = attach_text(run, queries, Dataset(DATASET), TOP_K)

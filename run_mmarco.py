@@ -68,7 +68,6 @@ paths = settings.configure(globals(), HELP)
 # -----------------------------------------------------------------------------
 import logging
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -79,7 +78,7 @@ from crossvariety.datasets import (Dataset, QueryFileError, read_queries, variet
 from crossvariety.models import model_label, resolve_model
 from crossvariety.pairs import get_pairs
 from crossvariety.rerank import MonoT5ReRanker, attach_text
-from crossvariety.runs import atomic_path, read_run, run_path, write_run
+from crossvariety.runs import atomic_path, cached_run, run_path
 
 log = logging.getLogger("run_mmarco")
 if BENCHMARK not in ("mmarco", "flores"):
@@ -167,49 +166,28 @@ for pair in pairs:
                               total=collection.docs_count())
         retriever = dense.dense_retriever(index, encoder, num_results=NUM_RESULTS)
 
-    # 3. one run per query set
+    # 3. one run per query set (a finished run file is reused)
     runs = {}
     for label, queries in query_sets:
         path = run_path(paths["runs_dir"], topics.name, first_stage, label, "retrieve")
-        if path.is_file() and not OVERWRITE:
-            log.info("reusing %s (--overwrite recomputes it)", path)
-            runs[f"{pair.name} q-{label}"] = read_run(path)
-            continue
-        start = time.time()
-        results = retriever(queries)
-        log.info("%s q-%s: retrieved for %d queries in %.1fs", pair.name, label, len(queries),
-                 time.time() - start)
-        write_run(results, path)
-        runs[f"{pair.name} q-{label}"] = results
+        runs[label] = cached_run(path, lambda: retriever(queries), OVERWRITE)
 
     # 3b. mT5 re-ranking of each first-stage run
     if RERANK:
-        if reranker is None:
-            reranker = MonoT5ReRanker(RERANK)
-        reranked = {}
+        reranker = reranker or MonoT5ReRanker(RERANK)
         for label, queries in query_sets:
             path = run_path(paths["runs_dir"], topics.name, first_stage, label,
                             f"rerank-{model_label(RERANK)}")
-            if path.is_file() and not OVERWRITE:
-                log.info("reusing %s (--overwrite recomputes it)", path)
-                reranked[f"{pair.name} q-{label}"] = read_run(path)
-                continue
             try:
-                frame = attach_text(runs[f"{pair.name} q-{label}"], queries, collection,
-                                    RERANK_TOP_K)
+                runs[label] = cached_run(path, lambda: reranker(
+                    attach_text(runs[label], queries, collection, RERANK_TOP_K)), OVERWRITE)
             except ValueError as e:
                 sys.exit(f"run_mmarco.py: {e}")
-            start = time.time()
-            results = reranker(frame)
-            log.info("%s q-%s: re-ranked %d pairs in %.1fs", pair.name, label, len(frame),
-                     time.time() - start)
-            write_run(results, path)
-            reranked[f"{pair.name} q-{label}"] = results
-        runs = reranked
 
     # 4. the gap: variety (and translated) vs high-resource queries, paired over the same qids
     if EVALUATE:
-        table, _, problems = evaluation.evaluate(runs, topics.qrels(), measures, baseline=0,
+        named = {f"{pair.name} q-{label}": run for label, run in runs.items()}
+        table, _, problems = evaluation.evaluate(named, topics.qrels(), measures, baseline=0,
                                                  correction=CORRECTION)
         for problem in problems:
             log.warning(problem)

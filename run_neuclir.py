@@ -50,15 +50,12 @@ paths = settings.configure(globals(), HELP)
 # -----------------------------------------------------------------------------
 import logging
 import sys
-import time
-
-import pandas as pd
 
 from crossvariety import dense, evaluation
 from crossvariety.datasets import Dataset
 from crossvariety.models import model_label, resolve_model
 from crossvariety.rerank import MonoT5ReRanker, attach_text
-from crossvariety.runs import atomic_path, read_run, run_path, write_run
+from crossvariety.runs import atomic_path, cached_run, run_path
 
 log = logging.getLogger("run_neuclir")
 try:
@@ -88,18 +85,6 @@ def reranker_of(model):
     return rerankers[model]
 
 
-def cached_run(path, make):
-    """The run at ``path``, computed by ``make()`` unless it is already there."""
-    if path.is_file() and not OVERWRITE:
-        log.info("reusing %s (--overwrite recomputes it)", path)
-        return read_run(path)
-    start = time.time()
-    results = make()
-    log.info("%s in %.1fs", path.name, time.time() - start)
-    write_run(results, path)
-    return results
-
-
 tables = []
 for topics in datasets:
     collection = topics.collection()
@@ -126,7 +111,7 @@ for topics in datasets:
                 dense.build_index(collection.docs_iter(), encoder, index,
                                   total=collection.docs_count())
             return dense.dense_retriever(index, encoder, num_results=NUM_RESULTS)(queries)
-        runs[model_label(model)] = cached_run(path, retrieve)
+        runs[model_label(model)] = cached_run(path, retrieve, OVERWRITE)
 
     # 2. the paper's mT5 rows: the first model's top-k re-ranked by each mT5 model
     if RERANK:
@@ -141,7 +126,7 @@ for topics in datasets:
                 return reranker_of(reranker_name)(frame)
             try:
                 reranked[f"{model_label(MODELS[0])} >> {model_label(reranker_name)}"] = \
-                    cached_run(path, rerank)
+                    cached_run(path, rerank, OVERWRITE)
             except ValueError as e:
                 sys.exit(f"run_neuclir.py: {e}")
         runs = reranked

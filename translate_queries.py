@@ -55,9 +55,8 @@ paths = settings.configure(globals(), HELP)
 import logging
 import sys
 import time
-from pathlib import Path
 
-from crossvariety.datasets import Dataset, QueryFileError, read_queries, write_queries
+from crossvariety.datasets import QueryFileError, load_queries, write_queries
 from crossvariety.translation import TranslationError, translate_queries
 
 log = logging.getLogger("translate_queries")
@@ -65,10 +64,7 @@ for name in ("QUERIES", "SRC", "TGT", "OUT"):
     if not globals()[name]:
         sys.exit(f"translate_queries.py: --{name.lower()} is required (see --help)")
 try:
-    if QUERIES.startswith("irds:") or Path(QUERIES).is_dir():
-        queries = Dataset(QUERIES).queries(QUERY_FIELD or None)
-    else:
-        queries = read_queries(QUERIES)
+    queries = load_queries(QUERIES, QUERY_FIELD or None)
     log.info("read %d queries from %s", len(queries), QUERIES)
     start = time.time()
     translated = translate_queries(

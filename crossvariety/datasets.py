@@ -104,6 +104,13 @@ def read_queries(path, known_qids=None, max_errors=20):
     return pd.DataFrame(rows, columns=["qid", "query"])
 
 
+def load_queries(spec, field=None, known_qids=None):
+    """Queries from a query file (read strictly), an irds: id or a dataset folder."""
+    if str(spec).startswith("irds:") or Path(spec).is_dir():
+        return Dataset(spec).queries(field)
+    return read_queries(spec, known_qids)
+
+
 def variety_queries_path(translations_dir, dataset_name, variety):
     """Where the variety's version of a dataset's queries lives: {dataset}.{variety}.tsv[.gz]."""
     plain = Path(translations_dir) / f"{dataset_name}.{variety}.tsv"

@@ -15,7 +15,6 @@ import logging
 import time
 
 import numpy as np
-import pandas as pd
 import pyterrier as pt
 import torch
 from tqdm.auto import tqdm

@@ -65,3 +65,16 @@ def read_run(path):
     run["qid"] = run["qid"].astype(str)
     run["docno"] = run["docno"].astype(str)
     return run
+
+
+def cached_run(path, make, overwrite=False):
+    """The run at ``path``: read if it is there (unless ``overwrite``), else made by ``make()``
+    and written."""
+    if Path(path).is_file() and not overwrite:
+        log.info("reusing %s (--overwrite recomputes it)", path)
+        return read_run(path)
+    start = time.time()
+    results = make()
+    log.info("computed %s in %.1fs", Path(path).name, time.time() - start)
+    write_run(results, path)
+    return results

@@ -115,7 +115,7 @@ def test_index_bgem3_and_run_mmarco_dense_end_to_end(workdir, tiny_xlmr):
     for queries in ("fr", "ca"):
         run = workdir / "runs" / f"mmarco-v2-fr-dev-small.{tiny_xlmr.name}.q-{queries}.retrieve.res.gz"
         assert run.is_file()
-    assert f"| ca-fr q-ca |" in proc.stdout
+    assert "| ca-fr q-ca |" in proc.stdout
     proc = run_script("index_bgem3.py", "--dataset", "irds:mmarco/v2/fr", "--model", tiny_xlmr,
                       "--shard", "3/2", cwd=workdir, check=False)
     assert proc.returncode != 0 and "0 <= i < n" in proc.stderr

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CA_DEV_QUERIES, REPO, run_script
+from conftest import REPO, run_script
 from crossvariety import flores
 
 
