@@ -45,6 +45,14 @@ CA_DEV_QUERIES = {
     "104": "Quina és la distància d'una marató?",
 }
 QRELS_SMALL = [("101", "2"), ("102", "1"), ("103", "3"), ("104", "9")]
+# Training queries (MS MARCO train qids) in French and Catalan; 1005 has no qrels.
+FR_TRAIN_QUERIES = {"1001": "Qu'est-ce que l'eau potable ?", "1002": "Où est la tour Eiffel ?",
+                    "1003": "Que produisent les abeilles ?", "1004": "Qu'est-ce que le diabète ?",
+                    "1005": "Quel temps fait-il ?"}
+CA_TRAIN_QUERIES = {"1001": "Què és l'aigua potable?", "1002": "On és la torre Eiffel?",
+                    "1003": "Què produeixen les abelles?", "1004": "Què és la diabetis?",
+                    "1005": "Quin temps fa?"}
+QRELS_TRAIN = [("1001", "0"), ("1002", "1"), ("1003", "2"), ("1004", "3")]
 
 # A toy Persian collection for neuMARCO (passages) and neuCLIR (documents with titles), with
 # English queries: MS MARCO dev/small for neuMARCO, TREC topics (title + human translation) for
@@ -73,6 +81,11 @@ def write_mmarco_fixture(home):
         "".join(f"{q}\t{t}\n" for q, t in FR_DEV_QUERIES.items()), encoding="utf-8")
     (Path(home) / "mmarco" / "qrels.dev.small.tsv").write_text(
         "".join(f"{q}\t0\t{d}\t1\n" for q, d in QRELS_SMALL), encoding="utf-8")
+    (v2 / "french.queries.train.tsv").write_text(
+        "".join(f"{q}\t{t}\n" for q, t in FR_TRAIN_QUERIES.items()), encoding="utf-8")
+    (Path(home) / "msmarco-passage" / "train").mkdir(parents=True, exist_ok=True)
+    (Path(home) / "msmarco-passage" / "train" / "qrels").write_text(
+        "".join(f"{q} 0 {d} 1\n" for q, d in QRELS_TRAIN))
 
 
 def write_neu_fixtures(home):

@@ -1,0 +1,117 @@
+"""Hard negatives for training on a variety pair, and the training examples built from them.
+
+Two sources of candidates, each a {qid: (positive docnos, negative docnos)} map:
+- ``ce_filtered``: the paper's recipe. The public MS MARCO hard-negative file (per training query,
+  the negatives of BM25 and 12 dense systems) is filtered with cross-encoder scores: a negative is
+  kept only if its score is at most the lowest positive's score minus a margin (3.0), up to 5 per
+  system (sentence-transformers' train_bi-encoder recipe). mMARCO keeps MS MARCO's passage ids, so
+  the same ids hold in every language.
+- ``from_run``: mining from our own first-stage run (BM25 or BGE-M3 top-k) of the training queries,
+  skipping judged positives and the top few ranks (likely unjudged positives). Works offline
+  and for any pair.
+Examples are then sampled: one positive and N negatives per query, in seeded rounds.
+"""
+import gzip
+import json
+import logging
+import pickle
+import random
+
+log = logging.getLogger(__name__)
+
+HARD_NEGATIVES_URL = ("https://huggingface.co/datasets/sentence-transformers/msmarco-hard-negatives"
+                      "/resolve/main/msmarco-hard-negatives.jsonl.gz")
+CE_SCORES_URL = ("https://huggingface.co/datasets/sentence-transformers/msmarco-hard-negatives"
+                 "/resolve/main/cross-encoder-ms-marco-MiniLM-L-6-v2-scores.pkl.gz")
+
+
+def read_ce_scores(path):
+    """{qid: {docno: cross-encoder score}} from the sentence-transformers pickle (int ids)."""
+    with gzip.open(path, "rb") as f:
+        scores = pickle.load(f)
+    return {str(q): {str(d): s for d, s in docs.items()} for q, docs in scores.items()}
+
+
+def ce_filtered(hard_negatives_path, ce_scores, qids, margin=3.0, per_system=5, systems=None):
+    """The paper's negatives for the training queries ``qids``: per system, up to ``per_system``
+    negatives whose cross-encoder score is <= min(positive scores) - ``margin``."""
+    qids = set(qids)
+    candidates = {}
+    with gzip.open(hard_negatives_path, "rt", encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            data = json.loads(line)
+            qid = str(data["qid"])
+            if qid not in qids or not data["pos"]:
+                continue
+            scores = ce_scores.get(qid)
+            positives = [str(p) for p in data["pos"]]
+            if scores is None or any(p not in scores for p in positives):
+                raise ValueError(f"{hard_negatives_path}:{lineno}: no cross-encoder score for "
+                                 f"query {qid} or one of its positives; wrong score file?")
+            threshold = min(scores[p] for p in positives) - margin
+            negatives = []
+            for system in (systems or data["neg"].keys()):
+                added = 0
+                for docno in map(str, data["neg"].get(system, [])):
+                    if docno in scores and scores[docno] <= threshold and docno not in negatives \
+                            and docno not in positives:
+                        negatives.append(docno)
+                        added += 1
+                        if added >= per_system:
+                            break
+            if negatives:
+                candidates[qid] = (positives, negatives)
+    return candidates
+
+
+def from_run(run, qrels, depth=200, skip_top=3):
+    """Negatives from a first-stage run: ranks skip_top..depth-1, never a judged positive."""
+    positives = {}
+    for qid, docno, label in qrels[["qid", "docno", "label"]].itertuples(index=False):
+        if label > 0:
+            positives.setdefault(str(qid), []).append(str(docno))
+    candidates = {}
+    ranked = run.sort_values(["qid", "score"], ascending=[True, False], kind="stable")
+    for qid, group in ranked.groupby("qid", sort=False):
+        qid = str(qid)
+        if qid not in positives:
+            continue
+        judged = set(positives[qid])
+        negatives = [d for d in list(group.docno.astype(str))[skip_top:depth] if d not in judged]
+        if negatives:
+            candidates[qid] = (positives[qid], negatives)
+    return candidates
+
+
+def sample_examples(candidates, query_text, doc_text, num_negatives=1, rounds=1, seed=0):
+    """Training examples {"query", "pos": [text], "neg": [texts]}: per round and query, one
+    positive and ``num_negatives`` negatives drawn without replacement (all, if fewer)."""
+    rng = random.Random(seed)
+    examples = []
+    for _ in range(rounds):
+        for qid in sorted(candidates):
+            positives, negatives = candidates[qid]
+            pos = rng.choice(positives)
+            neg = rng.sample(negatives, min(num_negatives, len(negatives)))
+            examples.append({"query": query_text[qid], "pos": [doc_text[pos]],
+                             "neg": [doc_text[d] for d in neg]})
+    return examples
+
+
+def read_examples(path):
+    """Training examples from a JSONL file, checked: each line needs query, pos and neg."""
+    examples = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            try:
+                example = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: not JSON ({e.msg})") from None
+            if not (isinstance(example.get("query"), str) and example.get("pos")
+                    and isinstance(example.get("neg"), list)):
+                raise ValueError(f"{path}:{lineno}: a training example is "
+                                 '{"query": str, "pos": [str, ...], "neg": [str, ...]}')
+            examples.append(example)
+    if not examples:
+        raise ValueError(f"{path}: no training examples")
+    return examples

@@ -1,0 +1,150 @@
+"""Build the training JSONL of a variety pair: {"query": str, "pos": [str], "neg": [str]} a line.
+
+Queries are the variety's training queries (a query file, e.g. Catalan translations of the MS
+MARCO training queries; read strictly), passages come from the high-resource mMARCO collection
+(French for ca-fr). Only training queries with qrels are kept (the judged subset, as in the
+paper). Negatives come from one of two sources:
+  --source ce   the paper's recipe: the public MS MARCO hard-negative file (BM25 + 12 dense
+                systems), filtered with cross-encoder scores (threshold = lowest positive's
+                score - 3.0; up to 5 per system). Downloaded on first use if missing.
+  --source run  our own first-stage run of the training queries (run_mmarco.py or rerank
+                output): ranks --skip-top..--depth, never a judged positive. Offline, any pair.
+Then one positive and --num-negatives negatives per query are sampled, --rounds times, seeded:
+the same inputs and seed give the same file.
+
+Examples:
+  python mine_negatives.py --pair ca-fr --queries data/translations/mmarco-v2-fr-train.ca.tsv
+  python mine_negatives.py --pair af-dt --queries data/translations/mmarco-v2-dt-train.af.tsv \\
+      --source run --run runs/mmarco-v2-dt-train.bm25.q-af.retrieve.res.gz
+"""
+from crossvariety import settings
+
+# -----------------------------------------------------------------------------
+PAIR = "ca-fr"  # the language pair: variety queries, high-resource passages
+QUERIES = ""  # the variety's training queries; empty = {translations_dir}/{train set}.{variety}.tsv
+TRAIN = ""  # dataset with the training qrels; empty = the pair's (irds:mmarco/v2/fr/train)
+COLLECTION = ""  # passages; empty = the pair's mMARCO collection
+SOURCE = "ce"  # ce (the paper's recipe) or run
+HARD_NEGATIVES = ""  # empty = {data_dir}/msmarco-hard-negatives.jsonl.gz (downloaded if missing)
+CE_SCORES = ""  # empty = {data_dir}/cross-encoder-ms-marco-MiniLM-L-6-v2-scores.pkl.gz
+CE_MARGIN = 3.0
+PER_SYSTEM = 5  # negatives kept per system of the hard-negative file
+RUN = ""  # --source run: first-stage run of the training queries
+DEPTH = 200  # --source run: negatives from ranks below this
+SKIP_TOP = 3  # --source run: ranks above this are skipped (likely unjudged positives)
+NUM_NEGATIVES = 1  # negatives per example (BGE-M3 recipe: group size 2 = 1 pos + 1 neg)
+ROUNDS = 1  # sampling rounds: each round gives every query one more example
+SEED = 42
+OUT = ""  # empty = {data_dir}/training/{pair}.{source}.jsonl
+OVERWRITE = False
+HELP = {
+    "PAIR": "language pair: ca-fr oc-fr af-dt scn-it yue-zh ms-id gd-en",
+    "QUERIES": "variety training queries (qid<TAB>query, MS MARCO training qids); empty = "
+               "{translations_dir}/{training set}.{variety}.tsv",
+    "TRAIN": "dataset whose qrels judge the training queries; empty = the pair's mMARCO train set",
+    "COLLECTION": "collection of the passages; empty = the pair's mMARCO collection",
+    "SOURCE": "ce: the paper's recipe (MS MARCO hard negatives filtered by cross-encoder "
+              "scores); run: negatives from --run",
+    "HARD_NEGATIVES": f"sentence-transformers' msmarco-hard-negatives.jsonl.gz; empty = "
+                      "{data_dir}/msmarco-hard-negatives.jsonl.gz, downloaded if missing",
+    "CE_SCORES": "cross-encoder scores (pickle); empty = {data_dir}/cross-encoder-ms-marco-"
+                 "MiniLM-L-6-v2-scores.pkl.gz, downloaded if missing",
+    "CE_MARGIN": "a negative's cross-encoder score must be <= the lowest positive's minus this",
+    "PER_SYSTEM": "negatives kept per retrieval system of the hard-negative file",
+    "RUN": "--source run: a TREC run of the training queries over the collection",
+    "DEPTH": "--source run: negatives come from ranks above this",
+    "SKIP_TOP": "--source run: the first ranks skipped (unjudged positives hide there)",
+    "NUM_NEGATIVES": "negatives per example (the BGE-M3 recipe's group size 2 = 1 negative)",
+    "ROUNDS": "sampling rounds; each gives every query another example (new positive/negatives)",
+    "SEED": "random seed of the sampling",
+    "OUT": "JSONL to write; empty = {data_dir}/training/{pair}.{source}.jsonl",
+    "OVERWRITE": "rebuild the file even if it exists",
+}
+paths = settings.configure(globals(), HELP)
+# -----------------------------------------------------------------------------
+import json
+import logging
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from crossvariety import negatives
+from crossvariety.datasets import Dataset, QueryFileError, read_queries, variety_queries_path
+from crossvariety.pairs import get_pairs
+from crossvariety.runs import atomic_path, read_run
+
+log = logging.getLogger("mine_negatives")
+try:
+    pair = get_pairs([PAIR])[0]
+except ValueError as e:
+    sys.exit(f"mine_negatives.py: {e}")
+if SOURCE not in ("ce", "run"):
+    sys.exit(f"mine_negatives.py: --source {SOURCE!r}: choose ce or run")
+if SOURCE == "run" and not RUN:
+    sys.exit("mine_negatives.py: --source run needs --run FILE")
+out = Path(OUT) if OUT else paths["data_dir"] / "training" / f"{pair.name}.{SOURCE}.jsonl"
+if out.is_file() and not OVERWRITE:
+    log.info("%s exists; nothing to do (--overwrite rebuilds it)", out)
+    sys.exit(0)
+
+
+def local_copy(path, url):
+    """The file at ``path``, downloaded from ``url`` first if it is missing."""
+    if not path.is_file():
+        log.info("downloading %s to %s", url, path)
+        try:
+            with atomic_path(path) as tmp:
+                urllib.request.urlretrieve(url, tmp)
+        except OSError as e:
+            sys.exit(f"mine_negatives.py: {path} is missing and could not be downloaded from "
+                     f"{url} ({e}); download it elsewhere and pass its path")
+    return path
+
+
+start = time.time()
+train = Dataset(TRAIN or pair.train_queries)
+collection = Dataset(COLLECTION or pair.collection)
+queries_file = Path(QUERIES) if QUERIES else variety_queries_path(
+    paths["translations_dir"], train.name, pair.variety)
+try:
+    lowres_queries = read_queries(queries_file)
+except QueryFileError as e:
+    sys.exit(f"mine_negatives.py: {e}")
+qrels = train.qrels()
+judged = set(qrels[qrels.label > 0].qid)
+kept = lowres_queries[lowres_queries.qid.isin(judged)]
+log.info("%s: %d training queries, %d of them judged (the subset kept)", queries_file,
+         len(lowres_queries), len(kept))
+
+try:
+    if SOURCE == "ce":
+        data = paths["data_dir"]
+        ce_scores = negatives.read_ce_scores(local_copy(
+            Path(CE_SCORES) if CE_SCORES else data / Path(negatives.CE_SCORES_URL).name,
+            negatives.CE_SCORES_URL))
+        candidates = negatives.ce_filtered(
+            local_copy(Path(HARD_NEGATIVES) if HARD_NEGATIVES else
+                       data / Path(negatives.HARD_NEGATIVES_URL).name, negatives.HARD_NEGATIVES_URL),
+            ce_scores, kept.qid, margin=CE_MARGIN, per_system=PER_SYSTEM)
+    else:
+        candidates = negatives.from_run(read_run(RUN), qrels[qrels.qid.isin(kept.qid)],
+                                        depth=DEPTH, skip_top=SKIP_TOP)
+except (ValueError, FileNotFoundError) as e:
+    sys.exit(f"mine_negatives.py: {e}")
+log.info("%d queries have negatives (%s)", len(candidates), SOURCE)
+
+docnos = sorted({d for pos, neg in candidates.values() for d in pos + neg})
+doc_text = collection.doc_texts(docnos)
+absent = [d for d in docnos if d not in doc_text]
+if absent:
+    sys.exit(f"mine_negatives.py: {len(absent)} passages are not in {collection.spec} "
+             f"(e.g. {', '.join(absent[:5])}): wrong collection?")
+examples = negatives.sample_examples(candidates, dict(zip(kept.qid, kept["query"])), doc_text,
+                                     num_negatives=NUM_NEGATIVES, rounds=ROUNDS, seed=SEED)
+with atomic_path(out) as tmp:
+    with open(tmp, "w", encoding="utf-8") as f:
+        for example in examples:
+            f.write(json.dumps(example, ensure_ascii=False) + "\n")
+log.info("wrote %d examples (%d queries x %d rounds, %d negatives each) to %s in %.1fs",
+         len(examples), len(candidates), ROUNDS, NUM_NEGATIVES, out, time.time() - start)
