@@ -27,6 +27,27 @@ PROMPT = "Relevant:"
 MAX_LENGTH = 512  # mT5 has no n_positions; pyterrier-t5 uses 512 as well
 
 
+def prompt_ids(tokenizer):
+    return tokenizer(PROMPT)["input_ids"]  # ends with </s>
+
+
+def encode_prompts(tokenizer, pairs, max_length=MAX_LENGTH):
+    """Token ids of ``Query: {q} Document: {d} Relevant:</s>`` for (query, text) pairs, the text
+    truncated so that the prompt always fits in ``max_length`` (pyterrier-t5's inputs). Training
+    and re-ranking share it."""
+    prompt = prompt_ids(tokenizer)
+    encoded = tokenizer([f"Query: {q} Document: {d}" for q, d in pairs], add_special_tokens=False,
+                        truncation=True, max_length=max_length - len(prompt))["input_ids"]
+    return [e + prompt for e in encoded]
+
+
+def yes_no_ids(tokenizer, name):
+    yes, no = tokenizer.encode("yes")[0], tokenizer.encode("no")[0]
+    if yes == no:
+        raise ValueError(f"{name}: 'yes' and 'no' share the token id {yes}")
+    return yes, no
+
+
 class MonoT5ReRanker(pt.Transformer):
     """Scores (query, text) pairs of a run frame (qid, query, docno, text) and ranks them."""
 
@@ -49,27 +70,19 @@ class MonoT5ReRanker(pt.Transformer):
         self.encoder, self.decoder = seq2seq.get_encoder(), seq2seq.get_decoder()
         self.start_id = seq2seq.config.decoder_start_token_id
         self.pad_id = self.tokenizer.pad_token_id
-        yes, no = self.tokenizer.encode("yes")[0], self.tokenizer.encode("no")[0]
-        if yes == no:
-            raise ValueError(f"{self.model_name}: 'yes' and 'no' share the token id {yes}")
+        yes, no = yes_no_ids(self.tokenizer, self.model_name)
         head = seq2seq.get_output_embeddings().weight.detach().float()
         direction = head[yes] - head[no]
         if seq2seq.config.tie_word_embeddings:  # T5 scales the decoder output before a tied head
             direction = direction * seq2seq.config.d_model ** -0.5
         self.direction = direction.to(self.device)
-        self.prompt_ids = self.tokenizer(PROMPT)["input_ids"]  # ends with </s>
-        self.max_text = MAX_LENGTH - len(self.prompt_ids)
         del seq2seq.lm_head  # 250k x 768: never used
 
     def __str__(self):
         return f"MonoT5ReRanker({self.model_name})"
 
     def _tokenize(self, pairs):
-        """Token ids of each prompt, as pyterrier-t5 builds them."""
-        encoded = self.tokenizer([f"Query: {q} Document: {d}" for q, d in pairs],
-                                 add_special_tokens=False, truncation=True,
-                                 max_length=self.max_text)["input_ids"]
-        return [e + self.prompt_ids for e in encoded]
+        return encode_prompts(self.tokenizer, pairs)
 
     @torch.inference_mode()
     def score(self, queries, texts):
