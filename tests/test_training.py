@@ -80,3 +80,27 @@ def test_finetune_mt5_rejects_bad_data(tmp_path, tiny_mt5):
     proc = run_script("finetune_mt5.py", "--train", bad, "--model", tiny_mt5, cwd=tmp_path,
                       check=False)
     assert proc.returncode != 0 and "bad.jsonl:2: a training example is" in proc.stderr
+
+
+def test_finetune_bgem3_learns_and_loads_back(workdir, tiny_xlmr):
+    from crossvariety.random_models import synthetic_passages
+    passages = synthetic_passages(64, seed=5)
+    examples = [{"query": " ".join(p.split()[:4]), "pos": [p], "neg": [passages[(i + 32) % 64]]}
+                for i, p in enumerate(passages)]  # the query is the passage's first words
+    train = write_jsonl(workdir / "toy.jsonl", examples)
+    out = workdir / "bge-toy"
+    proc = run_script("finetune_bgem3.py", "--train", train, "--model", tiny_xlmr, "--out", out,
+                      "--learning-rate", "1e-4", "--epochs", "6", "--logging-steps", "4",
+                      "--workers", "0", cwd=workdir)
+    curve = [float(x) for x in re.findall(r"'loss': ([\d.]+)", proc.stdout + proc.stderr)]
+    assert len(curve) >= 10 and np.mean(curve[-3:]) < np.mean(curve[:3]), curve
+    assert (out / "config.json").is_file() and "negatives_cross_device" in proc.stderr
+
+    # the output loads by path in index_bgem3.py and run_mmarco.py
+    run_script("index_bgem3.py", "--dataset", "irds:mmarco/v2/fr", "--model", out, cwd=workdir)
+    proc = run_script("run_mmarco.py", "--pairs", "ca-fr", "--model", out, "--evaluate",
+                      cwd=workdir)
+    assert "| ca-fr q-ca |" in proc.stdout
+    proc = run_script("finetune_bgem3.py", "--train", train, "--model", tiny_xlmr, "--out", out,
+                      cwd=workdir)
+    assert "nothing to do" in proc.stderr
