@@ -35,11 +35,11 @@ CROSS_DEVICE_NEGATIVES = True
 QUERY_INSTRUCTION = ""
 NPROC_PER_NODE = 1  # processes (GPUs) per machine
 PRECISION = "auto"  # auto (bf16 on a GPU, fp32 on a CPU), bf16, fp16 or fp32
-WORKERS = 4  # data-loader workers per process
+WORKERS = -1  # data-loader workers per process; -1 = 4 on a GPU, 0 on a CPU
 LOGGING_STEPS = 10
-SAVE_STEPS = 0  # checkpoint every N steps (resume with --extra --resume_from_checkpoint DIR)
+SAVE_STEPS = 0  # checkpoint every N steps (resume with --extra='--resume_from_checkpoint DIR')
 SEED = 42
-EXTRA = []  # further FlagEmbedding / HF TrainingArguments, passed as they are
+EXTRA = ""  # further FlagEmbedding / HF TrainingArguments, passed as they are
 OVERWRITE = False
 HELP = {
     "TRAIN": "training JSONL ({query, pos, neg} a line) from mine_negatives.py",
@@ -56,16 +56,19 @@ HELP = {
     "QUERY_INSTRUCTION": "instruction prepended to queries (the paper: none)",
     "NPROC_PER_NODE": "torchrun processes (GPUs) on this machine",
     "PRECISION": "auto (bf16 on a GPU, fp32 on a CPU), bf16, fp16 or fp32",
-    "WORKERS": "data-loader worker processes per training process",
+    "WORKERS": "data-loader worker processes per training process; -1 = 4 on a GPU, 0 on a CPU "
+               "(where they only compete with the training for the cores)",
     "LOGGING_STEPS": "steps between loss logs",
     "SAVE_STEPS": "steps between checkpoints in the output folder; 0 = none",
     "SEED": "random seed",
-    "EXTRA": "further arguments for FlagEmbedding's trainer, e.g. --extra --warmup_ratio 0.1",
+    "EXTRA": "further arguments for FlagEmbedding's trainer, in one string, e.g. "
+             "--extra='--warmup_ratio 0.1 --max_steps 500'",
     "OVERWRITE": "train again even if the output folder exists",
 }
 paths = settings.configure(globals(), HELP)
 # -----------------------------------------------------------------------------
 import logging
+import shlex
 import subprocess
 import sys
 import time
@@ -107,11 +110,11 @@ with atomic_path(out) as tmp:
         "--negatives_cross_device", str(CROSS_DEVICE_NEGATIVES),
         "--normalize_embeddings", "True", "--sentence_pooling_method", "cls",
         "--logging_steps", str(LOGGING_STEPS), "--seed", str(SEED), "--report_to", "none",
-        "--dataloader_num_workers", str(WORKERS), "--dataloader_pin_memory", str(gpu),
+        "--dataloader_num_workers", str(WORKERS if WORKERS >= 0 else (4 if gpu else 0)), "--dataloader_pin_memory", str(gpu),
         "--save_strategy", "steps" if SAVE_STEPS else "no",
     ] + (["--save_steps", str(SAVE_STEPS)] if SAVE_STEPS else []) \
       + (["--optim", "adamw_torch_fused"] if gpu else ["--use_cpu", "True"]) \
-      + ([f"--{precision}", "True"] if precision in ("bf16", "fp16") else []) + list(EXTRA)
+      + ([f"--{precision}", "True"] if precision in ("bf16", "fp16") else []) + shlex.split(EXTRA)
     log.info("training %s from %s on %d examples (%s, %d process(es)):\n  %s", out, model_path,
              len(examples), precision, NPROC_PER_NODE, " ".join(command))
     start = time.time()

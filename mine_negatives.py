@@ -45,7 +45,7 @@ HELP = {
     "COLLECTION": "collection of the passages; empty = the pair's mMARCO collection",
     "SOURCE": "ce: the paper's recipe (MS MARCO hard negatives filtered by cross-encoder "
               "scores); run: negatives from --run",
-    "HARD_NEGATIVES": f"sentence-transformers' msmarco-hard-negatives.jsonl.gz; empty = "
+    "HARD_NEGATIVES": "sentence-transformers' msmarco-hard-negatives.jsonl.gz; empty = "
                       "{data_dir}/msmarco-hard-negatives.jsonl.gz, downloaded if missing",
     "CE_SCORES": "cross-encoder scores (pickle); empty = {data_dir}/cross-encoder-ms-marco-"
                  "MiniLM-L-6-v2-scores.pkl.gz, downloaded if missing",

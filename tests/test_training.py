@@ -5,7 +5,6 @@ import random
 import re
 
 import numpy as np
-import pytest
 import torch
 
 from conftest import run_script
@@ -91,7 +90,7 @@ def test_finetune_bgem3_learns_and_loads_back(workdir, tiny_xlmr):
     out = workdir / "bge-toy"
     proc = run_script("finetune_bgem3.py", "--train", train, "--model", tiny_xlmr, "--out", out,
                       "--learning-rate", "1e-4", "--epochs", "6", "--logging-steps", "4",
-                      "--workers", "0", cwd=workdir)
+                      cwd=workdir)
     curve = [float(x) for x in re.findall(r"'loss': ([\d.]+)", proc.stdout + proc.stderr)]
     assert len(curve) >= 10 and np.mean(curve[-3:]) < np.mean(curve[:3]), curve
     assert (out / "config.json").is_file() and "negatives_cross_device" in proc.stderr

@@ -1,0 +1,124 @@
+"""Benchmark: fine-tuning throughput, our scripts vs the reference recipes, in one run.
+
+mT5: finetune_mt5.py (default batch 32; and at batch 4) against the original loop (batch 4,
+fp32, AdamW, one step per batch of 4, tokenised per batch), on an mT5 at random weights (tiny
+on a CPU, mT5-base with --size base). BGE-M3: finetune_bgem3.py against FlagEmbedding's m3
+trainer run with the paper's reference command (fp16 on a GPU, plain AdamW, no loader
+workers), both on a random-weight XLM-R (tiny, or large = BGE-M3 with --size large), measured by
+the trainer's own train_samples_per_second. Prints samples/s and the ratios.
+
+  python benchmarks/bench_train.py                  # tiny, CPU (a few minutes)
+  python benchmarks/bench_train.py --size base      # on a GPU: mT5-base and XLM-R large
+"""
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import torch
+
+from crossvariety.random_models import build_mt5, build_xlmr, synthetic_passages
+
+parser = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+parser.add_argument("--size", choices=["tiny", "base"], default="tiny")
+parser.add_argument("--steps", type=int, default=0, help="optimizer steps per measured run")
+parser.add_argument("--out", default="", help="also write the results as JSON here")
+args = parser.parse_args()
+gpu = torch.cuda.is_available()
+steps = args.steps or (200 if gpu else 20)
+results = {"size": args.size, "device": torch.cuda.get_device_name() if gpu else "cpu",
+           "date": time.strftime("%Y-%m-%d"), "steps": steps}
+
+
+def run(command):
+    proc = subprocess.run([sys.executable, *map(str, command)], capture_output=True, text=True,
+                          cwd=REPO)
+    if proc.returncode != 0:
+        raise SystemExit(f"{command[0]} failed:\n{proc.stderr[-3000:]}")
+    return proc.stdout + proc.stderr
+
+
+with tempfile.TemporaryDirectory() as tmp:
+    tmp = Path(tmp)
+    passages = synthetic_passages(6000, seed=0)
+    queries = [" ".join(p.split()[:6]) for p in synthetic_passages(3000, seed=1)]
+    data = tmp / "train.jsonl"
+    data.write_text("".join(json.dumps({"query": q, "pos": [passages[i]],
+                                        "neg": [passages[3000 + i]]}) + "\n"
+                            for i, q in enumerate(queries)))
+
+    # --- mT5 -------------------------------------------------------------------------------
+    mt5 = build_mt5(tmp / "mt5", passages[:3000] + ["Query: Document: Relevant: yes no"],
+                    size=args.size, vocab_size=8000)
+    from transformers import AutoTokenizer, MT5ForConditionalGeneration
+    device = "cuda" if gpu else "cpu"
+    tokenizer = AutoTokenizer.from_pretrained(mt5)
+    model = MT5ForConditionalGeneration.from_pretrained(mt5).to(device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5)
+    pairs = [(q, passages[i], "yes") for i, q in enumerate(queries)] + \
+            [(q, passages[3000 + i], "no") for i, q in enumerate(queries)]
+    ref_steps = max(steps // 2, 10)
+    start = None
+    for s in range(ref_steps + 3):  # the original: tokenise, step, for every batch of 4
+        if s == 3:
+            if gpu:
+                torch.cuda.synchronize()
+            start = time.time()
+        batch = pairs[s * 4:(s + 1) * 4]
+        enc = tokenizer([f"Query: {q} Document: {d} Relevant:" for q, d, _ in batch],
+                        padding=True, truncation=True, max_length=512, return_tensors="pt")
+        target = tokenizer([t for _, _, t in batch], padding=True, return_tensors="pt").input_ids
+        loss = model(**enc.to(device), labels=target.to(device)).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    if gpu:
+        torch.cuda.synchronize()
+    reference = ref_steps * 4 / (time.time() - start)
+    results["mt5_reference_bs4_fp32"] = reference
+    del model, optimizer
+    print(f"mT5, original loop (batch 4, fp32): {reference:,.1f} samples/s", flush=True)
+    for batch_size in (32, 4):
+        output = run(["finetune_mt5.py", "--train", data, "--model", mt5, "--out",
+                      tmp / f"mt5-out-{batch_size}", "--batch-size", batch_size, "--max-steps",
+                      steps, "--log-every", steps, "--save-every", 10**9])
+        rate = float(re.findall(r"\(([\d.]+) pairs/s\)", output)[-1])
+        results[f"mt5_ours_bs{batch_size}"] = rate
+        results[f"mt5_speedup_bs{batch_size}"] = rate / reference
+        print(f"mT5, finetune_mt5.py batch {batch_size}: {rate:,.1f} samples/s -> "
+              f"{rate / reference:.1f}x", flush=True)
+
+    # --- BGE-M3 ----------------------------------------------------------------------------
+    xlmr = build_xlmr(tmp / "xlmr", passages[:3000], size="large" if args.size == "base" else
+                      "tiny", vocab_size=8000)
+    common = ["--model_name_or_path", xlmr, "--train_data", data, "--learning_rate", "1e-5",
+              "--num_train_epochs", "1", "--max_steps", steps, "--per_device_train_batch_size",
+              "8", "--temperature", "0.02", "--query_max_len", "64", "--passage_max_len", "256",
+              "--train_group_size", "2", "--negatives_cross_device", "--logging_steps", steps,
+              "--save_strategy", "no", "--query_instruction_for_retrieval", "",
+              "--report_to", "none"]
+    reference_cmd = ["-m", "torch.distributed.run", "--nproc_per_node", "1", "-m",
+                     "FlagEmbedding.finetune.embedder.encoder_only.m3", "--output_dir",
+                     tmp / "bge-ref"] + common + (["--fp16"] if gpu else ["--use_cpu", "True"])
+    output = run(reference_cmd)
+    reference = float(re.findall(r"'train_samples_per_second': ([\d.]+)", output)[-1])
+    results["bgem3_reference"] = reference
+    print(f"BGE-M3, FlagEmbedding reference command: {reference:,.1f} samples/s", flush=True)
+    output = run(["finetune_bgem3.py", "--train", data, "--model", xlmr, "--out",
+                  tmp / "bge-ours", f"--extra=--max_steps {steps}"])
+    ours = float(re.findall(r"'train_samples_per_second': ([\d.]+)", output)[-1])
+    results["bgem3_ours"] = ours
+    results["bgem3_speedup"] = ours / reference
+    print(f"BGE-M3, finetune_bgem3.py: {ours:,.1f} samples/s -> {ours / reference:.2f}x",
+          flush=True)
+if args.out:
+    Path(args.out).write_text(json.dumps(results, indent=1))
+print(json.dumps(results, indent=1))
