@@ -33,7 +33,8 @@ def losses(stderr):
     return [float(x) for x in re.findall(r"loss (\d+\.\d+)", stderr)]
 
 
-def test_finetune_mt5_learns_and_loads_back(tmp_path, tiny_mt5):
+def test_finetune_mt5_learns_and_loads_back(workdir, tiny_mt5):
+    tmp_path = workdir
     train = write_jsonl(tmp_path / "toy.jsonl", toy_examples(200, seed=0))
     out = tmp_path / "mt5-toy"
     proc = run_script("finetune_mt5.py", "--train", train, "--model", tiny_mt5, "--out", out,
@@ -49,6 +50,10 @@ def test_finetune_mt5_learns_and_loads_back(tmp_path, tiny_mt5):
     pos = reranker.score([e["query"] for e in held_out], [e["pos"][0] for e in held_out])
     neg = reranker.score([e["query"] for e in held_out], [e["neg"][0] for e in held_out])
     assert (pos > neg).mean() >= 0.9
+    # and through the scripts: BM25 >> the fine-tuned mT5
+    proc = run_script("run_mmarco.py", "--pairs", "ca-fr", "--rerank", out, "--evaluate",
+                      cwd=workdir)
+    assert "bm25 >> mt5-toy" in proc.stdout
 
 
 def test_killed_mt5_run_resumes_exactly(tmp_path, tiny_mt5):
