@@ -66,6 +66,7 @@ HELP = {
 }
 paths = settings.configure(globals(), HELP)
 # -----------------------------------------------------------------------------
+import functools
 import logging
 import sys
 from pathlib import Path
@@ -96,9 +97,41 @@ if VARIETY_QUERIES and len(pairs) != 1:
     sys.exit("run_mmarco.py: --variety-queries names the queries of one pair; pass one --pairs")
 first_stage = model_label(MODEL)  # the model's name in file names
 measures = MEASURES or evaluation.MMARCO_MEASURES
-evaluation.parse_measures(measures)  # fail on a typo before hours of retrieval
+try:
+    evaluation.parse_measures(measures)  # fail on a typo before hours of retrieval
+except ValueError as e:
+    sys.exit(f"run_mmarco.py: {e}")
 
-tables, reranker, encoder = [], None, None
+
+
+@functools.cache
+def encoder_for(model):
+    return dense.BgeM3Encoder(model, max_length=MAX_LENGTH)
+
+
+@functools.cache
+def retriever_for(collection_spec, analyzer):
+    """The first-stage retriever over a collection, its index built if it is missing. Called
+    only when a run must be computed: re-evaluating finished runs loads no model or index."""
+    collection = Dataset(collection_spec)
+    if MODEL == "bm25":
+        index = bm25.default_index_path(paths["index_dir"], collection.name)
+        if not bm25.index_built(index):
+            log.info("no BM25 index at %s: building it from %s (%s analysis)", index,
+                     collection.spec, analyzer)
+            bm25.build_index(collection.docs_iter(), analyzer, index, workers=WORKERS,
+                             total=collection.docs_count())
+        return bm25.bm25_retriever(index, num_results=NUM_RESULTS)
+    index = paths["index_dir"] / first_stage / collection.name
+    if not dense.index_built(index):
+        log.info("no dense index at %s: encoding %s (index_bgem3.py shards big ones)", index,
+                 collection.spec)
+        dense.build_index(collection.docs_iter(), encoder_for(MODEL), index,
+                          total=collection.docs_count())
+    return dense.dense_retriever(index, encoder_for(MODEL), num_results=NUM_RESULTS)
+
+
+tables, reranker = [], None
 for pair in pairs:
     # 1. the collection, its high-resource topics and the variety's version of them
     if BENCHMARK == "flores":
@@ -147,32 +180,14 @@ for pair in pairs:
             log.warning("%s: %s does not translate %s->%s; no translated-query row", pair.name,
                         TRANSLATE_QUERIES, pair.variety, pair.highres)
 
-    # 2. the index: built on first use
-    if MODEL == "bm25":
-        index = bm25.default_index_path(paths["index_dir"], collection.name)
-        if not bm25.index_built(index):
-            log.info("no BM25 index at %s: building it from %s (%s analysis)", index,
-                     collection.spec, pair.analyzer)
-            bm25.build_index(collection.docs_iter(), pair.analyzer, index, workers=WORKERS,
-                             total=collection.docs_count())
-        retriever = bm25.bm25_retriever(index, num_results=NUM_RESULTS)
-    else:
-        encoder = encoder or dense.BgeM3Encoder(MODEL, max_length=MAX_LENGTH)
-        index = paths["index_dir"] / first_stage / collection.name
-        if not dense.index_built(index):
-            log.info("no dense index at %s: encoding %s (index_bgem3.py shards big ones)", index,
-                     collection.spec)
-            dense.build_index(collection.docs_iter(), encoder, index,
-                              total=collection.docs_count())
-        retriever = dense.dense_retriever(index, encoder, num_results=NUM_RESULTS)
-
-    # 3. one run per query set (a finished run file is reused)
+    # 2. one run per query set (a finished run file is reused; the index is built on first use)
     runs = {}
     for label, queries in query_sets:
         path = run_path(paths["runs_dir"], topics.name, first_stage, label, "retrieve")
-        runs[label] = cached_run(path, lambda: retriever(queries), OVERWRITE)
+        runs[label] = cached_run(
+            path, lambda: retriever_for(collection.spec, pair.analyzer)(queries), OVERWRITE)
 
-    # 3b. mT5 re-ranking of each first-stage run
+    # 3. mT5 re-ranking of each first-stage run
     if RERANK:
         reranker = reranker or MonoT5ReRanker(RERANK)
         for label, queries in query_sets:
