@@ -16,6 +16,15 @@ from crossvariety import flores
                        "--evaluate", "--measures", "--correction", "--overwrite", "--runs-dir"]),
     ("evaluate.py", ["--qrels", "--names", "--measures", "--baseline", "--correction", "--format",
                      "--per-query", "--out", "--alpha"]),
+    ("index_bgem3.py", ["--dataset", "--model", "--max-length", "--shard", "--merge-only"]),
+    ("run_neuclir.py", ["--datasets", "--models", "--query-field", "--rerank"]),
+    ("rerank_mt5.py", ["--run", "--dataset", "--queries", "--model", "--top-k", "--out"]),
+    ("translate_queries.py", ["--queries", "--src", "--tgt", "--engine", "--model", "--out"]),
+    ("mine_negatives.py", ["--pair", "--source", "--ce-margin", "--run", "--rounds", "--seed"]),
+    ("finetune_bgem3.py", ["--train", "--learning-rate", "--group-size", "--temperature",
+                           "--nproc-per-node", "--extra"]),
+    ("finetune_mt5.py", ["--train", "--learning-rate", "--batch-size", "--grad-accum",
+                         "--save-every", "--stop-after", "--wandb"]),
 ])
 def test_help_explains_every_option(tmp_path, script, options):
     out = run_script(script, "--help", cwd=tmp_path).stdout
