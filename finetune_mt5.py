@@ -63,6 +63,7 @@ HELP = {
 }
 paths = settings.configure(globals(), HELP)
 # -----------------------------------------------------------------------------
+import functools
 import json
 import logging
 import shutil
@@ -134,12 +135,17 @@ if per_epoch == 0:
 total_steps = MAX_STEPS or EPOCHS * per_epoch // GRAD_ACCUM
 
 
+@functools.lru_cache(maxsize=1)
+def epoch_order(epoch):
+    """Epoch e's order is a permutation seeded by SEED + e, so a resumed run sees exactly the
+    batches the killed one would have."""
+    return np.random.default_rng(SEED + epoch).permutation(len(pairs))
+
+
 def micro_batch(m):
-    """The m-th micro-batch of the run: epoch e's order is a permutation seeded by SEED + e, so
-    a resumed run sees exactly the batches the killed one would have."""
+    """The m-th micro-batch of the run."""
     epoch, position = divmod(m, per_epoch)
-    order = np.random.default_rng(SEED + epoch).permutation(len(pairs))
-    chosen = order[position * micro:(position + 1) * micro]
+    chosen = epoch_order(epoch)[position * micro:(position + 1) * micro]
     longest = max(lengths[i] for i in chosen)
     input_ids = np.full((len(chosen), longest), tokenizer.pad_token_id, dtype=np.int64)
     mask = np.zeros_like(input_ids)

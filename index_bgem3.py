@@ -50,7 +50,6 @@ from pathlib import Path
 
 from crossvariety import dense
 from crossvariety.datasets import Dataset
-from crossvariety.models import model_label
 
 log = logging.getLogger("index_bgem3")
 try:
@@ -58,7 +57,8 @@ try:
     dataset = Dataset(DATASET)
 except ValueError as e:
     sys.exit(f"index_bgem3.py: {e}")
-index = Path(INDEX) if INDEX else paths["index_dir"] / model_label(MODEL) / dataset.name
+index = Path(INDEX) if INDEX else dense.default_index_path(paths["index_dir"], MODEL,
+                                                          dataset.name)
 if OVERWRITE:
     shutil.rmtree(dense.parts_dir(index), ignore_errors=True)
     shutil.rmtree(index, ignore_errors=True)

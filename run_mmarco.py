@@ -122,7 +122,7 @@ def retriever_for(collection_spec, analyzer):
             bm25.build_index(collection.docs_iter(), analyzer, index, workers=WORKERS,
                              total=collection.docs_count())
         return bm25.bm25_retriever(index, num_results=NUM_RESULTS)
-    index = paths["index_dir"] / first_stage / collection.name
+    index = dense.default_index_path(paths["index_dir"], MODEL, collection.name)
     if not dense.index_built(index):
         log.info("no dense index at %s: encoding %s (index_bgem3.py shards big ones)", index,
                  collection.spec)

@@ -48,6 +48,7 @@ HELP = {
 }
 paths = settings.configure(globals(), HELP)
 # -----------------------------------------------------------------------------
+import functools
 import logging
 import sys
 
@@ -70,19 +71,14 @@ if not MODELS:
     sys.exit("run_neuclir.py: --models needs at least one model")
 
 
-encoders, rerankers = {}, {}  # loaded once, used for every dataset
-
-
+@functools.cache  # loaded once, used for every dataset
 def encoder_of(model):
-    if model not in encoders:
-        encoders[model] = dense.BgeM3Encoder(model, max_length=MAX_LENGTH)
-    return encoders[model]
+    return dense.BgeM3Encoder(model, max_length=MAX_LENGTH)
 
 
+@functools.cache
 def reranker_of(model):
-    if model not in rerankers:
-        rerankers[model] = MonoT5ReRanker(model)
-    return rerankers[model]
+    return MonoT5ReRanker(model)
 
 
 tables = []
@@ -101,7 +97,7 @@ for topics in datasets:
     # 1. each model retrieves over its own index of the collection
     runs = {}
     for model in MODELS:
-        index = paths["index_dir"] / model_label(model) / collection.name
+        index = dense.default_index_path(paths["index_dir"], model, collection.name)
         path = run_path(paths["runs_dir"], topics.name, model_label(model), label, "retrieve")
 
         def retrieve(model=model, index=index):

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .runs import atomic_path
+
 log = logging.getLogger(__name__)
 
 
@@ -120,7 +122,6 @@ def variety_queries_path(translations_dir, dataset_name, variety):
 
 def write_queries(queries, path):
     """Write a (qid, query) DataFrame as a query file that read_queries accepts, atomically."""
-    from .runs import atomic_path
     bad = queries["query"].str.contains(r"[\t\n\r]", regex=True)
     if bad.any():
         raise ValueError(f"queries with tabs or line breaks cannot be written to {path}: "
@@ -173,9 +174,6 @@ class Dataset:
         return self
 
     # documents
-    def has_docs(self):
-        return self._irds.has_docs() if self.irds_id else self._docs_file() is not None
-
     def _docs_file(self):
         return _find(self.dir, "docs.tsv") or _find(self.dir, "docs.jsonl")
 

@@ -7,6 +7,7 @@ the work is done: a whole chunk of texts is sorted by length (not FlagEmbedding'
 that pyterrier-dr feeds it), batches are bounded by a token budget, bf16 and SDPA attention on a
 GPU, tokenisation overlaps the model's work.
 """
+import itertools
 import json
 import logging
 import re
@@ -19,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .batching import default_device, padded_batches, tokenized_chunks
-from .models import resolve_model
+from .models import model_label, resolve_model
 from .runs import atomic_path
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,11 @@ class QueryEncoder(pt.Transformer):
 # (chunk k belongs to shard k mod n). When every chunk is there, they are merged, in order, into
 # a FlexIndex at {index}, which appears only when complete.
 
+def default_index_path(index_dir, model, dataset_name):
+    """{index_dir}/{model}/{collection}: one dense index per model and collection."""
+    return Path(index_dir) / model_label(model) / dataset_name
+
+
 def parts_dir(index_dir):
     return Path(f"{index_dir}.parts")
 
@@ -112,8 +118,8 @@ def encode_chunks(docs, encoder, index_dir, shard="0/1", chunk_docs=100_000, tot
                                                  "chunk_docs": chunk_docs}))
     start, encoded, k = time.time(), 0, -1
     progress = tqdm(total=total, unit="doc", desc=f"BGE-M3 index (shard {i}/{n})", mininterval=5)
-    batch = []
-    for k, batch in enumerate(_chunks(docs, chunk_docs)):
+    docs = iter(docs)
+    for k, batch in enumerate(iter(lambda: list(itertools.islice(docs, chunk_docs)), [])):
         progress.update(len(batch))
         part = parts / f"part-{k:06d}.npz"
         if k % n != i or part.is_file():
@@ -130,17 +136,6 @@ def encode_chunks(docs, encoder, index_dir, shard="0/1", chunk_docs=100_000, tot
     log.info("shard %d/%d: encoded %d documents in %.1fs (%.0f docs/s); %d chunks in all", i, n,
              encoded, seconds, encoded / max(seconds, 1e-9), chunks)
     return chunks
-
-
-def _chunks(docs, size):
-    batch = []
-    for doc in docs:
-        batch.append(doc)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def missing_chunks(index_dir):
@@ -185,9 +180,10 @@ def build_index(docs, encoder, index_dir, shard="0/1", chunk_docs=100_000, total
     """Encode this shard's chunks; merge into the FlexIndex once every chunk is encoded.
     Returns True when the index is complete."""
     encode_chunks(docs, encoder, index_dir, shard, chunk_docs, total)
-    if missing_chunks(index_dir):
+    missing = missing_chunks(index_dir)
+    if missing:
         log.info("%d chunks of %s are left to other shards; merge when they are done",
-                 len(missing_chunks(index_dir)), index_dir)
+                 len(missing), index_dir)
         return False
     merge_chunks(index_dir)
     return True

@@ -4,7 +4,6 @@ Throughput does not depend on the weights, and tests need only a model that load
 real loading code. The tokenizers are sentencepiece models trained on the given texts in a
 fraction of a second.
 """
-import os
 import tempfile
 from pathlib import Path
 
@@ -96,6 +95,3 @@ def synthetic_passages(n, seed=0):
     return [" ".join(np.asarray(words)[rng.choice(len(words), size=k, p=weights)])
             for k in lengths]
 
-
-def default_threads():
-    return int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1))
