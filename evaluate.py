@@ -48,38 +48,36 @@ from pathlib import Path
 
 from crossvariety import evaluation
 from crossvariety.datasets import Dataset
+from crossvariety.errors import UsageError
 from crossvariety.runs import atomic_path, read_run
 
 log = logging.getLogger("evaluate")
 if not RUNS:
-    sys.exit("evaluate.py: name at least one run file (see --help)")
+    raise UsageError("name at least one run file, e.g. evaluate.py RUN.res.gz --qrels DATASET")
 if not QRELS:
-    sys.exit("evaluate.py: --qrels DATASET is required (an irds: id or a dataset folder)")
+    raise UsageError("--qrels DATASET is required (an irds: id or a dataset folder)")
 if NAMES and len(NAMES) != len(RUNS):
-    sys.exit(f"evaluate.py: {len(NAMES)} names for {len(RUNS)} runs; give one name per run")
+    raise UsageError(f"{len(NAMES)} names for {len(RUNS)} runs; give one name per run")
 if FORMAT not in ("markdown", "csv", "latex"):
-    sys.exit(f"evaluate.py: unknown format {FORMAT!r}; choose markdown, csv or latex")
+    raise UsageError(f"unknown format {FORMAT!r}; choose markdown, csv or latex")
 if BASELINE.lower() == "none":
     baseline = None
 elif BASELINE.isdigit() and 1 <= int(BASELINE) <= len(RUNS):
     baseline = int(BASELINE) - 1
 else:
-    sys.exit(f"evaluate.py: --baseline {BASELINE!r} is not a run position from 1 to {len(RUNS)} "
-             "or none")
+    raise UsageError(f"--baseline {BASELINE!r} is not a run position from 1 to {len(RUNS)} or "
+                     "none")
 measures = MEASURES or evaluation.default_measures(QRELS)
-try:
-    evaluation.parse_measures(measures)
-    names = NAMES or [Path(r).name.removesuffix(".gz").removesuffix(".res") for r in RUNS]
-    if len(set(names)) != len(names):
-        sys.exit("evaluate.py: two runs share a name; label them with --names")
-    runs = {name: read_run(path) for name, path in zip(names, RUNS)}
-    qrels = Dataset(QRELS).qrels()
-    log.info("read %d runs; %d qrels for %d queries from %s", len(runs), len(qrels),
-             qrels.qid.nunique(), QRELS)
-    table, per_query, problems = evaluation.evaluate(runs, qrels, measures, baseline=baseline,
-                                                     correction=CORRECTION)
-except (ValueError, FileNotFoundError) as e:
-    sys.exit(f"evaluate.py: {e}")
+evaluation.parse_measures(measures)
+names = NAMES or [Path(r).name.removesuffix(".gz").removesuffix(".res") for r in RUNS]
+if len(set(names)) != len(names):
+    raise UsageError("two runs share a name; label them with --names")
+runs = {name: read_run(path) for name, path in zip(names, RUNS)}
+qrels = Dataset(QRELS).qrels()
+log.info("read %d runs; %d qrels for %d queries from %s", len(runs), len(qrels),
+         qrels.qid.nunique(), QRELS)
+table, per_query, problems = evaluation.evaluate(runs, qrels, measures, baseline=baseline,
+                                                 correction=CORRECTION)
 
 text = evaluation.format_table(table, FORMAT, alpha=ALPHA)
 print(text, end="")

@@ -76,26 +76,26 @@ from pathlib import Path
 
 import torch
 
+from crossvariety.errors import UsageError, UserError
 from crossvariety.models import resolve_model
 from crossvariety.negatives import read_examples
 from crossvariety.runs import atomic_path
 
 log = logging.getLogger("finetune_bgem3")
 if not TRAIN:
-    sys.exit("finetune_bgem3.py: --train FILE is required (mine_negatives.py makes it)")
+    raise UsageError("--train FILE is required (mine_negatives.py makes it)")
 out = Path(OUT) if OUT else paths["models_dir"] / f"bge-m3-ft-{Path(TRAIN).name.split('.')[0]}"
 if (out / "config.json").is_file() and not OVERWRITE:
     log.info("%s exists; nothing to do (--overwrite trains again)", out)
     sys.exit(0)
-try:
-    model_path = resolve_model(MODEL)
-    examples = read_examples(TRAIN)  # a bad line fails here, not deep in the trainer
-except ValueError as e:
-    sys.exit(f"finetune_bgem3.py: {e}")
+model_path = resolve_model(MODEL)
+examples = read_examples(TRAIN)  # a bad line fails here, not deep in the trainer
 gpu = torch.cuda.is_available()
 precision = PRECISION if PRECISION != "auto" else ("bf16" if gpu else "fp32")
+if precision not in ("bf16", "fp16", "fp32"):
+    raise UsageError(f"--precision {PRECISION!r}: choose auto, bf16, fp16 or fp32")
 if precision in ("bf16", "fp16") and not gpu:
-    sys.exit(f"finetune_bgem3.py: --precision {precision} needs a GPU; use fp32 on a CPU")
+    raise UsageError(f"--precision {precision} needs a GPU; use fp32 on a CPU")
 
 with atomic_path(out) as tmp:
     command = [
@@ -120,8 +120,8 @@ with atomic_path(out) as tmp:
     start = time.time()
     returncode = subprocess.run(command).returncode
     if returncode != 0:
-        sys.exit(f"finetune_bgem3.py: FlagEmbedding's trainer failed ({returncode}); its output "
-                 "is above. Nothing was written to " + str(out))
+        raise UserError(f"FlagEmbedding's trainer failed ({returncode}); its output is above. "
+                        f"Nothing was written to {out}")
 seconds = time.time() - start
 samples = len(examples) * EPOCHS
 log.info("wrote %s in %.1fs (%.1f training examples/s)", out, seconds, samples / seconds)

@@ -76,17 +76,17 @@ import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from crossvariety.batching import default_device
-from crossvariety.models import resolve_model
+from crossvariety.errors import UsageError, UserError
+from crossvariety.models import from_pretrained, resolve_model
 from crossvariety.negatives import read_examples
 from crossvariety.rerank import encode_prompts, yes_no_ids
 from crossvariety.runs import atomic_path
 
 log = logging.getLogger("finetune_mt5")
 if not TRAIN:
-    sys.exit("finetune_mt5.py: --train FILE is required (mine_negatives.py makes it)")
+    raise UsageError("--train FILE is required (mine_negatives.py makes it)")
 if BATCH_SIZE % GRAD_ACCUM:
-    sys.exit(f"finetune_mt5.py: --batch-size {BATCH_SIZE} is not a multiple of --grad-accum "
-             f"{GRAD_ACCUM}")
+    raise UsageError(f"--batch-size {BATCH_SIZE} is not a multiple of --grad-accum {GRAD_ACCUM}")
 out = Path(OUT) if OUT else paths["models_dir"] / f"mt5-ft-{Path(TRAIN).name.split('.')[0]}"
 checkpoints = Path(f"{out}.checkpoints")
 if OVERWRITE:
@@ -98,22 +98,22 @@ torch.manual_seed(SEED)
 device = default_device(DEVICE or None)
 
 # 1. the training pairs, tokenised once (as one flat array: little memory for millions)
-try:
-    model_path = resolve_model(MODEL)
-    examples = read_examples(TRAIN)
-except ValueError as e:
-    sys.exit(f"finetune_mt5.py: {e}")
+model_path = resolve_model(MODEL)
+examples = read_examples(TRAIN)
 pairs = [(e["query"], p, 1) for e in examples for p in e["pos"][:1]] + \
         [(e["query"], n, 0) for e in examples for n in e["neg"]]
 if TRIPLES:
+    if not Path(TRIPLES).is_file():
+        raise UserError(f"triples file {TRIPLES} not found; give the MS MARCO triples TSV "
+                        "(query<TAB>positive<TAB>negative) or leave --triples out")
     with open(TRIPLES, encoding="utf-8") as f:
         for lineno, line in enumerate(f, start=1):
             fields = line.rstrip("\n").split("\t")
             if len(fields) != 3:
-                sys.exit(f"finetune_mt5.py: {TRIPLES}:{lineno}: a triple is "
-                         "query<TAB>positive<TAB>negative")
+                raise UserError(f"{TRIPLES}:{lineno}: a triple is query<TAB>positive<TAB>negative "
+                                f"(found {len(fields)} fields)")
             pairs += [(fields[0], fields[1], 1), (fields[0], fields[2], 0)]
-tokenizer = AutoTokenizer.from_pretrained(model_path)
+tokenizer = from_pretrained(AutoTokenizer, model_path)
 yes, no = yes_no_ids(tokenizer, model_path)
 start = time.time()
 lengths, flat = [], []
@@ -131,7 +131,8 @@ log.info("%d training pairs (%d yes, %d no) from %s%s, tokenised in %.1fs", len(
 micro = BATCH_SIZE // GRAD_ACCUM
 per_epoch = len(pairs) // micro  # micro-batches per epoch (the remainder waits for the next)
 if per_epoch == 0:
-    sys.exit(f"finetune_mt5.py: {len(pairs)} pairs are fewer than a micro-batch of {micro}")
+    raise UserError(f"{len(pairs)} training pairs are fewer than a micro-batch of {micro}; "
+                    "lower --batch-size or add examples")
 total_steps = MAX_STEPS or EPOCHS * per_epoch // GRAD_ACCUM
 
 
@@ -160,7 +161,7 @@ def micro_batch(m):
 step = 0
 saved = sorted(checkpoints.glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
 source = saved[-1] if saved else model_path
-model = AutoModelForSeq2SeqLM.from_pretrained(source).to(device).train()
+model = from_pretrained(AutoModelForSeq2SeqLM, source).to(device).train()
 optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE,
                               fused=device.type == "cuda")
 scheduler = torch.optim.lr_scheduler.LambdaLR(

@@ -50,13 +50,12 @@ from pathlib import Path
 
 from crossvariety import dense
 from crossvariety.datasets import Dataset
+from crossvariety.models import resolve_model
 
 log = logging.getLogger("index_bgem3")
-try:
-    dense.parse_shard(SHARD)
-    dataset = Dataset(DATASET)
-except ValueError as e:
-    sys.exit(f"index_bgem3.py: {e}")
+dense.parse_shard(SHARD)
+resolve_model(MODEL)  # an unknown name fails before the collection is opened
+dataset = Dataset(DATASET)
 index = Path(INDEX) if INDEX else dense.default_index_path(paths["index_dir"], MODEL,
                                                           dataset.name)
 if OVERWRITE:
@@ -66,10 +65,7 @@ if dense.index_built(index):
     log.info("%s is already built; nothing to do (--overwrite rebuilds it)", index)
     sys.exit(0)
 if MERGE_ONLY:
-    try:
-        dense.merge_chunks(index)
-    except RuntimeError as e:
-        sys.exit(f"index_bgem3.py: {e}")
+    dense.merge_chunks(index)
     sys.exit(0)
 encoder = dense.BgeM3Encoder(MODEL, max_length=MAX_LENGTH, batch_tokens=BATCH_TOKENS,
                              device=DEVICE or None)

@@ -38,7 +38,8 @@ SEED = 42
 OUT = ""  # empty = {data_dir}/training/{pair}.{source}.jsonl
 OVERWRITE = False
 HELP = {
-    "PAIR": "language pair: ca-fr oc-fr af-dt scn-it yue-zh ms-id gd-en",
+    "PAIR": "language pair: ca-fr oc-fr af-dt scn-it yue-zh ms-id gd-en, or a pair of the "
+            "config's [pairs.NAME] tables (with train_topics and collection)",
     "QUERIES": "variety training queries (qid<TAB>query, MS MARCO training qids); empty = "
                "{translations_dir}/{training set}.{variety}.tsv",
     "TRAIN": "dataset whose qrels judge the training queries; empty = the pair's mMARCO train set",
@@ -70,19 +71,21 @@ import urllib.request
 from pathlib import Path
 
 from crossvariety import negatives
-from crossvariety.datasets import Dataset, QueryFileError, read_queries, variety_queries_path
+from crossvariety.datasets import Dataset, read_queries, variety_queries_path
+from crossvariety.errors import UsageError, UserError
 from crossvariety.pairs import get_pairs
 from crossvariety.runs import atomic_path, read_run
 
 log = logging.getLogger("mine_negatives")
-try:
-    pair = get_pairs([PAIR])[0]
-except ValueError as e:
-    sys.exit(f"mine_negatives.py: {e}")
+pair = get_pairs([PAIR])[0]
 if SOURCE not in ("ce", "run"):
-    sys.exit(f"mine_negatives.py: --source {SOURCE!r}: choose ce or run")
+    raise UsageError(f"--source {SOURCE!r}: choose ce or run")
 if SOURCE == "run" and not RUN:
-    sys.exit("mine_negatives.py: --source run needs --run FILE")
+    raise UsageError("--source run needs --run FILE")
+if not (TRAIN or pair.train_topics) or not (COLLECTION or pair.collection):
+    raise UsageError(f"pair {pair.name} has no training topics or collection: pass --train and "
+                     f"--collection, or set train_topics and collection in its [pairs.{pair.name}] "
+                     "table")
 out = Path(OUT) if OUT else paths["data_dir"] / "training" / f"{pair.name}.{SOURCE}.jsonl"
 if out.is_file() and not OVERWRITE:
     log.info("%s exists; nothing to do (--overwrite rebuilds it)", out)
@@ -97,49 +100,43 @@ def local_copy(path, url):
             with atomic_path(path) as tmp:
                 urllib.request.urlretrieve(url, tmp)
         except OSError as e:
-            sys.exit(f"mine_negatives.py: {path} is missing and could not be downloaded from "
-                     f"{url} ({e}); download it elsewhere and pass its path")
+            raise UserError(f"{path} is missing and could not be downloaded from {url} ({e}); "
+                            "download it elsewhere and put it there or pass its path") from None
     return path
 
 
 start = time.time()
-train = Dataset(TRAIN or pair.train_queries)
+train = Dataset(TRAIN or pair.train_topics)
 collection = Dataset(COLLECTION or pair.collection)
 queries_file = Path(QUERIES) if QUERIES else variety_queries_path(
     paths["translations_dir"], train.name, pair.variety)
-try:
-    lowres_queries = read_queries(queries_file)
-except QueryFileError as e:
-    sys.exit(f"mine_negatives.py: {e}")
+lowres_queries = read_queries(queries_file)
 qrels = train.qrels()
 judged = set(qrels[qrels.label > 0].qid)
 kept = lowres_queries[lowres_queries.qid.isin(judged)]
 log.info("%s: %d training queries, %d of them judged (the subset kept)", queries_file,
          len(lowres_queries), len(kept))
 
-try:
-    if SOURCE == "ce":
-        data = paths["data_dir"]
-        ce_scores = negatives.read_ce_scores(local_copy(
-            Path(CE_SCORES) if CE_SCORES else data / Path(negatives.CE_SCORES_URL).name,
-            negatives.CE_SCORES_URL))
-        candidates = negatives.ce_filtered(
-            local_copy(Path(HARD_NEGATIVES) if HARD_NEGATIVES else
-                       data / Path(negatives.HARD_NEGATIVES_URL).name, negatives.HARD_NEGATIVES_URL),
-            ce_scores, kept.qid, margin=CE_MARGIN, per_system=PER_SYSTEM)
-    else:
-        candidates = negatives.from_run(read_run(RUN), qrels[qrels.qid.isin(kept.qid)],
-                                        depth=DEPTH, skip_top=SKIP_TOP)
-except (ValueError, FileNotFoundError) as e:
-    sys.exit(f"mine_negatives.py: {e}")
+if SOURCE == "ce":
+    data = paths["data_dir"]
+    ce_scores = negatives.read_ce_scores(local_copy(
+        Path(CE_SCORES) if CE_SCORES else data / Path(negatives.CE_SCORES_URL).name,
+        negatives.CE_SCORES_URL))
+    candidates = negatives.ce_filtered(
+        local_copy(Path(HARD_NEGATIVES) if HARD_NEGATIVES else
+                   data / Path(negatives.HARD_NEGATIVES_URL).name, negatives.HARD_NEGATIVES_URL),
+        ce_scores, kept.qid, margin=CE_MARGIN, per_system=PER_SYSTEM)
+else:
+    candidates = negatives.from_run(read_run(RUN), qrels[qrels.qid.isin(kept.qid)],
+                                    depth=DEPTH, skip_top=SKIP_TOP)
 log.info("%d queries have negatives (%s)", len(candidates), SOURCE)
 
 docnos = sorted({d for pos, neg in candidates.values() for d in pos + neg})
 doc_text = collection.doc_texts(docnos)
 absent = [d for d in docnos if d not in doc_text]
 if absent:
-    sys.exit(f"mine_negatives.py: {len(absent)} passages are not in {collection.spec} "
-             f"(e.g. {', '.join(absent[:5])}): wrong collection?")
+    raise UserError(f"{len(absent)} passages are not in {collection.spec} "
+                    f"(e.g. {', '.join(absent[:5])}): wrong --collection?")
 examples = negatives.sample_examples(candidates, dict(zip(kept.qid, kept["query"])), doc_text,
                                      num_negatives=NUM_NEGATIVES, rounds=ROUNDS, seed=SEED)
 with atomic_path(out) as tmp:

@@ -48,15 +48,17 @@ import sys
 import time
 from pathlib import Path
 
-from crossvariety.datasets import Dataset, QueryFileError, load_queries
-from crossvariety.models import model_label
+from crossvariety.datasets import Dataset, load_queries
+from crossvariety.errors import UsageError
+from crossvariety.models import model_label, resolve_model
 from crossvariety.rerank import MonoT5ReRanker, attach_text
 from crossvariety.runs import read_run, write_run
 
 log = logging.getLogger("rerank_mt5")
 for name in ("RUN", "DATASET", "QUERIES"):
     if not globals()[name]:
-        sys.exit(f"rerank_mt5.py: --{name.lower().replace('_', '-')} is required (see --help)")
+        raise UsageError(f"--{name.lower().replace('_', '-')} is required (see --help)")
+resolve_model(MODEL)  # an unknown name fails before the run is read
 run_file = Path(RUN)
 if OUT:
     out = Path(OUT)
@@ -66,14 +68,11 @@ else:
 if out.is_file() and not OVERWRITE:
     log.info("%s exists; nothing to do (--overwrite re-ranks again)", out)
     sys.exit(0)
-try:
-    run = read_run(run_file)
-    queries = load_queries(QUERIES, QUERY_FIELD or None)
-    log.info("read %s (%d rows, %d queries) and %d queries from %s", run_file, len(run),
-             run.qid.nunique(), len(queries), QUERIES)
-    frame = attach_text(run, queries, Dataset(DATASET), TOP_K)
-except (QueryFileError, ValueError, FileNotFoundError) as e:
-    sys.exit(f"rerank_mt5.py: {e}")
+run = read_run(run_file)
+queries = load_queries(QUERIES, QUERY_FIELD or None)
+log.info("read %s (%d rows, %d queries) and %d queries from %s", run_file, len(run),
+         run.qid.nunique(), len(queries), QUERIES)
+frame = attach_text(run, queries, Dataset(DATASET), TOP_K)
 reranker = MonoT5ReRanker(MODEL, batch_tokens=BATCH_TOKENS, device=DEVICE or None)
 start = time.time()
 results = reranker(frame)

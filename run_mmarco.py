@@ -1,22 +1,30 @@
-"""High-resource vs low-resource-variety queries on mMARCO v2 dev/small (or the FLORES default).
+"""High-resource vs low-resource-variety queries: mMARCO v2 dev/small, FLORES, or your own collection.
 
 For each language pair (e.g. ca-fr: Catalan queries, French passages) this retrieves the top
-NUM_RESULTS passages for the high-resource dev/small queries and for the variety's queries (a
-query file in the translations folder, same qids), analysing both with the high-resource
-analyzer as the paper did, and writes one TREC run per query set. With --translate-queries
-ENGINE a third set, the variety queries translated into the high-resource language, gives the
-translate-the-query baseline. Run files:
+NUM_RESULTS passages for the high-resource topics and for the variety's version of them (a query
+file, same qids), analysing both with the high-resource analyzer as the paper did, and writes
+one TREC run per query set. With --translate-queries ENGINE a third set, the variety queries
+translated into the high-resource language, gives the translate-the-query baseline. Run files:
   {runs_dir}/{dataset}.{model}.q-{queries}.retrieve.res.gz
 With --rerank MODEL each run is re-ranked by mT5 (the paper's mT5 rows) into
   {runs_dir}/{dataset}.{model}.q-{queries}.rerank-{reranker}.res.gz
 With --evaluate it prints MRR@10 and R@1000 of both and a paired t-test against the
 high-resource queries (Bonferroni-corrected). Finished run files are reused unless --overwrite.
-A missing BM25 index is built first (as index_bm25.py would).
+A missing BM25 or BGE-M3 index is built first (as index_bm25.py / index_bgem3.py would).
+
+Pairs: the paper's seven (ca-fr oc-fr af-dt scn-it yue-zh ms-id gd-en; mMARCO dev/small), any
+pair defined in the config file ([pairs.NAME] tables: variety, highres, collection, topics,
+variety_queries, ...), or any VARIETY-HIGHRES of language codes (gl-pt, glg_Latn-por_Latn):
+with --benchmark flores it needs nothing more, otherwise --collection and --topics give its data
+(an irds: id or a folder with docs.tsv, queries.tsv, qrels.txt) and --variety-queries its
+variety queries.
 
 Examples:
   python run_mmarco.py --config configs/flores_bm25.toml          # the small default, all pairs
+  python run_mmarco.py --benchmark flores --pairs glg_Latn-por_Latn ltz_Latn-deu_Latn --evaluate
   python run_mmarco.py --pairs ca-fr --model bm25 --evaluate      # mMARCO, needs the data
-  python run_mmarco.py --pairs af-dt --variety-queries my_afrikaans.tsv --evaluate
+  python run_mmarco.py --pairs ca-fr --collection data/my-fr --topics data/my-fr \\
+      --variety-queries data/my-fr.ca.tsv --evaluate              # your own collection
   python run_mmarco.py --config configs/flores_bm25.toml --translate-queries apertium
   python run_mmarco.py --pairs ca-fr --model bge-m3-lt-cafr --evaluate   # index_bgem3.py first
   python run_mmarco.py --pairs ca-fr --model bge-m3 --rerank mt5-lt-cafr --evaluate  # GPU
@@ -24,10 +32,13 @@ Examples:
 from crossvariety import settings
 
 # -----------------------------------------------------------------------------
-BENCHMARK = "mmarco"  # mmarco (dev/small) or flores (the small real default)
+BENCHMARK = "mmarco"  # mmarco (each pair's collection and dev topics) or flores
 PAIRS = ["ca-fr"]  # language pairs, or all
 MODEL = "bm25"  # first-stage ranker: bm25, or a BGE-M3 model
-VARIETY_QUERIES = ""  # variety query file; empty = {translations_dir}/{dataset}.{variety}.tsv
+COLLECTION = ""  # documents for every pair; empty = the pair's own (mMARCO for the paper's)
+TOPICS = ""  # high-resource queries + qrels; empty = the pair's own, or --collection's
+VARIETY_QUERIES = ""  # variety query file; empty = the pair's, or {translations_dir}/{topics}.{variety}.tsv
+CJK = "bigrams"  # BM25 terms of Chinese/Cantonese: bigrams (the paper's) or unigrams+bigrams
 MAX_LENGTH = 1024  # BGE-M3 document length, when an index must be built
 NUM_RESULTS = 1000  # depth of each run
 EVALUATE = False  # print the metrics and significance table
@@ -40,15 +51,25 @@ TRANSLATION_MODEL = ""  # hf engine: model name or path; empty = nllb-200-600m
 WORKERS = 0  # processes for analysis when an index must be built; 0 = all cores
 OVERWRITE = False  # recompute finished run files
 HELP = {
-    "BENCHMARK": "mmarco: mMARCO v2 dev/small (irds:mmarco/v2/{lang}/dev/small, English: "
-                 "irds:msmarco-passage/dev/small); flores: FLORES-200 devtest articles (offline)",
-    "PAIRS": "language pairs VARIETY-HIGHRES: ca-fr oc-fr af-dt scn-it yue-zh ms-id gd-en, or all",
+    "BENCHMARK": "mmarco: each pair's own collection and dev topics (the paper's pairs: mMARCO v2 "
+                 "dev/small, English: irds:msmarco-passage/dev/small; other pairs: their config "
+                 "table or --collection/--topics); flores: FLORES-200 devtest articles (offline)",
+    "PAIRS": "language pairs VARIETY-HIGHRES: ca-fr oc-fr af-dt scn-it yue-zh ms-id gd-en, pairs "
+             "of the config's [pairs.NAME] tables, any two language codes (gl-pt) or FLORES-200 "
+             "codes (glg_Latn-por_Latn), or all",
     "MODEL": "first-stage ranker: bm25 (PISA, language-aware analysis), or a BGE-M3 model: "
              "bge-m3, bge-m3-lt-cafr, bge-m3-lt-afdt, an HF id or a local path (dense search: "
              "on the GPU when there is one, else pyterrier-dr's np_retriever)",
+    "COLLECTION": "documents of every pair given: an irds: id or a dataset folder (docs.tsv[.gz] "
+                  "or docs.jsonl[.gz]); empty = each pair's own collection",
+    "TOPICS": "high-resource queries with qrels: an irds: id or a dataset folder (queries.tsv, "
+              "qrels.txt); empty = each pair's own topics, or those of --collection",
+    "VARIETY_QUERIES": "query file (qid<TAB>query) of the variety, for a single pair; empty = the "
+                       "pair's variety_queries, else {translations_dir}/{topics}.{variety}.tsv "
+                       "(flores: built in)",
+    "CJK": "BM25 terms of Chinese and Cantonese text: bigrams (Lucene's CJK analyzer, the "
+           "paper's) or unigrams+bigrams (runs and index named bm25-unibi)",
     "MAX_LENGTH": "BGE-M3: tokens per document when an index must be built",
-    "VARIETY_QUERIES": "query file (qid<TAB>query) of the variety, for a single pair; empty = "
-                       "{translations_dir}/{dataset}.{variety}.tsv (flores: built in)",
     "NUM_RESULTS": "passages retrieved per query",
     "EVALUATE": "evaluate the runs against the qrels and print the gap table",
     "MEASURES": "ir_measures measures for --evaluate; empty = MRR@10 R@1000",
@@ -58,7 +79,8 @@ HELP = {
     "RERANK_TOP_K": "documents of each first-stage ranking that --rerank re-ranks",
     "TRANSLATE_QUERIES": "translate-the-query baseline: a third query set per pair, the variety "
                          "queries translated into the high-resource language by this engine "
-                         "(apertium: ca-fr oc-fr af-dt ms-id; opencc: yue-zh; hf: all)",
+                         "(apertium: ca-fr oc-fr af-dt ms-id and any installed mode; opencc: "
+                         "yue-zh; hf: all)",
     "TRANSLATION_MODEL": "model of --translate-queries hf (name, HF id or path); empty = "
                          "nllb-200-600m",
     "WORKERS": "analysis processes when a BM25 index must be built; 0 = all cores",
@@ -68,44 +90,42 @@ paths = settings.configure(globals(), HELP)
 # -----------------------------------------------------------------------------
 import functools
 import logging
-import sys
 from pathlib import Path
 
 import pandas as pd
 
-from crossvariety import bm25, dense, evaluation, flores, translation
-from crossvariety.datasets import (Dataset, QueryFileError, read_queries, variety_queries_path,
-                                   write_queries)
+from crossvariety import bm25, evaluation, flores, translation
+from crossvariety.datasets import Dataset, read_queries, variety_queries_path, write_queries
+from crossvariety.errors import UsageError, UserError
 from crossvariety.models import model_label, resolve_model
 from crossvariety.pairs import get_pairs
-from crossvariety.rerank import MonoT5ReRanker, attach_text
 from crossvariety.runs import atomic_path, cached_run, run_path
 
 log = logging.getLogger("run_mmarco")
 if BENCHMARK not in ("mmarco", "flores"):
-    sys.exit(f"run_mmarco.py: unknown benchmark {BENCHMARK!r}; choose mmarco or flores")
+    raise UsageError(f"unknown benchmark {BENCHMARK!r}; choose mmarco or flores")
 if TRANSLATE_QUERIES and TRANSLATE_QUERIES not in translation.ENGINES:
-    sys.exit(f"run_mmarco.py: unknown engine {TRANSLATE_QUERIES!r}; choose from "
-             f"{', '.join(translation.ENGINES)}")
-if MODEL != "bm25":
-    try:
-        resolve_model(MODEL)
-    except ValueError as e:
-        sys.exit(f"run_mmarco.py: {e}")
+    raise UsageError(f"unknown engine {TRANSLATE_QUERIES!r}; choose from "
+                    f"{', '.join(translation.ENGINES)}")
+for model in [MODEL] * (MODEL != "bm25") + [RERANK] * bool(RERANK):
+    resolve_model(model)  # an unknown name fails here, before any retrieval
 pairs = get_pairs(PAIRS)
 if VARIETY_QUERIES and len(pairs) != 1:
-    sys.exit("run_mmarco.py: --variety-queries names the queries of one pair; pass one --pairs")
-first_stage = model_label(MODEL)  # the model's name in file names
+    raise UsageError("--variety-queries names the queries of one pair; pass one --pairs")
+if BENCHMARK == "flores" and (COLLECTION or TOPICS):
+    raise UsageError("--collection and --topics go with --benchmark mmarco; flores builds its own")
 measures = MEASURES or evaluation.MMARCO_MEASURES
-try:
-    evaluation.parse_measures(measures)  # fail on a typo before hours of retrieval
-except ValueError as e:
-    sys.exit(f"run_mmarco.py: {e}")
+evaluation.parse_measures(measures)  # fail on a typo before hours of retrieval
 
+
+def first_stage(pair):
+    """The first-stage model's name in file names."""
+    return bm25.model_label(pair.analyzer, CJK) if MODEL == "bm25" else model_label(MODEL)
 
 
 @functools.cache
 def encoder_for(model):
+    from crossvariety import dense
     return dense.BgeM3Encoder(model, max_length=MAX_LENGTH)
 
 
@@ -115,13 +135,15 @@ def retriever_for(collection_spec, analyzer):
     only when a run must be computed: re-evaluating finished runs loads no model or index."""
     collection = Dataset(collection_spec)
     if MODEL == "bm25":
-        index = bm25.default_index_path(paths["index_dir"], collection.name)
+        index = bm25.default_index_path(paths["index_dir"], collection.name,
+                                        bm25.model_label(analyzer, CJK))
         if not bm25.index_built(index):
             log.info("no BM25 index at %s: building it from %s (%s analysis)", index,
                      collection.spec, analyzer)
             bm25.build_index(collection.docs_iter(), analyzer, index, workers=WORKERS,
-                             total=collection.docs_count())
+                             total=collection.docs_count(), cjk=CJK)
         return bm25.bm25_retriever(index, num_results=NUM_RESULTS)
+    from crossvariety import dense
     index = dense.default_index_path(paths["index_dir"], MODEL, collection.name)
     if not dense.index_built(index):
         log.info("no dense index at %s: encoding %s (index_bgem3.py shards big ones)", index,
@@ -131,49 +153,58 @@ def retriever_for(collection_spec, analyzer):
     return dense.dense_retriever(index, encoder_for(MODEL), num_results=NUM_RESULTS)
 
 
-tables, reranker = [], None
+@functools.cache
+def reranker_for(model):
+    from crossvariety.rerank import MonoT5ReRanker
+    return MonoT5ReRanker(model)
+
+
+tables, topic_specs = [], []
 for pair in pairs:
     # 1. the collection, its high-resource topics and the variety's version of them
     if BENCHMARK == "flores":
-        source = flores.find_flores(paths["flores_dir"], paths["data_dir"],
-                                    [pair.flores_highres, pair.flores_variety])
-        dataset_dir, variety_file = flores.build_flores(pair, source, paths["data_dir"],
+        source, codes = flores.find_flores(
+            paths["flores_dir"], paths["data_dir"],
+            [pair.flores_highres or pair.highres, pair.flores_variety or pair.variety])
+        dataset_dir, variety_file = flores.build_flores(pair, source, codes, paths["data_dir"],
                                                         paths["translations_dir"])
         collection = topics = Dataset(dataset_dir)
     else:
-        collection, topics = Dataset(pair.collection), Dataset(pair.dev_queries)
-        variety_file = variety_queries_path(paths["translations_dir"], topics.name, pair.variety)
+        if not (COLLECTION or pair.collection):
+            raise UsageError(f"pair {pair.name} has no collection: pass --collection and --topics "
+                             f"(irds: ids or dataset folders), define them in a [pairs.{pair.name}] "
+                             "table of the config, or use --benchmark flores")
+        collection = Dataset(COLLECTION or pair.collection)
+        topics = Dataset(TOPICS or (COLLECTION if COLLECTION else pair.dev_topics))
+        variety_file = Path(pair.variety_queries) if pair.variety_queries else \
+            variety_queries_path(paths["translations_dir"], topics.name, pair.variety)
     if VARIETY_QUERIES:
         variety_file = Path(VARIETY_QUERIES)
     if not variety_file.is_file():
-        sys.exit(f"run_mmarco.py: no {pair.variety} queries for {pair.name} at {variety_file}; "
-                 f"put the {pair.variety} version of {topics.spec}'s queries there "
-                 "(qid<TAB>query, same qids) or pass --variety-queries FILE")
+        raise UserError(f"no {pair.variety} queries for {pair.name} at {variety_file}; put the "
+                        f"{pair.variety} version of {topics.spec}'s queries there (qid<TAB>query, "
+                        "same qids; translate_queries.py --pair can make them) or pass "
+                        "--variety-queries FILE")
     highres_queries = topics.queries()
-    try:
-        lowres_queries = read_queries(variety_file, known_qids=highres_queries.qid)
-    except QueryFileError as e:
-        sys.exit(f"run_mmarco.py: {e}")
+    lowres_queries = read_queries(variety_file, known_qids=highres_queries.qid)
     missing = sorted(set(highres_queries.qid) - set(lowres_queries.qid))
     if missing:
-        sys.exit(f"run_mmarco.py: {variety_file} lacks {len(missing)} of the "
-                 f"{len(highres_queries)} qids of {topics.spec} (e.g. {', '.join(missing[:5])}); "
-                 "the comparison is paired, so translate every query")
+        raise UserError(f"{variety_file} lacks {len(missing)} of the {len(highres_queries)} qids "
+                        f"of {topics.spec} (e.g. {', '.join(missing[:5])}); the comparison is "
+                        "paired, so translate every query")
     log.info("%s: %d %s queries (%s), %d %s queries (%s)", pair.name, len(highres_queries),
              pair.highres, topics.spec, len(lowres_queries), pair.variety, variety_file)
+    topic_specs.append(topics.spec)
 
     query_sets = [(pair.highres, highres_queries), (pair.variety, lowres_queries)]
     if TRANSLATE_QUERIES:
         if translation.covers(TRANSLATE_QUERIES, pair.variety, pair.highres):
             label = f"{pair.variety}2{pair.highres}-{TRANSLATE_QUERIES}"
             translated_file = paths["translations_dir"] / f"{topics.name}.{label}.tsv.gz"
-            try:  # cached by content: only new or changed queries reach the engine
-                translated = translation.translate_queries(
-                    lowres_queries, pair.variety, pair.highres, TRANSLATE_QUERIES,
-                    TRANSLATION_MODEL or None,
-                    cache_path=paths["data_dir"] / "translation-cache.sqlite")
-            except translation.TranslationError as e:
-                sys.exit(f"run_mmarco.py: {e}")
+            # cached by content: only new or changed queries reach the engine
+            translated = translation.translate_queries(
+                lowres_queries, pair.variety, pair.highres, TRANSLATE_QUERIES,
+                TRANSLATION_MODEL or None, cache_path=paths["data_dir"] / "translation-cache.sqlite")
             write_queries(translated, translated_file)
             query_sets.append((label, translated))
         else:
@@ -183,21 +214,18 @@ for pair in pairs:
     # 2. one run per query set (a finished run file is reused; the index is built on first use)
     runs = {}
     for label, queries in query_sets:
-        path = run_path(paths["runs_dir"], topics.name, first_stage, label, "retrieve")
+        path = run_path(paths["runs_dir"], topics.name, first_stage(pair), label, "retrieve")
         runs[label] = cached_run(
             path, lambda: retriever_for(collection.spec, pair.analyzer)(queries), OVERWRITE)
 
     # 3. mT5 re-ranking of each first-stage run
     if RERANK:
-        reranker = reranker or MonoT5ReRanker(RERANK)
+        from crossvariety.rerank import attach_text
         for label, queries in query_sets:
-            path = run_path(paths["runs_dir"], topics.name, first_stage, label,
+            path = run_path(paths["runs_dir"], topics.name, first_stage(pair), label,
                             f"rerank-{model_label(RERANK)}")
-            try:
-                runs[label] = cached_run(path, lambda: reranker(
-                    attach_text(runs[label], queries, collection, RERANK_TOP_K)), OVERWRITE)
-            except ValueError as e:
-                sys.exit(f"run_mmarco.py: {e}")
+            runs[label] = cached_run(path, lambda: reranker_for(RERANK)(
+                attach_text(runs[label], queries, collection, RERANK_TOP_K)), OVERWRITE)
 
     # 4. the gap: variety (and translated) vs high-resource queries, paired over the same qids
     if EVALUATE:
@@ -209,15 +237,22 @@ for pair in pairs:
         tables.append(table)
 
 if tables:
+    # the table is named by benchmark (or the topics of your own pairs), model and pairs
+    if BENCHMARK == "flores" or all(t.startswith(("irds:mmarco/", "irds:msmarco-passage/"))
+                                    for t in topic_specs):
+        benchmark = BENCHMARK
+    else:
+        benchmark = "+".join(dict.fromkeys(Dataset(t).name for t in topic_specs))
+    model = max(first_stage(pair) for pair in pairs)  # bm25-unibi if any pair uses it
     table = pd.concat(tables)
-    table.index.name = f"{BENCHMARK} {first_stage}" + (f" >> {model_label(RERANK)}" if RERANK else "")
+    table.index.name = f"{benchmark} {model}" + (f" >> {model_label(RERANK)}" if RERANK else "")
     text = evaluation.format_table(table)
     print(text)
-    name = "all" if len(pairs) == len(get_pairs(["all"])) else "+".join(p.name for p in pairs)
+    name = "all" if PAIRS == ["all"] else "+".join(p.name for p in pairs)
     if TRANSLATE_QUERIES:
         name += f".translated-{TRANSLATE_QUERIES}"
-    stage = f"{first_stage}.rerank-{model_label(RERANK)}" if RERANK else first_stage
-    out = paths["runs_dir"] / f"{BENCHMARK}.{stage}.{name}.gap.md"
+    stage = f"{model}.rerank-{model_label(RERANK)}" if RERANK else model
+    out = paths["runs_dir"] / f"{benchmark}.{stage}.{name}.gap.md"
     with atomic_path(out) as tmp:
         tmp.write_text(text)
     log.info("wrote %s († = differs from the high-resource queries, corrected p < 0.05)", out)

@@ -50,25 +50,21 @@ paths = settings.configure(globals(), HELP)
 # -----------------------------------------------------------------------------
 import functools
 import logging
-import sys
 
 from crossvariety import dense, evaluation
 from crossvariety.datasets import Dataset
+from crossvariety.errors import UsageError
 from crossvariety.models import model_label, resolve_model
 from crossvariety.rerank import MonoT5ReRanker, attach_text
 from crossvariety.runs import atomic_path, cached_run, run_path
 
 log = logging.getLogger("run_neuclir")
-try:
-    for model in MODELS + RERANK:
-        resolve_model(model)
-    datasets = [Dataset(d) for d in DATASETS]
-    for m in MEASURES:
-        evaluation.parse_measures([m])
-except ValueError as e:
-    sys.exit(f"run_neuclir.py: {e}")
 if not MODELS:
-    sys.exit("run_neuclir.py: --models needs at least one model")
+    raise UsageError("--models needs at least one model")
+for model in MODELS + RERANK:
+    resolve_model(model)  # an unknown name fails before any work
+evaluation.parse_measures(MEASURES)
+datasets = [Dataset(d) for d in DATASETS]
 
 
 @functools.cache  # loaded once, used for every dataset
@@ -86,10 +82,7 @@ for topics in datasets:
     collection = topics.collection()
     is_neuclir = "neuclir" in topics.spec
     field = QUERY_FIELD if is_neuclir else None
-    try:
-        queries = topics.queries(field)
-    except ValueError as e:
-        sys.exit(f"run_neuclir.py: {e}")
+    queries = topics.queries(field)
     label = field or "en"
     log.info("%s: %d queries (%s), documents from %s", topics.spec, len(queries), label,
              collection.spec)
@@ -120,11 +113,8 @@ for topics in datasets:
             def rerank(reranker_name=reranker_name):
                 frame = attach_text(first, queries, collection, RERANK_TOP_K)
                 return reranker_of(reranker_name)(frame)
-            try:
-                reranked[f"{model_label(MODELS[0])} >> {model_label(reranker_name)}"] = \
-                    cached_run(path, rerank, OVERWRITE)
-            except ValueError as e:
-                sys.exit(f"run_neuclir.py: {e}")
+            reranked[f"{model_label(MODELS[0])} >> {model_label(reranker_name)}"] = \
+                cached_run(path, rerank, OVERWRITE)
         runs = reranked
 
     # 3. every model against the first

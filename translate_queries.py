@@ -5,9 +5,15 @@ shifted by a line break or markup inside a query). Translations are cached by co
 an SQLite file, so a re-run translates only the queries that changed; --overwrite translates
 everything again. Output: a query file (qid<TAB>query) that run_mmarco.py reads.
 
+With --pair NAME (a built-in pair or one of the config's [pairs.NAME] tables) the defaults come
+from the pair: its high-resource topics are translated into the variety and written where
+run_mmarco.py looks for the variety queries ({translations_dir}/{topics}.{variety}.tsv, or the
+pair's variety_queries).
+
 Engines and the directions they cover:
   apertium  fr<->ca, nl<->af, fr<->oc, id<->ms (Debian: apt-get install apertium
-            apertium-fra-cat apertium-afr-nld apertium-oci-fra apertium-ind-zlm)
+            apertium-fra-cat apertium-afr-nld apertium-oci-fra apertium-ind-zlm), pt<->gl,
+            es<->gl, es->ast, and any other installed mode named by the ISO codes
   opencc    yue<->zh: Hong Kong Traditional <-> Simplified script only, not wording
             (apt-get install opencc)
   hf        any direction of NLLB-200 (default nllb-200-600m), or a one-direction OPUS-MT
@@ -19,10 +25,12 @@ Examples:
   python translate_queries.py --queries data/translations/flores200-devtest-fr.ca.tsv.gz \\
       --src ca --tgt fr --out ca2fr.tsv
   python translate_queries.py --queries q.fr.tsv --src fr --tgt scn --engine hf --out q.scn.tsv
+  python translate_queries.py --config configs/my_pair.toml --pair gl-pt   # the pair's queries
 """
 from crossvariety import settings
 
 # -----------------------------------------------------------------------------
+PAIR = ""  # take the defaults below from a language pair
 QUERIES = ""  # query file (qid<TAB>query), irds: id or dataset folder
 QUERY_FIELD = ""  # field of irds: queries with several (neuCLIR: title, ht_title)
 SRC = ""  # language of the queries
@@ -36,12 +44,17 @@ BATCH_TOKENS = 16384  # hf engine: tokens (x beams) per batch
 NUM_BEAMS = 4  # hf engine: beam size
 OVERWRITE = False  # translate again, ignoring (and refreshing) the cache
 HELP = {
+    "PAIR": "a language pair (ca-fr, a [pairs.NAME] table of the config, ...): translate its "
+            "high-resource topics into its variety, into the file run_mmarco.py reads; --queries, "
+            "--src, --tgt and --out override those defaults",
     "QUERIES": "queries to translate: a query file (qid<TAB>query, .tsv or .tsv.gz), an irds: "
                "id (irds:mmarco/v2/fr/dev/small) or a dataset folder",
     "QUERY_FIELD": "for irds: queries with several fields, the one to translate (neuCLIR: title)",
-    "SRC": "language of the queries: fr ca oc nl/dt af it scn zh yue id ms en gd fa ru",
+    "SRC": "language of the queries: an ISO 639 code (fr ca oc nl/dt af it scn zh yue id ms en "
+           "gd fa ru pt gl ...)",
     "TGT": "language to translate into (same codes)",
-    "ENGINE": "apertium (fr<->ca, nl<->af, fr<->oc, id<->ms), opencc (yue<->zh script) or hf",
+    "ENGINE": "apertium (fr<->ca, nl<->af, fr<->oc, id<->ms, pt<->gl, ... any installed mode), "
+              "opencc (yue<->zh script) or hf",
     "MODEL": "hf engine: a model short name (nllb-200-600m, nllb-200-1.3b), HF id or local path",
     "OUT": "query file to write; .gz compresses it",
     "CACHE": "SQLite cache of translations; empty = {data_dir}/translation-cache.sqlite",
@@ -53,26 +66,37 @@ HELP = {
 paths = settings.configure(globals(), HELP)
 # -----------------------------------------------------------------------------
 import logging
-import sys
 import time
 
-from crossvariety.datasets import QueryFileError, load_queries, write_queries
-from crossvariety.translation import TranslationError, translate_queries
+from crossvariety import translation
+from crossvariety.datasets import Dataset, load_queries, variety_queries_path, write_queries
+from crossvariety.errors import UsageError
+from crossvariety.languages import canonical
+from crossvariety.pairs import get_pairs
 
 log = logging.getLogger("translate_queries")
+if ENGINE not in translation.ENGINES:
+    raise UsageError(f"unknown engine {ENGINE!r}; choose from {', '.join(translation.ENGINES)}")
+if PAIR:
+    pair = get_pairs([PAIR])[0]
+    if not (QUERIES or pair.dev_topics):
+        raise UsageError(f"pair {pair.name} has no topics to translate; pass --queries or set "
+                         f"topics in its [pairs.{pair.name}] table")
+    QUERIES = QUERIES or pair.dev_topics
+    SRC, TGT = SRC or pair.highres, TGT or pair.variety
+    OUT = OUT or pair.variety_queries or str(variety_queries_path(
+        paths["translations_dir"], Dataset(QUERIES).name, pair.variety))
 for name in ("QUERIES", "SRC", "TGT", "OUT"):
     if not globals()[name]:
-        sys.exit(f"translate_queries.py: --{name.lower()} is required (see --help)")
-try:
-    queries = load_queries(QUERIES, QUERY_FIELD or None)
-    log.info("read %d queries from %s", len(queries), QUERIES)
-    start = time.time()
-    translated = translate_queries(
-        queries, SRC, TGT, ENGINE, MODEL or None,
-        cache_path=CACHE or paths["data_dir"] / "translation-cache.sqlite", refresh=OVERWRITE,
-        workers=WORKERS, batch_tokens=BATCH_TOKENS, num_beams=NUM_BEAMS)
-except (QueryFileError, TranslationError, ValueError) as e:
-    sys.exit(f"translate_queries.py: {e}")
+        raise UsageError(f"--{name.lower()} is required, or --pair (see --help)")
+canonical(SRC), canonical(TGT)  # an unknown language fails before the queries are read
+queries = load_queries(QUERIES, QUERY_FIELD or None)
+log.info("read %d queries from %s", len(queries), QUERIES)
+start = time.time()
+translated = translation.translate_queries(
+    queries, SRC, TGT, ENGINE, MODEL or None,
+    cache_path=CACHE or paths["data_dir"] / "translation-cache.sqlite", refresh=OVERWRITE,
+    workers=WORKERS, batch_tokens=BATCH_TOKENS, num_beams=NUM_BEAMS)
 write_queries(translated, OUT)
 log.info("wrote %d %s queries (%s from %s) to %s in %.1fs", len(translated), TGT, ENGINE, SRC,
          OUT, time.time() - start)

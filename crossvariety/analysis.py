@@ -1,20 +1,29 @@
 """Language-aware text analysis for BM25, done in Python because PISA's tokenizer is ASCII-only.
 
 One pipeline for every language: Unicode NFKC, one apostrophe, ASCII digits, lowercase; Unicode
-word tokens; elision of articles (l', d', qu', dell'...) for the Romance languages; stopwords;
-Snowball stemming (PyStemmer) where Snowball has the language. Chinese becomes overlapping
-character bigrams (no segmenter needed; as Lucene's CJK analyzer). Persian gets the usual
-character normalisation (Arabic yeh/kaf to Persian, no diacritics or tatweel, ZWNJ splits).
+word tokens; elision of articles (l', d', qu', dell'...) for French, Catalan, Occitan and
+Italian; stopwords (the stop-words package's list where it has one; Lucene's 33 words for
+English); Snowball stemming (PyStemmer) where Snowball has the language. A language with neither
+a stemmer nor a stop list (Galician, Asturian, Luxembourgish, Occitan, ...) gets the generic
+analysis: Unicode words, lowercased, no stopwords, no stemming, and a warning says so.
+
+Chinese and Cantonese become overlapping character bigrams (no segmenter needed; Lucene's CJK
+analyzer, the paper's setting) or, with ``cjk="unigrams+bigrams"``, every character and every
+bigram. Persian gets the usual character normalisation (Arabic yeh/kaf to Persian, no
+diacritics or tatweel, ZWNJ splits), Russian folds ё to е.
 """
 import functools
+import logging
 import re
 import unicodedata
-from dataclasses import dataclass
 
 import Stemmer
 import stop_words
 
-from .pairs import LANGUAGE_ALIASES
+from . import languages
+from .errors import UsageError
+
+log = logging.getLogger(__name__)
 
 # Lucene's elision articles (ElisionFilter defaults of the French, Catalan and Italian analyzers);
 # Occitan shares the French/Catalan set.
@@ -30,29 +39,7 @@ _ELISION = {
 _ENGLISH_STOPWORDS = set(
     "a an and are as at be but by for if in into is it no not of on or such that the their then "
     "there these they this to was will with".split())
-
-
-@dataclass(frozen=True)
-class Language:
-    stemmer: str | None  # PyStemmer algorithm
-    stopwords: str | None  # stop-words package language code
-    cjk_bigrams: bool = False
-
-
-LANGUAGES = {
-    "en": Language("english", None),
-    "fr": Language("french", "fr"),
-    "ca": Language("catalan", "ca"),
-    "oc": Language(None, None),
-    "it": Language("italian", "it"),
-    "nl": Language("dutch", "nl"),
-    "id": Language("indonesian", "id"),
-    "ms": Language("indonesian", "ms"),
-    # Chinese bigrams carry no stopwords: the stop lists hold single characters.
-    "zh": Language(None, None, cjk_bigrams=True),
-    "fa": Language("persian", "fa"),
-    "ru": Language("russian", "ru"),
-}
+CJK_MODES = ["bigrams", "unigrams+bigrams"]  # the first is the paper's (Lucene's CJK analyzer)
 
 _APOSTROPHES = str.maketrans({c: "'" for c in "\u2019\u2018\u02bc\u00b4`\u2032"})
 _DIGITS = str.maketrans({**{chr(0x0660 + i): str(i) for i in range(10)},
@@ -67,30 +54,37 @@ _WORD_ZH = re.compile(rf"([{_CJK}]+)|([^\W{_CJK}]+)")
 
 
 class Analyzer:
-    """text -> list of index terms for one language. Picklable (by language code)."""
+    """text -> list of index terms for one language. Picklable (by language code and CJK mode)."""
 
-    def __init__(self, lang):
-        lang = LANGUAGE_ALIASES.get(lang, lang)
-        if lang not in LANGUAGES:
-            raise ValueError(f"no analyzer for language {lang!r}; known: "
-                             f"{', '.join(sorted(LANGUAGES))} (and dt for Dutch)")
-        self.lang = lang
-        spec = LANGUAGES[lang]
-        self.cjk_bigrams = spec.cjk_bigrams
-        self.elision = _ELISION.get(lang, set())
-        self.word = _WORD_CA if lang == "ca" else _WORD
-        self.stemmer = Stemmer.Stemmer(spec.stemmer, 100_000) if spec.stemmer else None
-        if lang == "en":
+    def __init__(self, lang, cjk="bigrams"):
+        self.lang = languages.canonical(lang)
+        if cjk not in CJK_MODES:
+            raise UsageError(f"unknown CJK analysis {cjk!r}; choose {' or '.join(CJK_MODES)}")
+        self.cjk = cjk if self.lang in languages.CJK else None
+        self.elision = _ELISION.get(self.lang, set())
+        self.word = _WORD_CA if self.lang == "ca" else _WORD
+        algorithm = languages.SNOWBALL.get(self.lang)
+        self.stemmer = Stemmer.Stemmer(algorithm, 100_000) if algorithm else None
+        if self.lang == "en":
             words = _ENGLISH_STOPWORDS
-        elif spec.stopwords:
-            words = stop_words.get_stop_words(spec.stopwords)
+        elif languages.stopword_language(self.lang):
+            words = stop_words.get_stop_words(languages.stopword_language(self.lang))
         else:
             words = ()
         # The lists are run through our own normalisation so that they match our tokens.
         self.stopwords = {w for w in (self.normalize(w) for w in words) if _WORD.fullmatch(w)}
+        if self.generic:
+            log.warning("no stemmer or stop list for %s (%s): generic analysis (Unicode words, "
+                        "lowercase, no stopwords, no stemming)", languages.name(self.lang),
+                        self.lang)
 
     def __reduce__(self):
-        return Analyzer, (self.lang,)
+        return Analyzer, (self.lang, self.cjk or "bigrams")
+
+    @property
+    def generic(self):
+        """No stemmer, stop list or n-grams: Unicode words, lowercased."""
+        return not (self.cjk or self.stemmer or self.stopwords)
 
     def normalize(self, text):
         text = unicodedata.normalize("NFKC", text).translate(_APOSTROPHES).translate(_DIGITS)
@@ -103,15 +97,20 @@ class Analyzer:
     def tokens(self, text):
         """The words of a text, before stopwords and stemming (elision applied)."""
         text = self.normalize(text)
-        if self.cjk_bigrams:
+        if self.cjk:
+            unigrams = self.cjk == "unigrams+bigrams"
             tokens = []
-            for cjk, word in _WORD_ZH.findall(text):
+            for han, word in _WORD_ZH.findall(text):
                 if word:
                     tokens.append(word)
-                elif len(cjk) == 1:
-                    tokens.append(cjk)
+                elif len(han) == 1:
+                    tokens.append(han)
                 else:
-                    tokens.extend(cjk[i:i + 2] for i in range(len(cjk) - 1))
+                    for i in range(len(han)):
+                        if unigrams:
+                            tokens.append(han[i])
+                        if i + 1 < len(han):
+                            tokens.append(han[i:i + 2])
             return tokens
         tokens = self.word.findall(text)
         if self.elision:
@@ -138,5 +137,5 @@ class Analyzer:
 
 
 @functools.lru_cache(maxsize=None)
-def get_analyzer(lang):
-    return Analyzer(lang)
+def get_analyzer(lang, cjk="bigrams"):
+    return Analyzer(lang, cjk)

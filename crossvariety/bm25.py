@@ -3,6 +3,11 @@
 PISA's own tokenizer is ASCII-only, so it never sees raw text: documents are indexed as term-count
 dicts (``toks_indexer(scale=1)``; the default scale of 100 changes BM25 rankings) and queries are
 passed as ``query_toks`` with their term frequencies as weights.
+
+PISA's C++ code prints thousands of progress lines ("Storing terms statistics: 1% ...") on the
+console while it indexes; its verbosity switch in pyterrier-pisa 0.4.9 is broken, so its output
+is redirected at the file-descriptor level around every call into PISA (shown only if PISA
+fails), and an index build shows one progress bar of ours instead.
 """
 import collections
 import contextlib
@@ -13,13 +18,16 @@ import logging
 import multiprocessing
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pyterrier as pt
 from tqdm.auto import tqdm
 
-from .analysis import get_analyzer
+from .analysis import CJK_MODES, get_analyzer
+from .errors import UsageError, UserError
+from .languages import CJK, canonical
 from .runs import atomic_path
 
 log = logging.getLogger(__name__)
@@ -31,39 +39,69 @@ _LIBC = ctypes.CDLL(None)
 
 
 @contextlib.contextmanager
-def _pisa_output_to_stderr():
-    """PISA's C++ code prints its progress on stdout; send it to stderr, where logs go, so that
-    stdout carries only what a script means to print (a table)."""
+def pisa_quiet():
+    """Send the console output of the C++ code called inside (stdout and stderr, file
+    descriptors 1 and 2) to a temporary file; if PISA fails, log the file's last lines.
+    Yields a text stream on the real stderr, for a progress bar that must stay visible."""
     sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        yield
-    finally:
-        sys.stdout.flush()
-        _LIBC.fflush(None)  # C stdio buffers a pipe's output; flush it while it still goes to 2
-        os.dup2(saved, 1)
-        os.close(saved)
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    failed = False  # by an error of PISA's, not the user's input nor Ctrl-C
+    with tempfile.TemporaryFile() as capture, os.fdopen(os.dup(saved[1]), "w") as terminal:
+        os.dup2(capture.fileno(), 1)
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield terminal
+        except Exception as e:
+            failed = not isinstance(e, UserError)
+            raise
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            _LIBC.fflush(None)  # C stdio buffers what goes to a file; flush it while it still does
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            if failed:
+                capture.seek(0)
+                tail = capture.read().decode("utf-8", "replace").splitlines()[-20:]
+                log.error("PISA's last output:\n%s", "\n".join(tail))
+
+
+def analysis_spec(lang, cjk="bigrams"):
+    """The analysis an index is built with: its language and, for Chinese and Cantonese, the
+    CJK mode (None elsewhere)."""
+    lang = canonical(lang)
+    if cjk not in CJK_MODES:
+        raise UsageError(f"unknown CJK analysis {cjk!r}; choose {' or '.join(CJK_MODES)}")
+    return lang, (cjk if lang in CJK else None)
+
+
+def model_label(lang, cjk="bigrams"):
+    """BM25's name in index folders and run files: bm25, or bm25-unibi for Chinese/Cantonese
+    analysed into unigrams + bigrams."""
+    return "bm25-unibi" if analysis_spec(lang, cjk)[1] == "unigrams+bigrams" else "bm25"
 
 
 def _analyse(job):
-    lang, batch = job
-    analyzer = get_analyzer(lang)
+    (lang, cjk), batch = job
+    analyzer = get_analyzer(lang, cjk or "bigrams")
     return [{"docno": docno, "toks": analyzer.counts(text)} for docno, text in batch]
 
 
-def default_index_path(index_dir, dataset_name):
-    return Path(index_dir) / "bm25" / dataset_name
+def default_index_path(index_dir, dataset_name, label="bm25"):
+    return Path(index_dir) / label / dataset_name
 
 
-def _analysed_batches(docs, lang, pool, batch_size, window):
+def _analysed_batches(docs, spec, pool, batch_size, window):
     """Analyse batches of documents on the pool, in order, with at most ``window`` batches in
     flight: the documents are read here, in the main thread, so that memory stays bounded and an
     error (or Ctrl-C) while reading them stops the build at once."""
     pending = collections.deque()
     pairs = ((d["docno"], d["text"]) for d in docs)
     while batch := list(itertools.islice(pairs, batch_size)):
-        pending.append(pool.apply_async(_analyse, ((lang, batch),)))
+        pending.append(pool.apply_async(_analyse, ((spec, batch),)))
         if len(pending) >= window:
             yield pending.popleft().get()
     while pending:
@@ -74,33 +112,33 @@ def index_built(index_dir):
     return (Path(index_dir) / META).is_file()
 
 
-def build_index(docs, lang, index_dir, workers=0, total=None, batch_size=2000):
+def build_index(docs, lang, index_dir, workers=0, total=None, batch_size=2000, cjk="bigrams"):
     """Analyse ``docs`` ({"docno", "text"} dicts) on ``workers`` processes (0 = all cores) and
     build a PISA index at ``index_dir``. The index appears only when complete."""
     from pyterrier_pisa import PisaIndex
-    get_analyzer(lang)  # fail on an unknown language before any work
+    spec = analysis_spec(lang, cjk)
+    get_analyzer(spec[0], spec[1] or "bigrams")  # fail, or warn of a generic analysis, at once
+    label = spec[0] + (f", {spec[1]}" if spec[1] else "")
     workers = workers or os.cpu_count()
     start, count = time.time(), 0
     with atomic_path(index_dir) as tmp:
         # fork: stage scripts are flat top-level code, which spawn would re-run in every worker.
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
-            progress = tqdm(total=total, unit="doc", desc=f"BM25 index ({lang})", mininterval=2)
+        with multiprocessing.get_context("fork").Pool(workers) as pool, pisa_quiet() as terminal, \
+                tqdm(total=total, unit="doc", desc=f"BM25 index ({label})", mininterval=2,
+                     file=terminal, disable=not log.isEnabledFor(logging.INFO)) as progress:
 
             def stream():
                 nonlocal count
-                for batch in _analysed_batches(docs, lang, pool, batch_size, window=4 * workers):
+                for batch in _analysed_batches(docs, spec, pool, batch_size, window=4 * workers):
                     yield from batch
                     count += len(batch)
                     progress.update(len(batch))
 
-            with _pisa_output_to_stderr():
-                PisaIndex(str(tmp), stemmer="none", stops="none").toks_indexer(scale=1).index(
-                    stream())
-            progress.close()
+            PisaIndex(str(tmp), stemmer="none", stops="none").toks_indexer(scale=1).index(stream())
         if count == 0:
-            raise ValueError(f"no documents to index for {index_dir}")
-        (tmp / META).write_text(json.dumps({"lang": lang, "documents": count}))
-    log.info("indexed %d documents (%s analysis) into %s in %.1fs", count, lang, index_dir,
+            raise UserError(f"no documents to index for {index_dir}: the collection is empty")
+        (tmp / META).write_text(json.dumps({"lang": spec[0], "cjk": spec[1], "documents": count}))
+    log.info("indexed %d documents (%s analysis) into %s in %.1fs", count, label, index_dir,
              time.time() - start)
     return count
 
@@ -108,9 +146,9 @@ def build_index(docs, lang, index_dir, workers=0, total=None, batch_size=2000):
 class AnalyseQuery(pt.Transformer):
     """query -> query_toks: the query's analysed terms with their frequencies."""
 
-    def __init__(self, lang):
+    def __init__(self, lang, cjk="bigrams"):
         self.lang = lang
-        self.analyzer = get_analyzer(lang)
+        self.analyzer = get_analyzer(lang, cjk or "bigrams")
 
     def transform(self, topics):
         out = topics.copy()
@@ -127,23 +165,23 @@ def bm25_retriever(index_dir, num_results=1000, k1=K1, b=B, threads=None):
     from pyterrier_pisa import PisaIndex
     meta_path = Path(index_dir) / META
     if not meta_path.is_file():
-        raise FileNotFoundError(f"{index_dir} is not a finished BM25 index (no {META}); "
-                                "build it with index_bm25.py")
-    lang = json.loads(meta_path.read_text())["lang"]
+        raise UserError(f"{index_dir} is not a finished BM25 index (no {META}); "
+                        "build it with index_bm25.py")
+    meta = json.loads(meta_path.read_text())
     index = PisaIndex(str(index_dir), stemmer="none", stops="none", threads=threads or os.cpu_count())
-    with _pisa_output_to_stderr():  # the first retriever of an index builds its score bounds
+    with pisa_quiet():  # the first retriever of an index builds its score bounds
         retriever = index.bm25(k1=k1, b=b, num_results=num_results, toks_scale=1,
                                query_weighted=True)
-    return AnalyseQuery(lang) >> PisaBm25(retriever)
+    return AnalyseQuery(meta["lang"], meta.get("cjk")) >> PisaBm25(retriever)
 
 
 class PisaBm25(pt.Transformer):
-    """PISA's BM25 retriever on query_toks, its C++ output kept off stdout."""
+    """PISA's BM25 retriever on query_toks, its C++ output kept off the console."""
 
     def __init__(self, retriever):
         self.retriever = retriever
 
     def transform(self, topics):
-        with _pisa_output_to_stderr():
+        with pisa_quiet():
             results = self.retriever(topics)
         return results.drop(columns=["query_toks"])

@@ -8,8 +8,10 @@ A local dataset directory holds (each file may be gzipped, ``.gz``):
     qrels.txt     TREC qrels: qid 0 docno label
 
 ir_datasets ids take the ``irds:`` prefix, as in PyTerrier (``irds:mmarco/v2/fr/dev/small``).
-Documents with a title (neuCLIR) are read as title + newline + text.
+Documents with a title (neuCLIR) are read as title + newline + text. When ir_datasets cannot
+download a file (no network), the error says which file to fetch and where to put it.
 """
+import contextlib
 import gzip
 import json
 import logging
@@ -17,12 +19,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from .errors import UserError
 from .runs import atomic_path
 
 log = logging.getLogger(__name__)
 
 
-class QueryFileError(ValueError):
+class QueryFileError(UserError):
     """A query file that cannot be read as written; the message names the file, lines and fix."""
 
 
@@ -124,13 +127,42 @@ def write_queries(queries, path):
     """Write a (qid, query) DataFrame as a query file that read_queries accepts, atomically."""
     bad = queries["query"].str.contains(r"[\t\n\r]", regex=True)
     if bad.any():
-        raise ValueError(f"queries with tabs or line breaks cannot be written to {path}: "
+        raise UserError(f"queries with tabs or line breaks cannot be written to {path}: "
                          f"qids {list(queries.qid[bad][:5])}")
     with atomic_path(path) as tmp:
         with (gzip.open(tmp, "wt", encoding="utf-8") if str(path).endswith(".gz")
               else open(tmp, "wt", encoding="utf-8")) as f:
             for qid, query in zip(queries.qid, queries["query"]):
                 f.write(f"{qid}\t{query}\n")
+
+
+@contextlib.contextmanager
+def _downloads(spec):
+    """Turn ir_datasets' failed downloads into a UserError naming the file and where it goes."""
+    try:
+        yield
+    except (OSError, RuntimeError) as e:
+        if isinstance(e, RuntimeError) and "download" not in str(e).lower():
+            raise
+        # ir_datasets' Download object (in a frame of the traceback) knows the URL and the
+        # cache path; with the file there, ir_datasets skips the download.
+        url = cache = None
+        traceback = e.__traceback__
+        while traceback:
+            download = traceback.tb_frame.f_locals.get("self")
+            if type(download).__name__ == "Download" and hasattr(download, "_cache_path"):
+                cache = download._cache_path
+                url = next((m.url for m in download.mirrors if hasattr(m, "url")), None)
+            traceback = traceback.tb_next
+        if cache is None:
+            if isinstance(e, (FileNotFoundError, PermissionError)):
+                raise
+            raise UserError(f"{spec}: ir_datasets could not read or download its files "
+                            f"({type(e).__name__}: {str(e)[:200]}); run once with network "
+                            "access, or put its files under $IR_DATASETS_HOME at the paths "
+                            "ir_datasets/etc/downloads.json lists") from None
+        raise UserError(f"{spec}: ir_datasets could not download {url or 'a file'} (no network?); "
+                        f"download it and put it at {cache}, then run again") from None
 
 
 class Dataset:
@@ -144,14 +176,16 @@ class Dataset:
             try:
                 self._irds = ir_datasets.load(self.irds_id)
             except KeyError:
-                raise ValueError(f"unknown ir_datasets id {self.irds_id!r} (from {self.spec!r}); "
-                                 "see https://ir-datasets.com") from None
+                raise UserError(f"unknown ir_datasets id {self.irds_id!r} (from {self.spec!r}); "
+                                "see https://ir-datasets.com") from None
             self.dir = None
         else:
             self.irds_id = None
             self.dir = Path(self.spec)
             if not self.dir.is_dir():
-                raise ValueError(f"dataset {self.spec!r} is neither an irds: id nor a directory")
+                raise UserError(f"dataset {self.spec!r} is neither an irds: id nor a directory; "
+                                "give an irds: id (irds:mmarco/v2/fr) or a folder with docs.tsv, "
+                                "queries.tsv and qrels.txt")
 
     @property
     def name(self):
@@ -189,30 +223,39 @@ class Dataset:
     def docs_iter(self):
         """Yield {"docno", "text"} dicts; a title is prepended to the text with a newline."""
         if self.irds_id:
-            for doc in self._irds.docs_iter():
-                yield {"docno": doc.doc_id, "text": _irds_text(doc)}
+            with _downloads(self.spec):
+                for doc in self._irds.docs_iter():
+                    yield {"docno": doc.doc_id, "text": _irds_text(doc)}
             return
         path = self._docs_file()
         if path is None:
-            raise FileNotFoundError(f"{self.dir}: no docs.tsv(.gz) or docs.jsonl(.gz)")
+            raise UserError(f"{self.dir}: no docs.tsv(.gz) or docs.jsonl(.gz); write the documents "
+                            "there as docno<TAB>text lines")
         with open_text(path) as f:
             for lineno, line in enumerate(f, start=1):
                 line = line.rstrip("\r\n")
                 if ".jsonl" in path.name:
-                    doc = json.loads(line)
+                    try:
+                        doc = json.loads(line)
+                        docno, text = str(doc["docno"]), doc["text"]
+                    except (json.JSONDecodeError, KeyError, TypeError):
+                        raise UserError(f"{path}:{lineno}: a document line is JSON with docno and "
+                                        'text: {"docno": "d1", "title": "...", "text": "..."}') \
+                            from None
                     title = doc.get("title") or ""
-                    text = doc["text"]
-                    yield {"docno": str(doc["docno"]), "text": f"{title}\n{text}" if title else text}
+                    yield {"docno": docno, "text": f"{title}\n{text}" if title else text}
                 else:
                     docno, sep, text = line.partition("\t")
                     if not sep:
-                        raise ValueError(f"{path}:{lineno}: no tab between docno and text")
+                        raise UserError(f"{path}:{lineno}: no tab between docno and text; write "
+                                        "docno<TAB>text")
                     yield {"docno": docno, "text": text}
 
     def doc_texts(self, docnos):
         """{docno: text} for the given docnos that exist (random access for irds: datasets)."""
         if self.irds_id:
-            found = self._irds.docs_store().get_many(docnos)
+            with _downloads(self.spec):
+                found = self._irds.docs_store().get_many(docnos)
             return {docno: _irds_text(doc) for docno, doc in found.items()}
         wanted = set(docnos)
         return {d["docno"]: d["text"] for d in self.docs_iter() if d["docno"] in wanted}
@@ -222,21 +265,23 @@ class Dataset:
         """The topics as a DataFrame (qid, query); ``field`` picks a field (neuCLIR: title, ht_title)."""
         if self.irds_id:
             if not self._irds.has_queries():
-                raise ValueError(f"{self.spec} has no queries; pick a subset such as .../dev/small")
+                raise UserError(f"{self.spec} has no queries; pick a subset such as .../dev/small")
             cls = self._irds.queries_cls()
             fields = cls._fields[1:]
             if field is None:
                 if "text" not in fields:
-                    raise ValueError(f"{self.spec}: queries have fields {fields}; choose one "
-                                     "(e.g. --query-field title)")
+                    raise UserError(f"{self.spec}: queries have fields {fields}; choose one "
+                                    "(e.g. --query-field title)")
                 field = "text"
             if field not in fields:
-                raise ValueError(f"{self.spec}: queries have no field {field!r}; fields: {fields}")
-            rows = [(q.query_id, getattr(q, field)) for q in self._irds.queries_iter()]
+                raise UserError(f"{self.spec}: queries have no field {field!r}; fields: {fields}")
+            with _downloads(self.spec):
+                rows = [(q.query_id, getattr(q, field)) for q in self._irds.queries_iter()]
             return pd.DataFrame(rows, columns=["qid", "query"])
         path = _find(self.dir, "queries.tsv")
         if path is None:
-            raise FileNotFoundError(f"{self.dir}: no queries.tsv(.gz)")
+            raise UserError(f"{self.dir}: no queries.tsv(.gz); write the queries there as "
+                            "qid<TAB>query lines")
         return read_queries(path)
 
     # qrels
@@ -244,12 +289,15 @@ class Dataset:
         """The relevance judgements as a DataFrame (qid, docno, label)."""
         if self.irds_id:
             if not self._irds.has_qrels():
-                raise ValueError(f"{self.spec} has no qrels")
-            rows = [(q.query_id, q.doc_id, q.relevance) for q in self._irds.qrels_iter()]
+                raise UserError(f"{self.spec} has no qrels; pick a topic set with judgements "
+                                "such as .../dev/small")
+            with _downloads(self.spec):
+                rows = [(q.query_id, q.doc_id, q.relevance) for q in self._irds.qrels_iter()]
             return pd.DataFrame(rows, columns=["qid", "docno", "label"])
         path = _find(self.dir, "qrels.txt")
         if path is None:
-            raise FileNotFoundError(f"{self.dir}: no qrels.txt(.gz)")
+            raise UserError(f"{self.dir}: no qrels.txt(.gz); write the judgements there as TREC "
+                            "qrels lines (qid 0 docno label)")
         return read_qrels(path)
 
 
@@ -270,10 +318,11 @@ def read_qrels(path):
             if not fields:
                 continue
             if len(fields) != 4:
-                raise ValueError(f"{path}:{lineno}: a qrels line has 4 fields "
-                                 f"(qid iteration docno label), found {len(fields)}")
+                raise UserError(f"{path}:{lineno}: a qrels line has 4 fields "
+                                f"(qid iteration docno label), found {len(fields)}")
             try:
                 rows.append((fields[0], fields[2], int(fields[3])))
             except ValueError:
-                raise ValueError(f"{path}:{lineno}: label {fields[3]!r} is not an integer") from None
+                raise UserError(f"{path}:{lineno}: label {fields[3]!r} is not an integer; "
+                                "write relevance labels as integers (0, 1, 2, 3)") from None
     return pd.DataFrame(rows, columns=["qid", "docno", "label"])

@@ -20,7 +20,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .batching import default_device, padded_batches, tokenized_chunks
-from .models import model_label, resolve_model
+from .errors import UsageError, UserError
+from .models import from_pretrained, model_label, resolve_model
 from .runs import atomic_path
 
 log = logging.getLogger(__name__)
@@ -41,9 +42,9 @@ class BgeM3Encoder:
         self.batch_tokens = batch_tokens or (262144 if self.device.type == "cuda" else 16384)
         self.chunk = chunk
         self.verbose = verbose
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model_name)
-        self.model = AutoModel.from_pretrained(self.model_name, dtype=self.dtype,
-                                               add_pooling_layer=False, attn_implementation="sdpa")
+        self.tokenizer = from_pretrained(AutoTokenizer, self.model_name)
+        self.model = from_pretrained(AutoModel, self.model_name, dtype=self.dtype,
+                                     add_pooling_layer=False, attn_implementation="sdpa")
         self.model.to(self.device).eval()
         self.dim = self.model.config.hidden_size
 
@@ -103,7 +104,7 @@ def index_built(index_dir):
 def parse_shard(shard):
     match = re.fullmatch(r"(\d+)/(\d+)", shard or "0/1")
     if not match or not int(match[1]) < int(match[2]):
-        raise ValueError(f"--shard {shard!r}: write i/n with 0 <= i < n, e.g. 0/4")
+        raise UsageError(f"--shard {shard!r}: write i/n with 0 <= i < n, e.g. 0/4")
     return int(match[1]), int(match[2])
 
 
@@ -145,8 +146,8 @@ def missing_chunks(index_dir):
     if not counts:
         return None
     if len(counts) > 1:
-        raise RuntimeError(f"{parts}: shards disagree on the number of chunks {sorted(counts)}; "
-                           "were they run on different collections or chunk sizes?")
+        raise UserError(f"{parts}: shards disagree on the number of chunks {sorted(counts)}; "
+                        "were they run on different collections or chunk sizes?")
     return [k for k in range(counts.pop()) if not (parts / f"part-{k:06d}.npz").is_file()]
 
 
@@ -156,9 +157,9 @@ def merge_chunks(index_dir):
     from pyterrier_dr import FlexIndex
     missing = missing_chunks(index_dir)
     if missing is None or missing:
-        raise RuntimeError(f"cannot merge {index_dir}: chunks "
-                           f"{'not counted yet' if missing is None else missing[:10]} are missing; "
-                           "run the remaining shards first")
+        raise UserError(f"cannot merge {index_dir}: chunks "
+                        f"{'not counted yet' if missing is None else missing[:10]} are missing; "
+                        "run the remaining shards first")
     parts = parts_dir(index_dir)
     files = sorted(parts.glob("part-*.npz"))
 
@@ -239,8 +240,8 @@ def dense_retriever(index_dir, encoder, num_results=1000, device=None):
     """QueryEncoder >> search: TorchSearch on a GPU, pyterrier-dr's np_retriever on a CPU."""
     from pyterrier_dr import FlexIndex
     if not index_built(index_dir):
-        raise FileNotFoundError(f"{index_dir} is not a finished dense index; build it with "
-                                "index_bgem3.py")
+        raise UserError(f"{index_dir} is not a finished dense index; build it with "
+                        "index_bgem3.py")
     if default_device(device).type == "cuda":
         search = TorchSearch(index_dir, num_results, device)
     else:

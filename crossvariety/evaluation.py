@@ -8,7 +8,8 @@ import math
 import ir_measures
 import numpy as np
 import pandas as pd
-from scipy import stats
+
+from .errors import UsageError, UserError
 
 MMARCO_MEASURES = ["MRR@10", "R@1000"]
 NEUCLIR_MEASURES = ["nDCG@20", "R@1000"]
@@ -25,7 +26,7 @@ def parse_measures(names):
         try:
             parsed[name] = ir_measures.parse_measure(name)
         except Exception:
-            raise ValueError(f"unknown measure {name!r}; use ir_measures names such as "
+            raise UsageError(f"unknown measure {name!r}; use ir_measures names such as "
                              "MRR@10, RR@10, R@1000, nDCG@20, AP, P@10") from None
     return parsed
 
@@ -75,7 +76,7 @@ def evaluate(runs, qrels, measures, baseline=0, correction="bonferroni"):
     t-test over the judged queries, corrected across the non-baseline runs).
     """
     if correction not in CORRECTIONS:
-        raise ValueError(f"unknown correction {correction!r}; choose from {CORRECTIONS}")
+        raise UsageError(f"unknown correction {correction!r}; choose from {CORRECTIONS}")
     qrels = qrels.astype({"qid": str, "docno": str})
     names = list(runs)
     problems, scores = [], {}
@@ -83,14 +84,15 @@ def evaluate(runs, qrels, measures, baseline=0, correction="bonferroni"):
         run = runs[name].astype({"qid": str, "docno": str})
         problems.extend(coverage_problems(name, run, qrels))
         if not set(run.qid) & set(qrels.qid):
-            raise ValueError(f"run {name} shares no query with the qrels: nothing to evaluate "
-                             "(is it a run of another dataset?)")
+            raise UserError(f"run {name} shares no query with the qrels: nothing to evaluate "
+                            "(is it a run of another dataset?)")
         scores[name] = per_query(run, qrels, measures)
 
     table = pd.DataFrame({m: [scores[n][m].mean() for n in names] for m in measures},
                          index=pd.Index(names, name="run"))
     table.insert(0, "queries", [len(scores[n]) for n in names])
     if baseline is not None and len(names) > 1:
+        from scipy import stats  # 1 s to import: only when there is a test to run
         base = names[baseline]
         others = [n for n in names if n != base]
         for m in measures:
@@ -145,4 +147,4 @@ def format_table(table, fmt="markdown", alpha=0.05, digits=4):
         lines += [" & ".join(esc(c) for c in r) + " \\\\" for r in rows]
         lines += ["\\bottomrule", "\\end{tabular}"]
         return "\n".join(lines) + "\n"
-    raise ValueError(f"unknown table format {fmt!r}; choose markdown, csv or latex")
+    raise UsageError(f"unknown table format {fmt!r}; choose markdown, csv or latex")

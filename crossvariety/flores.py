@@ -17,7 +17,9 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
+from . import languages
 from .datasets import write_queries
+from .errors import UserError
 from .runs import atomic_path
 from .settings import REPO_ROOT
 
@@ -28,41 +30,69 @@ SHARED_COPY = REPO_ROOT.parent / "shared" / "data" / "flores200-devtest"
 DATASET_PREFIX = "flores200-devtest"
 
 
-def _has_flores(directory, codes):
-    return all((Path(directory) / f"{c}.devtest.gz").is_file() for c in codes) and \
-        (Path(directory) / "metadata_devtest.tsv.gz").is_file()
+def flores_code(directory, language):
+    """The FLORES-200 code of ``language`` (a FLORES code such as glg_Latn, or a language code)
+    among the devtest files of ``directory``, or None if it has none."""
+    directory = Path(directory)
+    if languages.is_flores_code(language):
+        return language if (directory / f"{language}.devtest.gz").is_file() else None
+    lang = languages.canonical(language)
+    if lang in languages.FLORES_CODES:
+        code = languages.FLORES_CODES[lang]
+        return code if (directory / f"{code}.devtest.gz").is_file() else None
+    found = sorted(p.name.split(".")[0]
+                   for p in directory.glob(f"{languages.iso639_3(lang)}_*.devtest.gz"))
+    if len(found) > 1:
+        raise UserError(f"{directory} has {languages.name(lang)} in several scripts "
+                        f"({', '.join(found)}); name the pair by FLORES codes, e.g. {found[0]}-...")
+    return found[0] if found else None
 
 
-def find_flores(flores_dir, data_dir, codes, url=FLORES_URL):
-    """The folder holding FLORES devtest files for ``codes``: the configured one, $FLORES_DIR, the
-    shared copy beside the repository, or a download of the public release into ``data_dir``."""
+def _codes_in(directory, langs):
+    """The FLORES codes of ``langs`` if ``directory`` holds all of them and the metadata."""
+    if not directory or not (Path(directory) / "metadata_devtest.tsv.gz").is_file():
+        return None
+    codes = [flores_code(directory, lang) for lang in langs]
+    return None if None in codes else codes
+
+
+def find_flores(flores_dir, data_dir, langs, url=FLORES_URL):
+    """(folder, FLORES codes) of the devtest files of ``langs`` (language or FLORES codes): in
+    the configured folder, $FLORES_DIR, the shared copy beside the repository, or a download of
+    the public release into ``data_dir``."""
     if flores_dir:
-        if not _has_flores(flores_dir, codes):
-            raise FileNotFoundError(f"flores_dir {flores_dir} lacks metadata_devtest.tsv.gz or one "
-                                    f"of {[c + '.devtest.gz' for c in codes]}")
-        return Path(flores_dir)
+        codes = _codes_in(flores_dir, langs)
+        if codes is None:
+            raise UserError(f"flores_dir {flores_dir} lacks metadata_devtest.tsv.gz or the devtest "
+                            f"file of one of {', '.join(langs)} (files {{code}}.devtest.gz, e.g. "
+                            "glg_Latn.devtest.gz)")
+        return Path(flores_dir), codes
     for candidate in (os.environ.get("FLORES_DIR"), SHARED_COPY, Path(data_dir) / DATASET_PREFIX):
-        if candidate and _has_flores(candidate, codes):
-            return Path(candidate)
+        codes = _codes_in(candidate, langs)
+        if codes:
+            return Path(candidate), codes
     target = Path(data_dir) / DATASET_PREFIX
     download_flores(url, target)
-    if not _has_flores(target, codes):
-        raise FileNotFoundError(f"the FLORES release at {url} lacks some of {codes}")
-    return target
+    codes = _codes_in(target, langs)
+    if codes is None:
+        raise UserError(f"FLORES-200 ({url}) has no devtest file for one of {', '.join(langs)}; "
+                        "check the codes (FLORES-200 codes look like glg_Latn)")
+    return target, codes
 
 
 def download_flores(url, target):
     """Fetch the FLORES-200 release and keep its devtest files, gzipped, in ``target``."""
     log.info("downloading FLORES-200 from %s (set flores_dir or $FLORES_DIR to use a copy)", url)
-    with tempfile.TemporaryDirectory() as tmp, atomic_path(target) as out:
+    with tempfile.TemporaryDirectory() as tmp:
         archive = Path(tmp) / "flores.tar.gz"
         try:
             urllib.request.urlretrieve(url, archive)
         except OSError as e:
-            raise RuntimeError(f"could not download FLORES-200 from {url} ({e}); put the devtest "
-                               "files in a folder and pass --flores-dir") from None
-        out.mkdir(parents=True)
-        with tarfile.open(archive) as tar:
+            raise UserError(f"could not download FLORES-200 from {url} ({e}); download it "
+                            "elsewhere, put its devtest files (gzipped: {code}.devtest.gz and "
+                            "metadata_devtest.tsv.gz) in a folder and pass --flores-dir") from None
+        with atomic_path(target) as out, tarfile.open(archive) as tar:
+            out.mkdir(parents=True)
             for member in tar:
                 name = Path(member.name).name
                 if member.isfile() and (name.endswith(".devtest") or name == "metadata_devtest.tsv"):
@@ -86,17 +116,19 @@ def dataset_name(highres):
     return f"{DATASET_PREFIX}-{highres}"
 
 
-def build_flores(pair, flores, data_dir, translations_dir):
+def build_flores(pair, flores, codes, data_dir, translations_dir):
     """Write the FLORES dataset of ``pair`` (docs, high-resource queries, qrels) under
     ``data_dir`` and its variety query file under ``translations_dir``; skip what exists.
+    ``codes`` are the FLORES codes of the high-resource side and of the variety (find_flores).
     Returns (dataset directory, variety query file)."""
+    highres_code, variety_code = codes
     name = dataset_name(pair.highres)
     dataset_dir = Path(data_dir) / name
     variety_file = Path(translations_dir) / f"{name}.{pair.variety}.tsv.gz"  # gzipped: licence
     articles = read_articles(flores)
     qids = [str(i) for i in range(1, len(articles) + 1)]
     if not dataset_dir.is_dir():
-        sentences = read_sentences(flores, pair.flores_highres)
+        sentences = read_sentences(flores, highres_code)
         docnos = {}
         for url in articles:
             docnos.setdefault(url, f"a{len(docnos) + 1:03d}")
@@ -113,15 +145,16 @@ def build_flores(pair, flores, data_dir, translations_dir):
                     f.write(f"{qid} 0 {docnos[url]} 1\n")
             _write_sentences(qids, sentences, tmp / "queries.tsv.gz")
         log.info("built %s: %d articles, %d queries (%s)", dataset_dir, len(docs), len(qids),
-                 pair.flores_highres)
+                 highres_code)
     if not variety_file.is_file():
-        _write_sentences(qids, read_sentences(flores, pair.flores_variety), variety_file)
-        log.info("wrote %s (%s)", variety_file, pair.flores_variety)
+        _write_sentences(qids, read_sentences(flores, variety_code), variety_file)
+        log.info("wrote %s (%s)", variety_file, variety_code)
     return dataset_dir, variety_file
 
 
 def _write_sentences(qids, sentences, path):
     import pandas as pd
     if len(sentences) != len(qids):
-        raise ValueError(f"{len(sentences)} sentences for {len(qids)} metadata lines")
+        raise UserError(f"{path}: {len(sentences)} FLORES sentences for {len(qids)} metadata "
+                        "lines; the FLORES files are incomplete: fetch them again")
     write_queries(pd.DataFrame({"qid": qids, "query": sentences}), path)

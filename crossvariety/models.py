@@ -1,6 +1,8 @@
 """The model registry: the paper's short model names -> Hugging Face ids. Local paths work too."""
 from pathlib import Path
 
+from .errors import UsageError, UserError
+
 MODELS = {
     "bge-m3": "BAAI/bge-m3",
     "bge-m3-lt-cafr": "andreaschari/bge-m3-lt-cafr",
@@ -25,8 +27,22 @@ def resolve_model(name_or_path):
         return str(Path(name_or_path))
     if name_or_path.count("/") == 1 and not name_or_path.startswith((".", "/", "~")):
         return name_or_path
-    raise ValueError(f"unknown model {name_or_path!r}: not a short name ({', '.join(MODELS)}), "
+    raise UsageError(f"unknown model {name_or_path!r}: not a short name ({', '.join(MODELS)}), "
                      "not an existing directory, and not a Hugging Face id of the form org/name")
+
+
+def from_pretrained(loader, model, **options):
+    """``loader.from_pretrained(model)`` (an AutoModel/AutoTokenizer class), with a model that
+    is neither a local folder nor reachable on the hub reported as a UserError."""
+    try:
+        return loader.from_pretrained(model, **options)
+    except OSError as e:
+        where = "the folder holds no model of this kind" if Path(model).is_dir() else \
+            "not in the local Hugging Face cache and the hub cannot be reached (offline or " \
+            "HF_HUB_OFFLINE=1?)"
+        raise UserError(f"cannot load model {model}: {where}; download it once with network "
+                        f"access (huggingface-cli download {model}) or pass a local folder "
+                        f"({str(e).splitlines()[0][:160]})") from None
 
 
 def model_label(name_or_path):

@@ -16,6 +16,9 @@ import json
 import logging
 import pickle
 import random
+from pathlib import Path
+
+from .errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +49,8 @@ def ce_filtered(hard_negatives_path, ce_scores, qids, margin=3.0, per_system=5, 
             scores = ce_scores.get(qid)
             positives = [str(p) for p in data["pos"]]
             if scores is None or any(p not in scores for p in positives):
-                raise ValueError(f"{hard_negatives_path}:{lineno}: no cross-encoder score for "
-                                 f"query {qid} or one of its positives; wrong score file?")
+                raise UserError(f"{hard_negatives_path}:{lineno}: no cross-encoder score for "
+                                f"query {qid} or one of its positives; wrong score file?")
             threshold = min(scores[p] for p in positives) - margin
             negatives = []
             for system in (systems or data["neg"].keys()):
@@ -100,18 +103,23 @@ def sample_examples(candidates, query_text, doc_text, num_negatives=1, rounds=1,
 
 def read_examples(path):
     """Training examples from a JSONL file, checked: each line needs query, pos and neg."""
+    if not Path(path).is_file():
+        raise UserError(f"training file {path} not found; mine_negatives.py makes it")
     examples = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
             try:
-                example = json.loads(line)
+                example = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise UserError(f"{path}:{lineno}: not UTF-8; re-save the file as UTF-8") from None
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not JSON ({e.msg})") from None
-            if not (isinstance(example.get("query"), str) and example.get("pos")
+                raise UserError(f"{path}:{lineno}: not JSON ({e.msg})") from None
+            if not (isinstance(example, dict) and isinstance(example.get("query"), str)
+                    and example.get("pos")
                     and isinstance(example.get("neg"), list)):
-                raise ValueError(f"{path}:{lineno}: a training example is "
-                                 '{"query": str, "pos": [str, ...], "neg": [str, ...]}')
+                raise UserError(f"{path}:{lineno}: a training example is "
+                                '{"query": str, "pos": [str, ...], "neg": [str, ...]}')
             examples.append(example)
     if not examples:
-        raise ValueError(f"{path}: no training examples")
+        raise UserError(f"{path}: no training examples")
     return examples

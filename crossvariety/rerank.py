@@ -20,7 +20,8 @@ import torch
 from tqdm.auto import tqdm
 
 from .batching import default_device, padded_batches, tokenized_chunks
-from .models import resolve_model
+from .errors import UserError
+from .models import from_pretrained, resolve_model
 
 log = logging.getLogger(__name__)
 PROMPT = "Relevant:"
@@ -44,7 +45,7 @@ def encode_prompts(tokenizer, pairs, max_length=MAX_LENGTH):
 def yes_no_ids(tokenizer, name):
     yes, no = tokenizer.encode("yes")[0], tokenizer.encode("no")[0]
     if yes == no:
-        raise ValueError(f"{name}: 'yes' and 'no' share the token id {yes}")
+        raise UserError(f"{name}: 'yes' and 'no' share the token id {yes}")
     return yes, no
 
 
@@ -64,8 +65,8 @@ class MonoT5ReRanker(pt.Transformer):
         self.batch_size = batch_size  # an optional cap on pairs per batch, besides the budget
         self.chunk = chunk
         self.verbose = verbose
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model_name)
-        seq2seq = AutoModelForSeq2SeqLM.from_pretrained(self.model_name, dtype=self.dtype)
+        self.tokenizer = from_pretrained(AutoTokenizer, self.model_name)
+        seq2seq = from_pretrained(AutoModelForSeq2SeqLM, self.model_name, dtype=self.dtype)
         seq2seq.to(self.device).eval()
         self.encoder, self.decoder = seq2seq.get_encoder(), seq2seq.get_decoder()
         self.start_id = seq2seq.config.decoder_start_token_id
@@ -129,15 +130,15 @@ def attach_text(run, queries, dataset, top_k):
     known = set(queries.qid)
     unknown = sorted(set(run.qid) - known)
     if unknown:
-        raise ValueError(f"{len(unknown)} qids of the run are not in the query set "
-                         f"(e.g. {', '.join(unknown[:5])}): wrong --queries for this run?")
+        raise UserError(f"{len(unknown)} qids of the run are not in the query set "
+                        f"(e.g. {', '.join(unknown[:5])}): wrong --queries for this run?")
     start = time.time()
     docnos = list(dict.fromkeys(run.docno))
     texts = dataset.doc_texts(docnos)
     absent = [d for d in docnos if d not in texts]
     if absent:
-        raise ValueError(f"{len(absent)} docnos of the run are not in {dataset.spec} "
-                         f"(e.g. {', '.join(absent[:5])}): wrong --dataset for this run?")
+        raise UserError(f"{len(absent)} docnos of the run are not in {dataset.spec} "
+                        f"(e.g. {', '.join(absent[:5])}): wrong --dataset for this run?")
     log.info("attached the text of %d documents from %s in %.1fs", len(docnos), dataset.spec,
              time.time() - start)
     frame = run[["qid", "docno"]].merge(queries[["qid", "query"]], on="qid", how="left")

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pyterrier as pt
 
+from .errors import UserError
+
 log = logging.getLogger(__name__)
 
 
@@ -22,9 +24,11 @@ def atomic_path(path):
 
     Works for files and directories (an index). The temporary name keeps the suffixes
     (``.res.gz``) so that writers pick the right format, and starts with a dot so that an
-    interrupted run leaves nothing that looks complete. An existing ``path`` is replaced.
+    interrupted run leaves nothing that looks complete (nor the folders made for it). An
+    existing ``path`` is replaced.
     """
     path = Path(path)
+    created = [d for d in [path.parent, *path.parent.parents] if not d.exists()]
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".partial-{os.getpid()}.{path.name}")
     try:
@@ -37,6 +41,9 @@ def atomic_path(path):
             shutil.rmtree(tmp)
         elif tmp.exists():
             tmp.unlink()
+        for directory in created:  # a failed write leaves no empty folders behind either
+            if directory.is_dir() and not any(directory.iterdir()):
+                directory.rmdir()
 
 
 def run_path(runs_dir, dataset, model, queries, stage):
@@ -57,11 +64,11 @@ def read_run(path):
     """Read a TREC run (gzipped or not) into a DataFrame (qid, docno, rank, score), ids as str."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"run file {path} not found")
+        raise UserError(f"run file {path} not found")
     try:
         run = pt.io.read_results(str(path))
     except Exception as e:  # pandas raises several kinds on a malformed file
-        raise ValueError(f"{path}: not a TREC run file (qid Q0 docno rank score name): {e}") from e
+        raise UserError(f"{path}: not a TREC run file (qid Q0 docno rank score name): {e}") from e
     run["qid"] = run["qid"].astype(str)
     run["docno"] = run["docno"].astype(str)
     return run

@@ -3,7 +3,12 @@
 A stage script declares its settings as constants at the top (nanoGPT style), each with a help line,
 then calls ``configure(globals(), HELP)``. Precedence: the constants < the config file's ``[paths]``
 table and the table named after the script (``[run_mmarco]``) < command-line flags. Tables named
-after other scripts are ignored, so one config file can drive every stage of an experiment.
+after other scripts are skipped, so one config file can drive every stage of an experiment;
+``[pairs.NAME]`` tables define language pairs (crossvariety.pairs) for every script. A table
+that names no script, or a key no script has, is an error.
+
+``configure`` also makes user errors (crossvariety.errors.UserError, wrong arguments) print as one
+line, ``script.py: what is wrong, and the fix``, with no traceback.
 
 The paths of an experiment (data, translations, indexes, runs, models, FLORES) live in one place,
 ``PATHS`` below; every script accepts them as ``--data-dir`` etc. and as keys of ``[paths]``.
@@ -14,6 +19,9 @@ import os
 import sys
 import tomllib
 from pathlib import Path
+
+from . import pairs
+from .errors import UsageError, UserError, install_handler, one_line
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -39,7 +47,7 @@ PATHS_HELP = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError):
     """A config file or flag that cannot be used; the message names the file, key and fix."""
 
 
@@ -66,8 +74,13 @@ def _coerce(value, default, where):
     return value
 
 
+def script_names():
+    """The names a config table may have: the stage scripts and benchmarks of the repository."""
+    return {p.stem for p in [*REPO_ROOT.glob("*.py"), *REPO_ROOT.glob("benchmarks/*.py")]}
+
+
 def read_config(path, section):
-    """Return (paths overrides, section overrides) from a TOML config file."""
+    """Return (paths overrides, section overrides, pair tables) from a TOML config file."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist (configs/ holds the examples)")
@@ -80,7 +93,12 @@ def read_config(path, section):
     if loose:
         raise ConfigError(f"{path}: keys {loose} stand outside any table; put them under "
                           f"[paths] or [{section}] (the script's name)")
-    return config.get("paths", {}), config.get(section, {})
+    unknown = sorted(set(config) - {"paths", "pairs"} - script_names())
+    if unknown:
+        raise ConfigError(f"{path}: table(s) [{'], ['.join(unknown)}] name no script of the "
+                          f"repository; use [paths], [pairs.NAME] or a script's name such as "
+                          f"[{section}]")
+    return config.get("paths", {}), config.get(section, {}), config.get("pairs", {})
 
 
 def configure(namespace, help, positional=(), argv=None):
@@ -91,6 +109,7 @@ def configure(namespace, help, positional=(), argv=None):
     from positional arguments instead of flags.
     """
     script = Path(namespace.get("__file__", sys.argv[0])).stem
+    install_handler(f"{script}.py")
     names = [k for k in help]
     missing = [k for k in namespace if k.isupper() and not k.startswith("_") and k not in help
                and isinstance(namespace[k], (str, int, float, bool, list))]
@@ -100,6 +119,10 @@ def configure(namespace, help, positional=(), argv=None):
     parser = argparse.ArgumentParser(
         prog=f"{script}.py", description=namespace.get("__doc__"),
         formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    def one_line_error(message):  # argparse prints its usage too; one line says enough
+        parser.exit(2, f"{parser.prog}: {one_line(message)} (see --help)\n")
+    parser.error = one_line_error
     parser.add_argument("--config", metavar="FILE",
                         help=f"TOML config file: its [paths] and [{script}] tables override the "
                              "defaults below; flags override the file (see configs/)")
@@ -126,8 +149,16 @@ def configure(namespace, help, positional=(), argv=None):
     args = parser.parse_args(argv)
 
     paths = dict(PATHS)
+    pairs.DEFINED.clear()
     if args.config:
-        path_overrides, overrides = read_config(args.config, script)
+        path_overrides, overrides, pair_tables = read_config(args.config, script)
+        if not isinstance(pair_tables, dict):
+            raise ConfigError(f"{args.config}: define pairs as tables [pairs.NAME]")
+        for name, table in pair_tables.items():
+            try:
+                pairs.define(name, table, f"{args.config}: [pairs.{name}]")
+            except UserError as e:
+                raise ConfigError(str(e)) from None
         for key, value in path_overrides.items():
             if key not in PATHS:
                 raise ConfigError(f"{args.config}: [paths] has unknown key {key!r}; "
@@ -149,7 +180,11 @@ def configure(namespace, help, positional=(), argv=None):
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    # PyTerrier and ir_datasets log at INFO through the root logger too; keep ours readable.
-    for noisy in ("ir_datasets", "pyterrier", "urllib3", "filelock"):
+    # PyTerrier logs at INFO through the root logger too; keep ours readable.
+    for noisy in ("pyterrier", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.quiet:
+        # ir_datasets resets its logger's level on first use, but keeps its filters. A failed
+        # download is reported by our own error, which says what to fetch and where to put it.
+        logging.getLogger("ir_datasets").addFilter(lambda record: record.levelno >= logging.ERROR)
     return {key: Path(os.path.expanduser(value)) if value else None for key, value in paths.items()}

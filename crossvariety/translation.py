@@ -5,8 +5,12 @@ are made single-line first (tabs, line breaks, form feeds and Unicode line separ
 spaces: line tools would split or glue words at them), an empty query translates to an empty
 string without reaching the engine, and the line tools' queries are separated by sentinel lines
 whose count is checked: if it differs, the batch is split in halves down to single queries, so a
-query never shifts onto another's line. Apertium's marks of unknown words (``*``), transfer (``@``) and generation
-(``#``) errors are removed unless the marked word stood so in the query.
+query never shifts onto another's line. Apertium's marks of unknown words (``*``), transfer
+(``@``) and generation (``#``) errors are removed unless the marked word stood so in the query.
+
+Any language pair works where an engine has it: Apertium's installed modes are looked up by the
+languages' ISO codes (gl->pt finds the mode gl-pt of apertium-pt-gl), NLLB-200 by their FLORES-200
+codes.
 """
 import concurrent.futures
 import hashlib
@@ -20,19 +24,24 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .models import resolve_model
-from .pairs import FLORES_CODES, language
+from .errors import UsageError, UserError
+from .languages import FLORES_CODES, canonical, iso639_3
+from .models import from_pretrained, resolve_model
 
 log = logging.getLogger(__name__)
 
 ENGINES = ["apertium", "opencc", "hf"]
 DEFAULT_HF_MODEL = "nllb-200-600m"  # crossvariety.models: facebook/nllb-200-distilled-600M
 # Apertium modes in Debian, by (source, target) language, with the package that installs them.
+# Other pairs work too when their mode is installed (see apertium_mode).
 APERTIUM = {
     ("fr", "ca"): ("fra-cat", "apertium-fra-cat"), ("ca", "fr"): ("cat-fra", "apertium-fra-cat"),
     ("nl", "af"): ("nld-afr", "apertium-afr-nld"), ("af", "nl"): ("afr-nld", "apertium-afr-nld"),
     ("fr", "oc"): ("fra-oci", "apertium-oci-fra"), ("oc", "fr"): ("oci-fra", "apertium-oci-fra"),
     ("id", "ms"): ("ind-zlm", "apertium-ind-zlm"), ("ms", "id"): ("zlm-ind", "apertium-ind-zlm"),
+    ("pt", "gl"): ("pt-gl", "apertium-pt-gl"), ("gl", "pt"): ("gl-pt", "apertium-pt-gl"),
+    ("es", "gl"): ("es-gl", "apertium-es-gl"), ("gl", "es"): ("gl-es", "apertium-es-gl"),
+    ("es", "ast"): ("spa-ast", "apertium-spa-ast"),
 }
 # OpenCC converts script only: Cantonese (Hong Kong Traditional) <-> Chinese (Simplified).
 OPENCC = {("yue", "zh"): "hk2s.json", ("zh", "yue"): "s2hk.json"}
@@ -42,7 +51,7 @@ _LINE_BREAKING = re.compile(r"[\t\n\r\v\f\x00\x1c-\x1f\x85\u2028\u2029]")
 _MARKED = re.compile(r"[*@#](\w[\w'-]*)")
 
 
-class TranslationError(RuntimeError):
+class TranslationError(UserError):
     """An engine that cannot run here; the message says what to install or choose instead."""
 
 
@@ -52,16 +61,33 @@ def single_line(text):
     return "" if text == SENTINEL else text
 
 
+def apertium_modes():
+    """The Apertium modes installed here (empty without Apertium)."""
+    if shutil.which("apertium") is None:
+        return set()
+    return set(subprocess.run(["apertium", "-l"], capture_output=True, text=True).stdout.split())
+
+
+def apertium_mode(src, tgt):
+    """The Apertium mode for src -> tgt: Debian's (APERTIUM), else an installed mode named by
+    the languages' ISO 639-1 or 639-3 codes (gl-pt, spa-ast); None if there is none."""
+    if (src, tgt) in APERTIUM:
+        return APERTIUM[src, tgt][0]
+    installed = apertium_modes()
+    return next((f"{a}-{b}" for a in dict.fromkeys([src, iso639_3(src)])
+                 for b in dict.fromkeys([tgt, iso639_3(tgt)]) if f"{a}-{b}" in installed), None)
+
+
 def covers(engine, src, tgt):
-    """Whether an engine translates src -> tgt (hf: every language NLLB-200 knows)."""
-    src, tgt = language(src), language(tgt)
+    """Whether an engine translates src -> tgt (hf: the model decides, NLLB-200 knows 200)."""
+    src, tgt = canonical(src), canonical(tgt)
     if engine == "apertium":
-        return (src, tgt) in APERTIUM
+        return apertium_mode(src, tgt) is not None
     if engine == "opencc":
         return (src, tgt) in OPENCC
     if engine == "hf":
-        return src in FLORES_CODES and tgt in FLORES_CODES
-    raise ValueError(f"unknown engine {engine!r}; choose from {ENGINES}")
+        return True
+    raise UsageError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
 
 
 def remove_apertium_marks(translation, source):
@@ -101,16 +127,17 @@ def run_line_tool(command, lines):
 
 def _tool_command(engine, src, tgt):
     if engine == "apertium":
-        if (src, tgt) not in APERTIUM:
-            raise TranslationError(f"Apertium has no {src}->{tgt} pair in Debian; it covers "
+        mode = apertium_mode(src, tgt)
+        if mode is None:
+            raise TranslationError(f"Apertium has no {src}->{tgt} pair here: Debian packages cover "
                                    + ", ".join(f"{s}->{t}" for s, t in APERTIUM)
-                                   + " (try --engine hf)")
-        mode, package = APERTIUM[src, tgt]
+                                   + f"; install the mode {src}-{tgt} if Apertium has one "
+                                   "(apt-cache search apertium), or use --engine hf")
+        package = APERTIUM.get((src, tgt), (mode, f"the package of the mode {mode}"))[1]
         if shutil.which("apertium") is None:
             raise TranslationError(f"apertium is not installed: sudo apt-get install apertium "
                                    f"{package}")
-        modes = subprocess.run(["apertium", "-l"], capture_output=True, text=True).stdout.split()
-        if mode not in modes:
+        if mode not in apertium_modes():
             raise TranslationError(f"the Apertium mode {mode} is not installed: "
                                    f"sudo apt-get install {package}")
         return ["apertium", "-u", mode]
@@ -144,12 +171,18 @@ def _translate_with_hf(texts, src, tgt, model, batch_tokens, num_beams, max_leng
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    tokenizer = AutoTokenizer.from_pretrained(model)
-    seq2seq = AutoModelForSeq2SeqLM.from_pretrained(model, dtype=dtype).to(device).eval()
+    tokenizer = from_pretrained(AutoTokenizer, model)
+    seq2seq = from_pretrained(AutoModelForSeq2SeqLM, model, dtype=dtype).to(device).eval()
     generate_args = {"num_beams": num_beams, "max_new_tokens": max_length}
-    if FLORES_CODES[tgt] in tokenizer.get_vocab():  # NLLB: language codes as tokens
-        tokenizer.src_lang = FLORES_CODES[src]
-        generate_args["forced_bos_token_id"] = tokenizer.convert_tokens_to_ids(FLORES_CODES[tgt])
+    vocab = tokenizer.get_vocab()
+    if "eng_Latn" in vocab:  # NLLB: FLORES-200 language codes are tokens
+        codes = {lang: _nllb_code(vocab, lang) for lang in (src, tgt)}
+        unknown = [lang for lang, code in codes.items() if code is None]
+        if unknown:
+            raise TranslationError(f"{model} has no language code for {', '.join(unknown)}; "
+                                   "NLLB-200 covers the FLORES-200 languages only")
+        tokenizer.src_lang = codes[src]
+        generate_args["forced_bos_token_id"] = tokenizer.convert_tokens_to_ids(codes[tgt])
     log.info("translating %d queries %s->%s with %s on %s (%s)", len(texts), src, tgt, model,
              device, dtype)
     encoded = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
@@ -172,21 +205,42 @@ def _translate_with_hf(texts, src, tgt, model, batch_tokens, num_beams, max_leng
     return out
 
 
+def _nllb_code(vocab, lang):
+    """NLLB's token for a language: its FLORES-200 code (the project's, else the only
+    {ISO 639-3}_{script} token of the vocabulary)."""
+    if FLORES_CODES.get(lang) in vocab:
+        return FLORES_CODES[lang]
+    pattern = re.compile(rf"{iso639_3(lang)}_[A-Z][a-z]{{3}}")
+    found = [token for token in vocab if pattern.fullmatch(token)]
+    return found[0] if len(found) == 1 else None
+
+
 class TranslationCache:
     """Translations by content hash (engine, model, direction, query text), in SQLite: a re-run
     translates only queries it has not seen, and an interrupted run keeps what it finished."""
 
     def __init__(self, path):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path)
-        self.db.execute("CREATE TABLE IF NOT EXISTS translations "
-                        "(key TEXT PRIMARY KEY, translation TEXT NOT NULL)")
+        self.path = Path(path)
+        self._db = None
+
+    @property
+    def db(self):
+        """The database, created on the first translation to store (a run that fails before
+        translating anything leaves no file)."""
+        if self._db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path)
+            self._db.execute("CREATE TABLE IF NOT EXISTS translations "
+                             "(key TEXT PRIMARY KEY, translation TEXT NOT NULL)")
+        return self._db
 
     @staticmethod
     def key(system, text):
         return hashlib.sha256(f"{system}\x00{text}".encode("utf-8")).hexdigest()
 
     def get(self, system, texts):
+        if self._db is None and not self.path.is_file():
+            return [None] * len(texts)
         found = {}
         keys = [self.key(system, t) for t in texts]
         for start in range(0, len(keys), 500):
@@ -206,9 +260,9 @@ def translate(texts, src, tgt, engine, model=None, cache=None, refresh=False, wo
               chunk_size=1000, batch_tokens=16384, num_beams=4, max_length=256):
     """Translate ``texts`` from ``src`` to ``tgt``; returns exactly one string per text, in order.
     ``refresh`` translates everything again (and updates the cache)."""
-    src, tgt = language(src), language(tgt)
+    src, tgt = canonical(src), canonical(tgt)
     if engine not in ENGINES:
-        raise ValueError(f"unknown engine {engine!r}; choose from {ENGINES}")
+        raise UsageError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
     model = resolve_model(model or DEFAULT_HF_MODEL) if engine == "hf" else None
     system = f"{engine}:{model or ''}:{src}-{tgt}"
     clean = [single_line(t) for t in texts]

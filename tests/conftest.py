@@ -5,6 +5,7 @@ test module imports it; the files are written by the ``irds_home`` fixture. When
 exists, ir_datasets skips the download and its checksum.
 """
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -136,9 +137,34 @@ def workdir(tmp_path, irds_home):
     return tmp_path
 
 
-def run_script(script, *args, cwd, check=True):
-    """Run a stage script as a user would; return the CompletedProcess."""
-    env = dict(os.environ, IR_DATASETS_HOME=str(IRDS_HOME), PYTHONPATH=str(REPO))
+def need(tool, *modes):
+    """Skip without the tool; in CI, where .ci/run installs it, fail instead of passing."""
+    missing = shutil.which(tool) is None
+    if not missing and modes:
+        installed = subprocess.run([tool, "-l"], capture_output=True, text=True).stdout.split()
+        missing = any(m not in installed for m in modes)
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"{tool} {' '.join(modes)} missing in CI: .ci/run installs it")
+        pytest.skip(f"{tool} {' '.join(modes)} not installed (apt-get install, see README)")
+
+
+def flores_source():
+    """The FLORES-200 devtest copy beside the repository (or $FLORES_DIR); skip without it, and
+    fail in CI, which runs with ../shared beside the clone."""
+    from crossvariety import flores
+    source = Path(os.environ.get("FLORES_DIR") or flores.SHARED_COPY)
+    if not (source / "metadata_devtest.tsv.gz").is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"FLORES-200 devtest not found at {source}: CI needs ../shared beside the "
+                        "clone (or $FLORES_DIR)")
+        pytest.skip("FLORES-200 devtest not available (set FLORES_DIR)")
+    return source
+
+
+def run_script(script, *args, cwd, check=True, env=None):
+    """Run a stage script as a user would (``env``: extra variables); return the CompletedProcess."""
+    env = dict(os.environ, IR_DATASETS_HOME=str(IRDS_HOME), PYTHONPATH=str(REPO), **(env or {}))
     proc = subprocess.run([sys.executable, str(REPO / script), *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
     if check and proc.returncode != 0:

@@ -1,8 +1,10 @@
+import logging
 import pickle
 
 import pytest
 
 from crossvariety.analysis import Analyzer, get_analyzer
+from crossvariety.errors import UsageError
 
 
 def test_french_accents_elision_and_curly_apostrophes():
@@ -57,11 +59,47 @@ def test_english_uses_a_short_stop_list():
 
 def test_dutch_alias_and_unknown_language():
     assert get_analyzer("dt").lang == "nl"
-    with pytest.raises(ValueError, match="no analyzer for language 'xx'"):
+    with pytest.raises(UsageError, match="unknown language 'xx': use an ISO 639 code"):
         Analyzer("xx")
+
+
+@pytest.mark.parametrize("code, text, terms", [
+    # Snowball + stop-words lists beyond the paper's languages, by ISO 639-1, 639-3 or FLORES code
+    ("pt", "A água potável das cidades", ["águ", "potável", "cidad"]),
+    ("por_Latn", "A água potável das cidades", ["águ", "potável", "cidad"]),
+    ("deu", "Die Häuser der Stadt", ["haus", "stadt"]),
+    ("es", "Los niños de las ciudades", ["niñ", "ciudad"]),
+    ("sv", "Husen i staden", ["hus", "stad"]),
+])
+def test_snowball_and_stopwords_for_more_languages(code, text, terms):
+    assert get_analyzer(code)(text) == terms
+
+
+def test_a_language_without_stemmer_or_stop_list_gets_the_generic_analysis(caplog):
+    with caplog.at_level(logging.WARNING):
+        lb = Analyzer("ltz_Latn")
+    assert lb.lang == "lb" and lb.generic
+    assert "no stemmer or stop list for Luxembourgish (lb): generic analysis" in caplog.text
+    # Unicode words, lowercased, apostrophes inside words dropped; no stopwords, no stemming
+    assert lb("D’Haiser vun der STAD, 2024") == ["dhaiser", "vun", "der", "stad", "2024"]
+    assert not get_analyzer("pt").generic
+
+
+def test_cjk_unigrams_and_bigrams_is_a_named_option():
+    text = "我们现在有4个"
+    assert get_analyzer("zh")(text) == ["我们", "们现", "现在", "在有", "4", "个"]
+    assert get_analyzer("zh", "unigrams+bigrams")(text) == [
+        "我", "我们", "们", "们现", "现", "现在", "在", "在有", "有", "4", "个"]
+    assert get_analyzer("yue", "unigrams+bigrams")("我哋") == ["我", "我哋", "哋"]
+    # the option changes Chinese and Cantonese only
+    assert get_analyzer("fr", "unigrams+bigrams")("les chats") == get_analyzer("fr")("les chats")
+    with pytest.raises(UsageError, match="unknown CJK analysis 'trigrams'"):
+        Analyzer("zh", "trigrams")
 
 
 def test_counts_and_pickle():
     fr = get_analyzer("fr")
     assert fr.counts("miel miel fleurs") == {"miel": 2, "fleur": 1}
     assert pickle.loads(pickle.dumps(fr)).counts("miel") == {"miel": 1}
+    zh = pickle.loads(pickle.dumps(get_analyzer("zh", "unigrams+bigrams")))
+    assert zh("中国") == ["中", "中国", "国"]

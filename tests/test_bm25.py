@@ -1,9 +1,15 @@
+import json
 import math
+import re
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
 
-from crossvariety.bm25 import bm25_retriever, build_index, index_built
+from conftest import REPO
+from crossvariety.bm25 import META, bm25_retriever, build_index, index_built, model_label
+from crossvariety.errors import UsageError, UserError
 
 TOY = {
     "d1": "apple banana apple",
@@ -72,10 +78,51 @@ def test_interrupted_build_leaves_no_index(tmp_path):
         build_index(docs(), "en", tmp_path / "idx", workers=1)
     assert not index_built(tmp_path / "idx")
     assert list(tmp_path.iterdir()) == []
-    with pytest.raises(FileNotFoundError, match="not a finished BM25 index"):
+    with pytest.raises(UserError, match="not a finished BM25 index"):
         bm25_retriever(tmp_path / "idx")
 
 
 def test_unknown_language_fails_before_work(tmp_path):
-    with pytest.raises(ValueError, match="no analyzer for language 'xx'"):
+    with pytest.raises(UsageError, match="unknown language 'xx'"):
         build_index(iter([]), "xx", tmp_path / "idx")
+
+
+def test_unigrams_and_bigrams_index_is_recorded_and_used_by_the_retriever(tmp_path):
+    docs = {"z1": "我们现在有四个月大的老鼠", "z2": "巴黎的埃菲尔铁塔", "z3": "蜜蜂从花中采蜜"}
+    build_index(({"docno": d, "text": t} for d, t in docs.items()), "zh", tmp_path / "zh",
+                workers=1, cjk="unigrams+bigrams")
+    assert json.loads((tmp_path / "zh" / META).read_text())["cjk"] == "unigrams+bigrams"
+    # one character is no bigram: only the unigram index finds it
+    res = bm25_retriever(tmp_path / "zh")(pd.DataFrame({"qid": ["1"], "query": ["蜜"]}))
+    assert list(res.docno) == ["z3"]
+    assert model_label("zh", "unigrams+bigrams") == "bm25-unibi"
+    assert model_label("yue", "unigrams+bigrams") == "bm25-unibi"
+    assert model_label("fr", "unigrams+bigrams") == model_label("zh") == "bm25"
+
+
+PISA_INDEX_SCRIPT = """
+import logging, sys
+sys.path.insert(0, {repo!r})
+logging.basicConfig(level=logging.INFO)
+from crossvariety.bm25 import bm25_retriever, build_index
+import pandas as pd
+docs = ({{"docno": str(i), "text": f"document {{i}} about topic {{i % 17}}"}} for i in range(3000))
+build_index(docs, "en", {index!r}, workers=1, total=3000)
+print(bm25_retriever({index!r})(pd.DataFrame({{"qid": ["1"], "query": ["topic 3"]}})).docno.iloc[0])
+"""
+
+
+def test_building_an_index_writes_no_pisa_progress_lines(tmp_path):
+    # Unsilenced, PISA prints "Storing terms statistics: 1% [0s]" ... 100%, the same for score
+    # bounds, "[INFO] inverting batch", "[info] Number of postings" on stdout and stderr.
+    index = tmp_path / "idx"
+    proc = subprocess.run([sys.executable, "-c", PISA_INDEX_SCRIPT.format(
+        repo=str(REPO), index=str(index))], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["3"]  # stdout holds what the script prints, nothing of PISA's
+    for pisa in ("Storing", "%] [", "[info]", "[INFO]", "re-mapping", "postings"):
+        assert pisa not in proc.stderr, proc.stderr
+    # what is left: our progress bar (its redraws) and our log line
+    lines = [line for line in re.split(r"[\r\n]", proc.stderr) if line.strip()]
+    assert "indexed 3000 documents" in lines[-1]
+    assert lines[:-1] and all(line.startswith("BM25 index (en): ") for line in lines[:-1]), lines

@@ -4,7 +4,6 @@ import pytest
 
 from crossvariety.datasets import Dataset, QueryFileError, read_queries, write_queries
 from crossvariety.models import model_label, resolve_model
-from crossvariety.pairs import get_pairs
 
 
 def write(path, text):
@@ -93,16 +92,6 @@ def test_irds_ids_from_the_fixture_cache(irds_home):
                                              "la santé des populations."}
     with pytest.raises(ValueError, match="unknown ir_datasets id"):
         Dataset("irds:mmarco/v2/xx")
-
-
-def test_pairs_table():
-    pairs = {p.name: p for p in get_pairs(["all"])}
-    assert list(pairs) == ["ca-fr", "oc-fr", "af-dt", "scn-it", "yue-zh", "ms-id", "gd-en"]
-    assert pairs["af-dt"].collection == "irds:mmarco/v2/dt" and pairs["af-dt"].analyzer == "nl"
-    assert pairs["gd-en"].dev_queries == "irds:msmarco-passage/dev/small"
-    assert get_pairs(["af-nl"])[0].name == "af-dt"
-    with pytest.raises(ValueError, match="unknown language pair 'xx-fr'"):
-        get_pairs(["xx-fr"])
 
 
 def test_model_registry(tmp_path):

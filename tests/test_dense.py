@@ -4,6 +4,7 @@ import pytest
 
 from conftest import run_script
 from crossvariety import dense
+from crossvariety.errors import UserError
 from crossvariety.random_models import synthetic_passages
 
 PASSAGES = synthetic_passages(240, seed=3)
@@ -83,7 +84,7 @@ def test_killed_and_sharded_builds_resume_and_merge(tmp_path, encoder):
     assert not dense.build_index(docs_iter(PASSAGES), resumed, index, shard="0/2", chunk_docs=50)
     assert resumed.calls == 2  # chunks 2 and 4; chunk 0 was kept
     assert dense.missing_chunks(index) == [1, 3]
-    with pytest.raises(RuntimeError, match="missing"):
+    with pytest.raises(UserError, match="missing"):
         dense.merge_chunks(index)
     other = CountingEncoder(encoder)
     assert dense.build_index(docs_iter(PASSAGES), other, index, shard="1/2", chunk_docs=50)

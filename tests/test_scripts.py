@@ -1,25 +1,25 @@
 """End-to-end runs of the stage scripts, as a user runs them, on fixtures under the real ids."""
 import gzip
-import os
 import re
-from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_script
-from crossvariety import flores
+from conftest import REPO, flores_source, run_script
 
 
 @pytest.mark.parametrize("script, options", [
-    ("index_bm25.py", ["--dataset", "--lang", "--index", "--workers", "--overwrite", "--config"]),
-    ("run_mmarco.py", ["--benchmark", "--pairs", "--model", "--variety-queries", "--num-results",
-                       "--evaluate", "--measures", "--correction", "--overwrite", "--runs-dir"]),
+    ("index_bm25.py", ["--dataset", "--lang", "--cjk", "--index", "--workers", "--overwrite",
+                       "--config"]),
+    ("run_mmarco.py", ["--benchmark", "--pairs", "--model", "--collection", "--topics",
+                       "--variety-queries", "--cjk", "--num-results", "--evaluate", "--measures",
+                       "--correction", "--overwrite", "--runs-dir", "[pairs.NAME]"]),
     ("evaluate.py", ["--qrels", "--names", "--measures", "--baseline", "--correction", "--format",
                      "--per-query", "--out", "--alpha"]),
     ("index_bgem3.py", ["--dataset", "--model", "--max-length", "--shard", "--merge-only"]),
     ("run_neuclir.py", ["--datasets", "--models", "--query-field", "--rerank"]),
     ("rerank_mt5.py", ["--run", "--dataset", "--queries", "--model", "--top-k", "--out"]),
-    ("translate_queries.py", ["--queries", "--src", "--tgt", "--engine", "--model", "--out"]),
+    ("translate_queries.py", ["--pair", "--queries", "--src", "--tgt", "--engine", "--model",
+                              "--out"]),
     ("mine_negatives.py", ["--pair", "--source", "--ce-margin", "--run", "--rounds", "--seed"]),
     ("finetune_bgem3.py", ["--train", "--learning-rate", "--group-size", "--temperature",
                            "--nproc-per-node", "--extra"]),
@@ -128,12 +128,7 @@ def test_evaluate_rejects_bad_input(workdir):
 
 def test_flores_main_job(tmp_path):
     """The README's main job: BM25 on FLORES for all 7 pairs, the gap table."""
-    source = Path(os.environ.get("FLORES_DIR") or flores.SHARED_COPY)
-    if not (source / "metadata_devtest.tsv.gz").is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"FLORES-200 devtest not found at {source}: CI needs ../shared beside the "
-                        "clone (or $FLORES_DIR)")
-        pytest.skip("FLORES-200 devtest not available (set FLORES_DIR)")
+    flores_source()
     proc = run_script("run_mmarco.py", "--config", REPO / "configs" / "flores_bm25.toml",
                       cwd=tmp_path)
     table = read_table(proc.stdout)

@@ -4,8 +4,9 @@ import tarfile
 
 import pytest
 
-from crossvariety import flores, settings
+from crossvariety import flores, pairs, settings
 from crossvariety.datasets import Dataset, read_queries
+from crossvariety.errors import UserError
 from crossvariety.pairs import PAIRS
 
 
@@ -60,7 +61,8 @@ def test_build_flores_groups_sentences_into_articles(tmp_path):
     make_flores(source, {"fra_Latn": ["Un.", "Deux.", "Trois."],
                          "cat_Latn": ["U.", "Dos.", "Tres."]},
                 ["http://a", "http://b", "http://a"])
-    dataset_dir, variety_file = flores.build_flores(PAIRS["ca-fr"], source, tmp_path / "data",
+    dataset_dir, variety_file = flores.build_flores(PAIRS["ca-fr"], source,
+                                                    ["fra_Latn", "cat_Latn"], tmp_path / "data",
                                                     tmp_path / "tr")
     ds = Dataset(dataset_dir)
     assert list(ds.docs_iter()) == [{"docno": "a001", "text": "Un. Trois."},
@@ -85,13 +87,29 @@ def test_find_flores_downloads_the_public_release_layout(tmp_path, monkeypatch):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
-    found = flores.find_flores(None, tmp_path / "data", ["fra_Latn", "cat_Latn"],
-                               url=archive.as_uri())
-    assert found == tmp_path / "data" / "flores200-devtest"
+    found, codes = flores.find_flores(None, tmp_path / "data", ["fr", "cat_Latn"],
+                                      url=archive.as_uri())
+    assert found == tmp_path / "data" / "flores200-devtest" and codes == ["fra_Latn", "cat_Latn"]
     assert sorted(p.name for p in found.iterdir()) == [
         "cat_Latn.devtest.gz", "fra_Latn.devtest.gz", "metadata_devtest.tsv.gz"]
-    with pytest.raises(FileNotFoundError, match="lacks"):
-        flores.find_flores(tmp_path / "data", tmp_path, ["fra_Latn"])
+    with pytest.raises(UserError, match="lacks metadata_devtest.tsv.gz or the devtest file"):
+        flores.find_flores(tmp_path / "data", tmp_path, ["glg_Latn"])
+    # no network: one message that says what to fetch and where to put it
+    with pytest.raises(UserError, match=r"could not download FLORES-200 from .* pass --flores-dir"):
+        flores.find_flores(None, tmp_path / "elsewhere", ["fr"], url="http://127.0.0.1:9/x.tar.gz")
+
+
+def test_flores_codes_by_language_and_script(tmp_path):
+    source = tmp_path / "flores"
+    make_flores(source, {"glg_Latn": ["Un."], "por_Latn": ["Um."], "zho_Hans": ["一"],
+                         "zho_Hant": ["一"], "srp_Cyrl": ["Ј"], "srp_Latn": ["J"]}, ["http://a"])
+    assert flores.flores_code(source, "gl") == "glg_Latn"  # the only Galician file
+    assert flores.flores_code(source, "pt") == "por_Latn"
+    assert flores.flores_code(source, "zh") == "zho_Hans"  # the project's table decides
+    assert flores.flores_code(source, "zho_Hant") == "zho_Hant"
+    assert flores.flores_code(source, "de") is None
+    with pytest.raises(UserError, match="has Serbian in several scripts"):
+        flores.flores_code(source, "sr")
 
 
 def script_settings(script):
@@ -111,8 +129,10 @@ def test_every_config_names_real_scripts_and_settings():
     for config in configs:
         tables = tomllib.loads(config.read_text())
         assert set(tables.get("paths", {})) <= set(settings.PATHS), config
+        for name, table in tables.get("pairs", {}).items():
+            assert set(table) <= set(pairs.FIELDS), f"{config}: [pairs.{name}]"
         for table, values in tables.items():
-            if table == "paths":
+            if table in ("paths", "pairs"):
                 continue
             script = settings.REPO_ROOT / f"{table}.py"
             assert script.is_file(), f"{config}: [{table}] names no script"

@@ -1,13 +1,10 @@
 import gzip
-import os
-import shutil
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from conftest import CA_DEV_QUERIES, run_script
+from conftest import CA_DEV_QUERIES, flores_source, need, run_script
 from crossvariety import flores, translation
 from crossvariety.translation import (TranslationCache, TranslationError, covers,
                                       remove_apertium_marks, run_line_tool, translate)
@@ -25,19 +22,6 @@ HOSTILE = [
     " ".join(["Le très grand chat mange du poisson."] * 300),  # very long (2,100 words)
     "Fin.",
 ]
-
-
-def need(tool, *modes):
-    """Skip without the tool; in CI, where .ci/run installs it, fail instead of passing."""
-    missing = shutil.which(tool) is None
-    if not missing and modes:
-        import subprocess
-        installed = subprocess.run([tool, "-l"], capture_output=True, text=True).stdout.split()
-        missing = any(m not in installed for m in modes)
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"{tool} {' '.join(modes)} missing in CI: .ci/run installs it")
-        pytest.skip(f"{tool} {' '.join(modes)} not installed (apt-get install, see README)")
 
 
 def test_single_line_and_marks():
@@ -144,11 +128,7 @@ def test_opencc_converts_script():
 def test_flores_french_to_catalan_alignment_and_speed():
     """The acceptance check: 1,012 FLORES sentences, line alignment exact, under 30 s."""
     need("apertium", "fra-cat")
-    source = Path(os.environ.get("FLORES_DIR") or flores.SHARED_COPY)
-    if not (source / "fra_Latn.devtest.gz").is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"FLORES not found at {source}")
-        pytest.skip("FLORES-200 devtest not available")
+    source = flores_source()
     french = flores.read_sentences(source, "fra_Latn")
     start = time.time()
     catalan = translate(french, "fr", "ca", "apertium")

@@ -1,0 +1,179 @@
+"""Every user error of every script: one line on stderr, `script.py: what is wrong, and the fix`,
+a non-zero status (2 for wrong arguments and settings, 1 for files, data and downloads), and no
+traceback. Nothing is written."""
+import concurrent.futures
+import re
+from pathlib import Path
+
+import pytest
+
+from conftest import CA_DEV_QUERIES, run_script
+
+# A proxy nobody listens on: a download fails at once, network or not.
+NO_NETWORK = {"https_proxy": "http://127.0.0.1:9", "http_proxy": "http://127.0.0.1:9",
+              "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
+              "FLORES_DIR": ""}
+
+CASES = [
+    # script, arguments, status, what the one line says
+    ("index_bm25.py", ["--dataset", "nope"], 1, r"dataset 'nope' is neither an irds: id nor a "
+                                                r"directory; give an irds: id"),
+    ("index_bm25.py", ["--dataset", "irds:mmarco/v2/xx"], 1, r"unknown ir_datasets id 'mmarco/v2/xx'"),
+    ("index_bm25.py", ["--dataset", "irds:mmarco/v2/fr", "--lang", "xx"], 2,
+     r"unknown language 'xx': use an ISO 639 code"),
+    ("index_bm25.py", ["--dataset", "empty"], 2, r"the language of empty is unknown; pass --lang"),
+    ("index_bm25.py", ["--dataset", "empty", "--lang", "pt"], 1,
+     r"empty: no docs.tsv\(.gz\) or docs.jsonl\(.gz\); write the documents there"),
+    ("index_bm25.py", ["--dataset", "baddocs", "--lang", "pt"], 1,
+     r"baddocs/docs.tsv:2: no tab between docno and text"),
+    ("index_bm25.py", ["--workers", "many"], 2, r"argument --workers: invalid int value: 'many' "
+                                                r"\(see --help\)"),
+    ("index_bm25.py", ["--cjk", "trigrams", "--dataset", "irds:mmarco/v2/fr"], 2,
+     r"unknown CJK analysis 'trigrams'"),
+    ("index_bm25.py", ["--config", "unknown_key.toml"], 2,
+     r"unknown_key.toml: \[index_bm25\] has unknown key 'worker'; known keys: dataset"),
+    ("run_mmarco.py", ["--pairs", "xx-fr"], 2, r"unknown language pair 'xx-fr' \(unknown language "
+                                               r"'xx'.*\); known pairs: ca-fr"),
+    ("run_mmarco.py", ["--model", "bge-m4"], 2, r"unknown model 'bge-m4': not a short name"),
+    ("run_mmarco.py", ["--model", "./models/mine"], 2, r"unknown model './models/mine'"),
+    ("run_mmarco.py", ["--rerank", "mt6"], 2, r"unknown model 'mt6'"),
+    ("run_mmarco.py", ["--translate-queries", "babel"], 2, r"unknown engine 'babel'; choose from "
+                                                           r"apertium, opencc, hf"),
+    ("run_mmarco.py", ["--measures", "MRR@ten"], 2, r"unknown measure 'MRR@ten'"),
+    ("run_mmarco.py", ["--benchmark", "trec"], 2, r"unknown benchmark 'trec'"),
+    ("run_mmarco.py", ["--cjk", "words"], 2, r"unknown CJK analysis 'words'"),
+    ("run_mmarco.py", ["--config", "wrong_type.toml"], 2,
+     r"wrong_type.toml: \[run_mmarco\] num_results: expected int, got 'five'"),
+    ("run_mmarco.py", ["--config", "bad_pair.toml"], 2,
+     r"bad_pair.toml: \[pairs.gl-pt\] has unknown key\(s\) colection"),
+    ("run_mmarco.py", ["--config", "missing.toml"], 2, r"config file missing.toml does not exist"),
+    ("run_mmarco.py", ["--pairs", "af-dt"], 1, r"no af queries for af-dt at "
+                                               r"data/translations/mmarco-v2-dt-dev-small.af.tsv"),
+    ("run_mmarco.py", ["--variety-queries", "bad.tsv"], 1,
+     r"bad.tsv: 2 malformed line\(s\): bad.tsv:2: no tab between qid and query.*\| bad.tsv:3: "
+     r"qid '999' is not a query"),
+    ("run_mmarco.py", ["--pairs", "gl-pt"], 2, r"pair gl-pt has no collection: pass --collection"),
+    ("run_mmarco.py", ["--collection", "nope"], 1, r"dataset 'nope' is neither an irds: id"),
+    ("run_mmarco.py", ["--benchmark", "flores", "--collection", "x"], 2,
+     r"--collection and --topics go with --benchmark mmarco"),
+    ("run_mmarco.py", ["--benchmark", "flores", "--flores-dir", "nope"], 1,
+     r"flores_dir nope lacks metadata_devtest.tsv.gz"),
+    ("run_mmarco.py", ["--benchmark", "flores", "--pairs", "fur-it", "--data-dir", "d"], 1,
+     r"could not download FLORES-200 from https://dl.fbaipublicfiles.com/.* put its devtest files "
+     r".* pass --flores-dir"),
+    ("run_mmarco.py", ["--pairs", "scn-it", "--variety-queries", "scn.tsv"], 1,
+     r"irds:mmarco/v2/it/dev/small: ir_datasets could not download https://\S+ \(no network\?\); "
+     r"download it and put it at \S+, then run again"),
+    ("evaluate.py", ["nope.res.gz", "--qrels", "irds:mmarco/v2/fr/dev/small"], 1,
+     r"run file nope.res.gz not found"),
+    ("evaluate.py", ["bad.res", "--qrels", "irds:mmarco/v2/fr/dev/small"], 1,
+     r"bad.res: not a TREC run file"),
+    ("evaluate.py", ["run.res"], 2, r"--qrels DATASET is required"),
+    ("evaluate.py", ["run.res", "--qrels", "nope"], 1, r"dataset 'nope' is neither"),
+    ("evaluate.py", ["run.res", "--qrels", "empty"], 1, r"empty: no qrels.txt\(.gz\)"),
+    ("evaluate.py", ["run.res", "--qrels", "irds:mmarco/v2/fr", "--baseline", "5"], 2,
+     r"--baseline '5' is not a run position from 1 to 1"),
+    ("evaluate.py", ["run.res", "--qrels", "irds:mmarco/v2/fr/dev/small", "--format", "html"], 2,
+     r"unknown format 'html'"),
+    ("evaluate.py", ["run.res", "--qrels", "irds:mmarco/v2/fr"], 1,
+     r"irds:mmarco/v2/fr has no qrels; pick a topic set"),
+    ("rerank_mt5.py", [], 2, r"--run is required"),
+    ("rerank_mt5.py", ["--run", "run.res", "--dataset", "irds:mmarco/v2/fr", "--queries", "q.tsv",
+                       "--model", "mt6"], 2, r"unknown model 'mt6'"),
+    ("rerank_mt5.py", ["--run", "run.res", "--dataset", "irds:mmarco/v2/fr", "--queries",
+                       "nope.tsv"], 1, r"nope.tsv: query file not found"),
+    ("index_bgem3.py", ["--shard", "2/1"], 2, r"--shard '2/1': write i/n with 0 <= i < n"),
+    ("index_bgem3.py", ["--dataset", "irds:mmarco/v2/fr", "--model", "org/not-cached"], 1,
+     r"cannot load model org/not-cached: not in the local Hugging Face cache .*\(huggingface-cli "
+     r"download org/not-cached\)"),
+    ("run_neuclir.py", ["--datasets", "irds:neuclir/1/xx/trec-2022"], 1,
+     r"unknown ir_datasets id 'neuclir/1/xx/trec-2022'"),
+    ("run_neuclir.py", ["--datasets", "irds:neuclir/1/fa/trec-2022", "--query-field", "desc",
+                        "--models", "bge-m3"], 1, r"queries have no field 'desc'"),
+    ("translate_queries.py", ["--engine", "babel"], 2, r"unknown engine 'babel'"),
+    ("translate_queries.py", ["--queries", "q.tsv", "--src", "xx", "--tgt", "ca", "--out", "o"],
+     2, r"unknown language 'xx'"),
+    ("translate_queries.py", ["--queries", "q.tsv", "--src", "fr", "--tgt", "ca"], 2,
+     r"--out is required, or --pair"),
+    ("translate_queries.py", ["--pair", "gl-pt"], 2, r"pair gl-pt has no topics to translate"),
+    ("translate_queries.py", ["--queries", "q.tsv", "--src", "scn", "--tgt", "it", "--out", "o"],
+     1, r"Apertium has no scn->it pair here"),
+    ("mine_negatives.py", ["--pair", "xx-fr"], 2, r"unknown language pair 'xx-fr'"),
+    ("mine_negatives.py", ["--source", "run"], 2, r"--source run needs --run FILE"),
+    ("mine_negatives.py", ["--pair", "gl-pt"], 2, r"pair gl-pt has no training topics or collection"),
+    ("mine_negatives.py", ["--source", "run", "--run", "run.res"], 1,
+     r"mmarco-v2-fr-train.ca.tsv: query file not found"),
+    ("finetune_mt5.py", ["--train", "bad.jsonl"], 1, r"bad.jsonl:2: a training example is"),
+    ("finetune_mt5.py", ["--train", "good.jsonl", "--triples", "nope.tsv"], 1,
+     r"triples file nope.tsv not found"),
+    ("finetune_bgem3.py", ["--train", "nope.jsonl"], 1, r"training file nope.jsonl not found"),
+    ("finetune_bgem3.py", ["--train", "good.jsonl", "--precision", "fp16"], 2,
+     r"--precision fp16 needs a GPU"),
+]
+
+
+INPUTS = {
+    "baddocs/docs.tsv": "d1\tfine\nd2 no tab\n",
+    "bad.tsv": "101\tQui produeix la mel?\n102 Quan?\n999\tDesconeguda\n",
+    "q.tsv": "101\tQui produeix la mel?\n",
+    "scn.tsv": "1\tunu\n",
+    "run.res": "101 Q0 2 0 1.5 run\n",
+    "bad.res": "101 Q0\n",
+    "good.jsonl": '{"query": "q", "pos": ["p"], "neg": ["n"]}\n',
+    "bad.jsonl": '{"query": "q", "pos": ["p"], "neg": ["n"]}\n{"query": "q", "positive": ["p"]}\n',
+    "unknown_key.toml": "[index_bm25]\nworker = 2\n",
+    "wrong_type.toml": '[run_mmarco]\nnum_results = "five"\n',
+    "bad_pair.toml": '[pairs.gl-pt]\ncolection = "x"\n',
+    "data/translations/mmarco-v2-fr-dev-small.ca.tsv": "".join(
+        f"{q}\t{t}\n" for q, t in CA_DEV_QUERIES.items()),
+}
+
+
+def case_id(case):
+    return f"{case[0]}:{' '.join(case[1])}"
+
+
+@pytest.fixture(scope="module")
+def experiment(tmp_path_factory, irds_home):
+    """One experiment folder with the broken inputs, shared by every case (none may write)."""
+    folder = tmp_path_factory.mktemp("user-errors")
+    (folder / "empty").mkdir()
+    for name, text in INPUTS.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def outcomes(experiment):
+    """Every case run at once, a few at a time (each is a fresh interpreter, mostly imports)."""
+    def run(case):
+        script, args, _, _ = case
+        return run_script(script, *args, "-q", cwd=experiment, check=False, env=NO_NETWORK)
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        outcomes = dict(zip(map(case_id, CASES), pool.map(run, CASES)))
+    assert len(outcomes) == len(CASES)  # every case has its own id
+    return outcomes
+
+
+def test_there_are_enough_cases_over_every_script():
+    scripts = {case[0] for case in CASES}
+    assert len(CASES) >= 25 and len(scripts) == 10
+
+
+@pytest.mark.parametrize("script, args, status, message", CASES, ids=map(case_id, CASES))
+def test_a_user_error_is_one_line(outcomes, script, args, status, message):
+    proc = outcomes[case_id((script, args, status, message))]
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"{script}: "), lines[0]
+    assert re.search(message, lines[0]), lines[0]
+    assert proc.returncode == status, (proc.returncode, lines[0])
+
+
+def test_no_case_wrote_anything(experiment, outcomes):
+    files = {str(p.relative_to(experiment)) for p in experiment.rglob("*")}
+    expected = set(INPUTS) | {str(p) for name in INPUTS for p in Path(name).parents} | {"empty"}
+    expected.discard(".")
+    assert files == expected  # no runs, indexes, models or half-written files appeared
