@@ -42,7 +42,8 @@ SEED = 42
 EXTRA = ""  # further FlagEmbedding / HF TrainingArguments, passed as they are
 OVERWRITE = False
 HELP = {
-    "TRAIN": "training JSONL ({query, pos, neg} a line) from mine_negatives.py",
+    "TRAIN": "training JSONL ({query, pos, neg} a line) from mine_negatives.py, or paper:PAIR "
+             "for the paper's released file (paper:ca-fr, paper:af-dt; ~2.0M lines)",
     "MODEL": "model to start from: bge-m3 (BAAI/bge-m3), an HF id or a local path",
     "OUT": "output model folder; empty = {models_dir}/bge-m3-ft-{training file name}",
     "LEARNING_RATE": "learning rate (the paper: 1e-5)",
@@ -77,6 +78,7 @@ from pathlib import Path
 import torch
 
 from crossvariety.errors import UsageError, UserError
+from crossvariety import released
 from crossvariety.models import resolve_model
 from crossvariety.negatives import read_examples
 from crossvariety.runs import atomic_path
@@ -84,11 +86,13 @@ from crossvariety.runs import atomic_path
 log = logging.getLogger("finetune_bgem3")
 if not TRAIN:
     raise UsageError("--train FILE is required (mine_negatives.py makes it)")
-out = Path(OUT) if OUT else paths["models_dir"] / f"bge-m3-ft-{Path(TRAIN).name.split('.')[0]}"
+name = TRAIN.replace(":", "-") if TRAIN.startswith("paper:") else Path(TRAIN).name.split(".")[0]
+out = Path(OUT) if OUT else paths["models_dir"] / f"bge-m3-ft-{name}"
 if (out / "config.json").is_file() and not OVERWRITE:
     log.info("%s exists; nothing to do (--overwrite trains again)", out)
     sys.exit(0)
 model_path = resolve_model(MODEL)
+TRAIN = released.resolve(TRAIN, "training")  # paper:ca-fr -> the paper's released file
 examples = read_examples(TRAIN)  # a bad line fails here, not deep in the trainer
 gpu = torch.cuda.is_available()
 precision = PRECISION if PRECISION != "auto" else ("bf16" if gpu else "fp32")

@@ -41,7 +41,8 @@ DEVICE = ""
 WANDB = ""  # wandb project; empty = no wandb
 OVERWRITE = False
 HELP = {
-    "TRAIN": "training JSONL ({query, pos, neg} a line) from mine_negatives.py",
+    "TRAIN": "training JSONL ({query, pos, neg} a line) from mine_negatives.py, or paper:PAIR "
+             "for the paper's released file (paper:ca-fr, paper:af-dt)",
     "TRIPLES": "optional: MS MARCO triples (query<TAB>positive<TAB>negative) added to the data",
     "MODEL": "model to start from: mt5 (unicamp-dl/mt5-base-mmarco-v2), an HF id or a path",
     "OUT": "output model folder; empty = {models_dir}/mt5-ft-{training file name}",
@@ -75,6 +76,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
+from crossvariety import released
 from crossvariety.batching import default_device
 from crossvariety.errors import UsageError, UserError
 from crossvariety.models import from_pretrained, resolve_model
@@ -87,7 +89,8 @@ if not TRAIN:
     raise UsageError("--train FILE is required (mine_negatives.py makes it)")
 if BATCH_SIZE % GRAD_ACCUM:
     raise UsageError(f"--batch-size {BATCH_SIZE} is not a multiple of --grad-accum {GRAD_ACCUM}")
-out = Path(OUT) if OUT else paths["models_dir"] / f"mt5-ft-{Path(TRAIN).name.split('.')[0]}"
+name = TRAIN.replace(":", "-") if TRAIN.startswith("paper:") else Path(TRAIN).name.split(".")[0]
+out = Path(OUT) if OUT else paths["models_dir"] / f"mt5-ft-{name}"
 checkpoints = Path(f"{out}.checkpoints")
 if OVERWRITE:
     shutil.rmtree(checkpoints, ignore_errors=True)
@@ -99,6 +102,7 @@ device = default_device(DEVICE or None)
 
 # 1. the training pairs, tokenised once (as one flat array: little memory for millions)
 model_path = resolve_model(MODEL)
+TRAIN = released.resolve(TRAIN, "training")  # paper:ca-fr -> the paper's released file
 examples = read_examples(TRAIN)
 pairs = [(e["query"], p, 1) for e in examples for p in e["pos"][:1]] + \
         [(e["query"], n, 0) for e in examples for n in e["neg"]]

@@ -40,8 +40,10 @@ OVERWRITE = False
 HELP = {
     "PAIR": "language pair: ca-fr oc-fr af-dt scn-it yue-zh ms-id gd-en, or a pair of the "
             "config's [pairs.NAME] tables (with train_topics and collection)",
-    "QUERIES": "variety training queries (qid<TAB>query, MS MARCO training qids); empty = "
-               "{translations_dir}/{training set}.{variety}.tsv",
+    "QUERIES": "variety training queries (qid<TAB>query, MS MARCO training qids), or paper:PAIR "
+               "for the paper's released ones (paper:ca-fr, paper:af-dt); empty = "
+               "{translations_dir}/{training set}.{variety}.tsv, fetched from the paper's "
+               "released data for ca-fr and af-dt when missing",
     "TRAIN": "dataset whose qrels judge the training queries; empty = the pair's mMARCO train set",
     "COLLECTION": "collection of the passages; empty = the pair's mMARCO collection",
     "SOURCE": "ce: the paper's recipe (MS MARCO hard negatives filtered by cross-encoder "
@@ -70,10 +72,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-from crossvariety import negatives
+from crossvariety import negatives, released
 from crossvariety.datasets import Dataset, read_queries, variety_queries_path
 from crossvariety.errors import UsageError, UserError
-from crossvariety.pairs import get_pairs
+from crossvariety.pairs import PAIRS as BUILT_IN, get_pairs
 from crossvariety.runs import atomic_path, read_run
 
 log = logging.getLogger("mine_negatives")
@@ -108,8 +110,11 @@ def local_copy(path, url):
 start = time.time()
 train = Dataset(TRAIN or pair.train_topics)
 collection = Dataset(COLLECTION or pair.collection)
-queries_file = Path(QUERIES) if QUERIES else variety_queries_path(
-    paths["translations_dir"], train.name, pair.variety)
+queries_file = Path(released.resolve(QUERIES, "train-queries")) if QUERIES else \
+    variety_queries_path(paths["translations_dir"], train.name, pair.variety)
+if not queries_file.is_file() and not QUERIES and pair.name in released.TRAIN_QUERIES \
+        and train.spec == BUILT_IN[pair.name].train_topics:
+    released.train_queries(pair.name, queries_file)  # the paper's, from its released data
 lowres_queries = read_queries(queries_file)
 qrels = train.qrels()
 judged = set(qrels[qrels.label > 0].qid)

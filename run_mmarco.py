@@ -4,7 +4,9 @@ For each language pair (e.g. ca-fr: Catalan queries, French passages) this retri
 NUM_RESULTS passages for the high-resource topics and for the variety's version of them (a query
 file, same qids), analysing both with the high-resource analyzer as the paper did, and writes
 one TREC run per query set. With --translate-queries ENGINE a third set, the variety queries
-translated into the high-resource language, gives the translate-the-query baseline. Run files:
+translated into the high-resource language, gives the translate-the-query baseline. The paper's own variety queries of its seven pairs come from its
+released data (Hugging Face dataset andreaschari/mmarco-lt) when the translations folder has
+no file for them; a file there always wins. Run files:
   {runs_dir}/{dataset}.{model}.q-{queries}.retrieve.res.gz
 With --rerank MODEL each run is re-ranked by mT5 (the paper's mT5 rows) into
   {runs_dir}/{dataset}.{model}.q-{queries}.rerank-{reranker}.res.gz
@@ -94,11 +96,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from crossvariety import bm25, evaluation, flores, translation
+from crossvariety import bm25, evaluation, flores, released, translation
 from crossvariety.datasets import Dataset, read_queries, variety_queries_path, write_queries
 from crossvariety.errors import UsageError, UserError
 from crossvariety.models import model_label, resolve_model
-from crossvariety.pairs import get_pairs
+from crossvariety.pairs import PAIRS as BUILT_IN, get_pairs
 from crossvariety.runs import atomic_path, cached_run, run_path
 
 log = logging.getLogger("run_mmarco")
@@ -180,12 +182,17 @@ for pair in pairs:
             variety_queries_path(paths["translations_dir"], topics.name, pair.variety)
     if VARIETY_QUERIES:
         variety_file = Path(VARIETY_QUERIES)
-    if not variety_file.is_file():
-        raise UserError(f"no {pair.variety} queries for {pair.name} at {variety_file}; put the "
-                        f"{pair.variety} version of {topics.spec}'s queries there (qid<TAB>query, "
-                        "same qids; translate_queries.py --pair can make them) or pass "
-                        "--variety-queries FILE")
     highres_queries = topics.queries()
+    if not variety_file.is_file():
+        if BENCHMARK == "mmarco" and not VARIETY_QUERIES and pair.name in released.DEV_QUERIES \
+                and topics.spec == BUILT_IN[pair.name].dev_topics:
+            # the paper's own translations of these topics, from its released data
+            released.variety_queries(pair.name, variety_file, highres_queries.qid)
+        else:
+            raise UserError(f"no {pair.variety} queries for {pair.name} at {variety_file}; put "
+                            f"the {pair.variety} version of {topics.spec}'s queries there "
+                            "(qid<TAB>query, same qids; translate_queries.py --pair can make "
+                            "them) or pass --variety-queries FILE")
     lowres_queries = read_queries(variety_file, known_qids=highres_queries.qid)
     missing = sorted(set(highres_queries.qid) - set(lowres_queries.qid))
     if missing:

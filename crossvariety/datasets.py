@@ -123,6 +123,15 @@ def variety_queries_path(translations_dir, dataset_name, variety):
     return gzipped if gzipped.is_file() and not plain.is_file() else plain
 
 
+def dataset_name(spec):
+    """A dataset's name in file names: irds:mmarco/v2/fr/dev/small -> mmarco-v2-fr-dev-small, a
+    folder -> its name."""
+    spec = str(spec)
+    if spec.startswith("irds:"):
+        return spec[len("irds:"):].replace("/", "-")
+    return Path(spec).resolve().name
+
+
 def write_queries(queries, path):
     """Write a (qid, query) DataFrame as a query file that read_queries accepts, atomically."""
     bad = queries["query"].str.contains(r"[\t\n\r]", regex=True)
@@ -189,10 +198,7 @@ class Dataset:
 
     @property
     def name(self):
-        """A file-name-safe name: irds:mmarco/v2/fr/dev/small -> mmarco-v2-fr-dev-small."""
-        if self.irds_id:
-            return self.irds_id.replace("/", "-")
-        return self.dir.resolve().name
+        return dataset_name(self.spec)
 
     def __repr__(self):
         return f"Dataset({self.spec!r})"

@@ -34,8 +34,8 @@ def parse_measures(names):
 def coverage_problems(name, run, qrels):
     """What about a run does not fit the qrels: missing or unknown qids, unjudged docnos."""
     problems = []
-    judged_qids = set(qrels.qid)
-    run_qids = set(run.qid)
+    judged_qids = set(qrels.qid.tolist())
+    run_qids = set(run.qid.tolist())
     missing = sorted(judged_qids - run_qids)
     if missing:
         problems.append(f"{name}: no results for {len(missing)} of {len(judged_qids)} judged "
@@ -45,7 +45,7 @@ def coverage_problems(name, run, qrels):
     if extra:
         problems.append(f"{name}: {len(extra)} of its {len(run_qids)} queries have no qrels and "
                         f"are not scored (wrong qrels? e.g. qid {sorted(extra)[0]})")
-    if len(run) and not set(run.docno) & set(qrels.docno):
+    if len(run) and not set(run.docno.unique().tolist()) & set(qrels.docno.tolist()):
         problems.append(f"{name}: none of its docnos appears in the qrels; is it a run over "
                         "another collection, or are the docnos formatted differently?")
     return problems
@@ -54,14 +54,18 @@ def coverage_problems(name, run, qrels):
 def per_query(run, qrels, measures):
     """DataFrame (qid x measure name) over every judged query; missing queries score 0."""
     parsed = parse_measures(measures)
-    qrels_irm = qrels.rename(columns={"qid": "query_id", "docno": "doc_id", "label": "relevance"})
-    run_irm = run.rename(columns={"qid": "query_id", "docno": "doc_id"})[
-        ["query_id", "doc_id", "score"]]
+    # ir_measures' dict-of-dicts input: its DataFrame path walks the rows one by one (slow for
+    # a 7M-row run); plain lists zip fast.
+    qrels_dict, run_dict = {}, {}
+    for qid, docno, label in zip(qrels.qid.tolist(), qrels.docno.tolist(), qrels.label.tolist()):
+        qrels_dict.setdefault(qid, {})[docno] = int(label)
+    for qid, docno, score in zip(run.qid.tolist(), run.docno.tolist(), run.score.tolist()):
+        run_dict.setdefault(qid, {})[docno] = float(score)
     by_measure = {m: name for name, m in parsed.items()}
     values = {}
-    for metric in ir_measures.iter_calc(list(parsed.values()), qrels_irm, run_irm):
+    for metric in ir_measures.iter_calc(list(parsed.values()), qrels_dict, run_dict):
         values[(metric.query_id, by_measure[metric.measure])] = metric.value
-    qids = sorted(set(qrels.qid))
+    qids = sorted(qrels_dict)
     table = pd.DataFrame({name: [values.get((q, name), 0.0) for q in qids] for name in measures},
                          index=pd.Index(qids, name="qid"))
     return table
@@ -92,22 +96,28 @@ def evaluate(runs, qrels, measures, baseline=0, correction="bonferroni"):
                          index=pd.Index(names, name="run"))
     table.insert(0, "queries", [len(scores[n]) for n in names])
     if baseline is not None and len(names) > 1:
-        from scipy import stats  # 1 s to import: only when there is a test to run
         base = names[baseline]
         others = [n for n in names if n != base]
         for m in measures:
-            pvalues = []
-            for n in others:
-                a, b = scores[n][m].to_numpy(), scores[base][m].to_numpy()
-                pvalues.append(1.0 if np.array_equal(a, b) else stats.ttest_rel(a, b).pvalue)
-            pvalues = _correct(pvalues, correction)
+            pvalues = correct([paired_pvalue(scores[n][m], scores[base][m]) for n in others],
+                              correction)
             table[f"{m} p"] = [math.nan if n == base else pvalues[others.index(n)] for n in names]
     long = pd.concat([scores[n].reset_index().melt(id_vars="qid", var_name="measure")
                       .assign(run=n) for n in names])[["run", "qid", "measure", "value"]]
     return table, long, problems
 
 
-def _correct(pvalues, correction):
+def paired_pvalue(scores, baseline_scores):
+    """p-value of a two-sided paired t-test of per-query scores (Series on the same qids)."""
+    from scipy import stats  # 1 s to import: only when there is a test to run
+    a, b = scores.to_numpy(), baseline_scores.to_numpy()
+    return 1.0 if np.array_equal(a, b) else stats.ttest_rel(a, b).pvalue
+
+
+def correct(pvalues, correction):
+    """p-values corrected for multiple tests (statsmodels' methods, or none)."""
+    if correction not in CORRECTIONS:
+        raise UsageError(f"unknown correction {correction!r}; choose from {CORRECTIONS}")
     pvalues = [1.0 if math.isnan(p) else p for p in pvalues]  # identical scores: no difference
     if correction == "none" or len(pvalues) < 2:
         return pvalues
@@ -135,16 +145,28 @@ def format_table(table, fmt="markdown", alpha=0.05, digits=4):
                 cells.append("" if math.isnan(p) else f"{p:.3g}")
         rows.append(cells)
     if fmt == "markdown":
-        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-        lines += ["| " + " | ".join(r) + " |" for r in rows]
-        return "\n".join(lines) + "\n"
+        return markdown_table(header, rows)
     if fmt == "latex":
-        def esc(s):
-            return (s.replace("\\", "\\textbackslash{}").replace("_", "\\_").replace("&", "\\&")
-                    .replace("%", "\\%").replace("#", "\\#").replace("†", "$^\\dagger$"))
-        lines = ["\\begin{tabular}{l" + "r" * (len(header) - 1) + "}", "\\toprule",
-                 " & ".join(esc(h) for h in header) + " \\\\", "\\midrule"]
-        lines += [" & ".join(esc(c) for c in r) + " \\\\" for r in rows]
-        lines += ["\\bottomrule", "\\end{tabular}"]
-        return "\n".join(lines) + "\n"
+        return latex_tabular(header, rows)
     raise UsageError(f"unknown table format {fmt!r}; choose markdown, csv or latex")
+
+
+def markdown_table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def latex_escape(text):
+    return (text.replace("\\", "\\textbackslash{}").replace("_", "\\_").replace("&", "\\&")
+            .replace("%", "\\%").replace("#", "\\#").replace("†", "$^\\dagger$")
+            .replace("Δ", "$\\Delta$").replace("–", "--"))
+
+
+def latex_tabular(header, rows):
+    """A booktabs tabular of text cells: the first column left-aligned, the rest right."""
+    lines = ["\\begin{tabular}{l" + "r" * (len(header) - 1) + "}", "\\toprule",
+             " & ".join(latex_escape(h) for h in header) + " \\\\", "\\midrule"]
+    lines += [" & ".join(latex_escape(c) for c in r) + " \\\\" for r in rows]
+    lines += ["\\bottomrule", "\\end{tabular}"]
+    return "\n".join(lines) + "\n"

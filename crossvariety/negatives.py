@@ -88,10 +88,12 @@ def from_run(run, qrels, depth=200, skip_top=3):
 
 def sample_examples(candidates, query_text, doc_text, num_negatives=1, rounds=1, seed=0):
     """Training examples {"query", "pos": [text], "neg": [texts]}: per round and query, one
-    positive and ``num_negatives`` negatives drawn without replacement (all, if fewer)."""
-    rng = random.Random(seed)
+    positive and ``num_negatives`` negatives drawn without replacement (all, if fewer). Round r
+    draws with the seed ``seed + r``, as the paper's rounds did (seeds 42, 43, ...): a file of
+    more rounds starts with the file of fewer."""
     examples = []
-    for _ in range(rounds):
+    for round_index in range(rounds):
+        rng = random.Random(seed + round_index)
         for qid in sorted(candidates):
             positives, negatives = candidates[qid]
             pos = rng.choice(positives)

@@ -46,6 +46,12 @@ def atomic_path(path):
                 directory.rmdir()
 
 
+def write_text(path, text):
+    """Write a text file (a table) atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
 def run_path(runs_dir, dataset, model, queries, stage):
     return Path(runs_dir) / f"{dataset}.{model}.q-{queries}.{stage}.res.gz"
 

@@ -14,6 +14,7 @@ The paths of an experiment (data, translations, indexes, runs, models, FLORES) l
 ``PATHS`` below; every script accepts them as ``--data-dir`` etc. and as keys of ``[paths]``.
 """
 import argparse
+import ast
 import logging
 import os
 import sys
@@ -79,8 +80,9 @@ def script_names():
     return {p.stem for p in [*REPO_ROOT.glob("*.py"), *REPO_ROOT.glob("benchmarks/*.py")]}
 
 
-def read_config(path, section):
-    """Return (paths overrides, section overrides, pair tables) from a TOML config file."""
+def config_tables(path, section="SCRIPT"):
+    """The tables of a TOML config file, checked: every table is [paths], [pairs.NAME] or named
+    after a script."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist (configs/ holds the examples)")
@@ -98,6 +100,12 @@ def read_config(path, section):
         raise ConfigError(f"{path}: table(s) [{'], ['.join(unknown)}] name no script of the "
                           f"repository; use [paths], [pairs.NAME] or a script's name such as "
                           f"[{section}]")
+    return config
+
+
+def read_config(path, section):
+    """Return (paths overrides, section overrides, pair tables) from a TOML config file."""
+    config = config_tables(path, section)
     return config.get("paths", {}), config.get(section, {}), config.get("pairs", {})
 
 
@@ -187,4 +195,38 @@ def configure(namespace, help, positional=(), argv=None):
         # ir_datasets resets its logger's level on first use, but keeps its filters. A failed
         # download is reported by our own error, which says what to fetch and where to put it.
         logging.getLogger("ir_datasets").addFilter(lambda record: record.levelno >= logging.ERROR)
-    return {key: Path(os.path.expanduser(value)) if value else None for key, value in paths.items()}
+    paths = {key: Path(os.path.expanduser(value)) if value else None for key, value in paths.items()}
+    paths["config"] = Path(args.config) if args.config else None  # the file itself, if any
+    return paths
+
+
+def script_defaults(script):
+    """The settings a stage script declares at its top, {lowercase name: value}, read from its
+    source (not imported: the package never imports a script)."""
+    path = REPO_ROOT / f"{script}.py"
+    defaults = {}
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 \
+                and isinstance(node.targets[0], ast.Name) and node.targets[0].id.isupper():
+            try:
+                defaults[node.targets[0].id.lower()] = ast.literal_eval(node.value)
+            except ValueError:  # HELP and computed values
+                pass
+    defaults.pop("help", None)
+    return defaults
+
+
+def experiment_settings(config, script):
+    """(paths, settings) that ``script.py --config config`` runs with: the script's defaults and
+    the experiment paths, overridden by the config's [paths] and [script] tables. Pairs the
+    config defines are defined."""
+    path_overrides, overrides, pair_tables = read_config(config, script)
+    for name, table in pair_tables.items():
+        pairs.define(name, table, f"{config}: [pairs.{name}]")
+    defaults = script_defaults(script)
+    unknown = sorted(set(overrides) - set(defaults))
+    if unknown:
+        raise ConfigError(f"{config}: [{script}] has unknown key(s) {', '.join(unknown)}")
+    paths = {**PATHS, **path_overrides}
+    return ({key: Path(os.path.expanduser(v)) if v else None for key, v in paths.items()},
+            {**defaults, **overrides})

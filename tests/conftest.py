@@ -162,6 +162,20 @@ def flores_source():
     return source
 
 
+def fake_hub(cache, repo, files, repo_type="dataset"):
+    """Files of a Hugging Face repository at the hub cache's layout under ``cache``, as a
+    download would leave them; with HF_HUB_OFFLINE=1 huggingface_hub serves them."""
+    folder = Path(cache) / f"{repo_type}s--{repo.replace('/', '--')}"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    (folder / "refs").mkdir(parents=True, exist_ok=True)
+    (folder / "refs" / "main").write_text(commit)
+    for name, text in files.items():
+        path = folder / "snapshots" / commit / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return Path(cache)
+
+
 def run_script(script, *args, cwd, check=True, env=None):
     """Run a stage script as a user would (``env``: extra variables); return the CompletedProcess."""
     env = dict(os.environ, IR_DATASETS_HOME=str(IRDS_HOME), PYTHONPATH=str(REPO), **(env or {}))

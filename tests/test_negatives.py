@@ -69,6 +69,10 @@ def test_sampling_is_seeded():
     assert all(len(e["neg"]) == (2 if e["query"] == "one" else 1) for e in a)
     others = [negatives.sample_examples(candidates, queries, text, 2, 3, seed=s) for s in range(8)]
     assert any(o != a for o in others)
+    # round r is seeded seed + r: fewer rounds are a prefix, and round 2 of seed 7 is round 1 of 8
+    one = negatives.sample_examples(candidates, queries, text, 2, 1, seed=8)
+    assert negatives.sample_examples(candidates, queries, text, 2, 2, seed=7)[2:] == one
+    assert a[:4] == negatives.sample_examples(candidates, queries, text, 2, 2, seed=7)
 
 
 def test_mine_negatives_script(workdir, hard_files):

@@ -25,6 +25,8 @@ from conftest import REPO, flores_source, run_script
                            "--nproc-per-node", "--extra"]),
     ("finetune_mt5.py", ["--train", "--learning-rate", "--batch-size", "--grad-accum",
                          "--save-every", "--stop-after", "--wandb"]),
+    ("make_tables.py", ["--configs", "--experiments", "--runs-dirs", "--rename", "--tolerance",
+                        "--plan", "--format", "--out-dir", "--figures"]),
 ])
 def test_help_explains_every_option(tmp_path, script, options):
     out = run_script(script, "--help", cwd=tmp_path).stdout
@@ -142,3 +144,18 @@ def test_flores_main_job(tmp_path):
     catalan = table["ca-fr q-ca"]
     assert float(catalan["MRR@10"].rstrip("†")) < 0.8 and catalan["MRR@10"].endswith("†")
     assert re.search(r"flores bm25", proc.stdout)
+
+    # make_tables.py reads those runs: the same values and significance, and the gap chart
+    proc = run_script("make_tables.py", "--config", REPO / "configs" / "flores_bm25.toml",
+                      cwd=tmp_path)
+    for pair in ("ca-fr", "yue-zh", "gd-en"):
+        variety, highres = pair.split("-")
+        rows = [line.split("|") for line in proc.stdout.splitlines()
+                if line.startswith(f"| {pair} |")]
+        assert [(r[3].strip(), r[4].strip(), r[5].strip()) for r in rows] == [
+            (queries, table[f"{pair} q-{queries}"]["MRR@10"], table[f"{pair} q-{queries}"]["R@1000"])
+            for queries in (highres, variety)]
+    runs = tmp_path / "runs" / "flores"
+    for name in ("flores_bm25.MRR@10.png", "flores_bm25.MRR@10.pdf", "flores_bm25.table.md",
+                 "flores_bm25.table.csv", "flores_bm25.table.tex"):
+        assert (runs / name).is_file(), name

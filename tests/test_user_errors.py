@@ -109,6 +109,12 @@ CASES = [
     ("finetune_bgem3.py", ["--train", "nope.jsonl"], 1, r"training file nope.jsonl not found"),
     ("finetune_bgem3.py", ["--train", "good.jsonl", "--precision", "fp16"], 2,
      r"--precision fp16 needs a GPU"),
+    ("finetune_bgem3.py", ["--train", "paper:gd-en"], 2,
+     r"paper:gd-en: the paper released training files for paper:ca-fr, paper:af-dt only"),
+    ("make_tables.py", ["--experiments", "rq9"], 2, r"unknown experiment\(s\) rq9; choose from rq1"),
+    ("make_tables.py", ["--rename", "bge-m3-lt-cafr"], 2, r"--rename takes PAPER=OURS"),
+    ("make_tables.py", ["--format", "html"], 2, r"unknown format 'html'"),
+    ("make_tables.py", ["--config", "bad_pair.toml"], 2, r"\[pairs.gl-pt\] has unknown key"),
 ]
 
 
@@ -158,7 +164,7 @@ def outcomes(experiment):
 
 def test_there_are_enough_cases_over_every_script():
     scripts = {case[0] for case in CASES}
-    assert len(CASES) >= 25 and len(scripts) == 10
+    assert len(CASES) >= 25 and len(scripts) == 11
 
 
 @pytest.mark.parametrize("script, args, status, message", CASES, ids=map(case_id, CASES))

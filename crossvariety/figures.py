@@ -1,0 +1,133 @@
+"""The paper's figures from evaluated cells (crossvariety.paper), with matplotlib.
+
+Two kinds, one panel per system, our values filled and the published ones hollow beside them:
+- ``gap_chart``: per pair, the high-resource queries' value and the variety's (and the variety
+  translated back, when present), joined by a line: the gap (RQ1, the FLORES main job);
+- ``transfer_chart``: per query set, the original model's value -> the fine-tuned model's, an
+  arrow (RQ2, RQ3).
+Each scatter carries a label ("ours: variety", "paper: original", ...) so that a figure can be
+read back from its objects.
+"""
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+
+from .paper import published_value  # noqa: E402
+from .runs import atomic_path  # noqa: E402
+
+ROLES = {  # marker and colour of each kind of query set / model
+    "highres": ("o", "tab:blue", "high-resource queries"),
+    "variety": ("v", "tab:red", "variety queries"),
+    "translated": ("s", "tab:green", "variety translated back"),
+    "original": ("o", "tab:gray", "original model"),
+    "fine-tuned": ("^", "tab:purple", "fine-tuned model"),
+}
+OFFSET = 0.18  # published markers sit this far right of ours
+
+
+def _panels(cells, key):
+    """{panel title: [cells]} in first-seen order."""
+    panels = {}
+    for cell in cells:
+        panels.setdefault(key(cell), []).append(cell)
+    return panels
+
+
+def _figure(count, title):
+    columns = min(count, 2)
+    rows = math.ceil(count / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(6.5 * columns, 3.6 * rows), squeeze=False)
+    for ax in axes.flat[count:]:
+        ax.remove()
+    fig.suptitle(title)
+    return fig, list(axes.flat[:count])
+
+
+def _scatter(ax, xs, ys, role, source):
+    marker, colour, name = ROLES[role]
+    points = [(x, y) for x, y in zip(xs, ys) if y is not None and not math.isnan(y)]
+    if not points:
+        return
+    x, y = zip(*points)
+    if source == "ours":
+        ax.scatter(x, y, marker=marker, color=colour, label=f"ours: {name}", zorder=3)
+    else:
+        ax.scatter(x, y, marker=marker, facecolors="none", edgecolors=colour,
+                   label=f"paper: {name}", zorder=3)
+
+
+def _value(cell, measure, source):
+    if source == "ours":
+        return cell.values.get(measure, (math.nan,))[0]
+    value = published_value(cell, measure)
+    return math.nan if value is None else value
+
+
+def gap_chart(cells, measure, title):
+    """High-resource vs variety (vs translated) per pair; one panel per model."""
+    panels = _panels(cells, lambda c: c.labels["model"])
+    fig, axes = _figure(len(panels), title)
+    for ax, (model, members) in zip(axes, panels.items()):
+        pair_names = list(dict.fromkeys(c.labels["pair"] for c in members))
+        for source, offset in (("ours", 0.0), ("paper", OFFSET)):
+            for role in ("highres", "variety", "translated"):
+                chosen = [c for c in members if c.role == role]
+                _scatter(ax, [pair_names.index(c.labels["pair"]) + offset for c in chosen],
+                         [_value(c, measure, source) for c in chosen], role, source)
+            for i, name in enumerate(pair_names):  # the gap: a line from high-resource down
+                ys = [_value(c, measure, source) for c in members
+                      if c.labels["pair"] == name and not math.isnan(_value(c, measure, source))]
+                if len(ys) > 1:
+                    ax.plot([i + offset] * 2, [min(ys), max(ys)], color="lightgray", zorder=1,
+                            linestyle="-" if source == "ours" else ":")
+        ax.set_xticks(range(len(pair_names)), pair_names)
+        ax.set_title(model)
+        ax.set_ylabel(measure)
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def transfer_chart(cells, measure, title):
+    """Original -> fine-tuned model per query set (x: pair and query language); one panel per
+    system. Arrows join each original value to the fine-tuned model's."""
+    originals = [c for c in cells if c.role == "original"]
+    panels = _panels(originals, lambda c: c.labels["model"])
+    fig, axes = _figure(len(panels), title)
+    for ax, (model, members) in zip(axes, panels.items()):
+        tuned = [c for c in cells if c.role == "fine-tuned" and cells[c.baseline] in members]
+        ticks = list(dict.fromkeys(f"{c.labels['pair']}: {c.queries}" for c in members))
+        for source, offset in (("ours", 0.0), ("paper", OFFSET)):
+            for role, chosen in (("original", members), ("fine-tuned", tuned)):
+                _scatter(ax, [ticks.index(f"{c.labels['pair']}: {c.queries}") + offset
+                              for c in chosen], [_value(c, measure, source) for c in chosen],
+                         role, source)
+            for cell in tuned:
+                start, end = _value(cells[cell.baseline], measure, source), \
+                    _value(cell, measure, source)
+                if not (math.isnan(start) or math.isnan(end)):
+                    x = ticks.index(f"{cell.labels['pair']}: {cell.queries}") + offset
+                    ax.annotate("", (x, end), (x, start), arrowprops={
+                        "arrowstyle": "->", "color": "black" if source == "ours" else "gray",
+                        "linestyle": "-" if source == "ours" else ":"})
+        ax.set_xticks(range(len(ticks)), ticks, rotation=30, ha="right", fontsize="small")
+        ax.set_title(f"{model} -> {', '.join(dict.fromkeys(c.labels['model'] for c in tuned))}")
+        ax.set_ylabel(measure)
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def save(fig, stem):
+    """Write ``stem``.png and ``stem``.pdf, atomically; return their paths."""
+    written = []
+    for suffix in (".png", ".pdf"):
+        path = stem.with_name(stem.name + suffix)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=150)
+        written.append(path)
+    plt.close(fig)
+    return written

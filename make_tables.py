@@ -1,0 +1,174 @@
+"""The paper's tables and figures from the run files, with the published numbers beside ours.
+
+Reads the run files that run_mmarco.py and run_neuclir.py wrote (it never computes a run) and
+prints each experiment's table: our value († = differs from its baseline row: the high-resource
+queries, or the original model; paired t-test, Bonferroni within each pair and system), the
+published value where the paper's figures give one, and the difference (! = more than
+--tolerance). Tables are written as Markdown, CSV and LaTeX, figures as PNG and PDF.
+
+Which runs: the experiment configs say which run files their scripts write and where.
+  - with no --config: the paper, from every config in configs/: rq1 (the gap of each system and
+    pair), rq2 (original vs fine-tuned on the trained pair), rq3 (the fine-tuned models
+    zero-shot on the other pairs), neumarco and neuclir (across language families); tables and
+    figures go to {runs_dir}/tables/;
+  - with --config FILE of a run_mmarco.py or run_neuclir.py experiment (the FLORES main job, your
+    own pair): that experiment's table and gap chart, written beside its runs.
+--plan lists every run file the tables need, which exist, and for each missing one the command
+that makes it, with an estimate of its GPU time on one H200 at the measured throughput.
+
+Examples:
+  python make_tables.py --config configs/flores_bm25.toml     # after the main job: table + chart
+  python make_tables.py --plan                                 # the paper: what is there, what not
+  python make_tables.py                                        # the paper's tables and figures
+  python make_tables.py --experiments rq2 rq3 --rename bge-m3-lt-cafr=bge-m3-ft-cafr \\
+      --runs-dirs runs/train-cafr-bgem3                        # your own fine-tuned model's runs
+"""
+from crossvariety import settings
+
+# -----------------------------------------------------------------------------
+CONFIGS = []  # experiment configs whose run files the tables read; empty = see the doc above
+EXPERIMENTS = []  # rq1 rq2 rq3 neumarco neuclir; empty = all of them
+RUNS_DIRS = []  # more folders to look for run files in, besides the configs' runs_dir
+RENAME = []  # PAPER=OURS: read our runs of a model in place of the paper's model's
+MEASURES = []  # empty = MRR@10 R@1000 (mMARCO, FLORES), nDCG@20 R@1000 (neuCLIR)
+TOLERANCE = 0.01  # flag a difference from the published value larger than this
+ALPHA = 0.05  # significance level of the † mark
+CORRECTION = "bonferroni"  # multiple-testing correction within each pair and system
+FORMAT = "markdown"  # what is printed; markdown, csv and latex files are all written
+OUT_DIR = ""  # empty = {runs_dir}/tables (the paper) or the config's runs_dir
+FIGURES = True  # write the figures
+PLAN = False  # list the run files the tables need and the commands that make the missing ones
+HELP = {
+    "CONFIGS": "experiment configs (run_mmarco.py / run_neuclir.py) whose runs the tables read; "
+               "empty = --config's own experiment if it has one, else every config in configs/",
+    "EXPERIMENTS": "the paper's experiments to make: rq1 rq2 rq3 neumarco neuclir; empty = all",
+    "RUNS_DIRS": "more folders to look for run files in, besides each config's runs_dir",
+    "RENAME": "PAPER=OURS model labels: read the runs of our model in place of the paper's, e.g. "
+              "bge-m3-lt-cafr=bge-m3-ft-cafr (a model trained with finetune_bgem3.py)",
+    "MEASURES": "ir_measures measures; empty = MRR@10 R@1000, or nDCG@20 R@1000 for neuCLIR",
+    "TOLERANCE": "a difference from the published value above this is flagged with !",
+    "ALPHA": "significance level; a value with corrected p < alpha is marked †",
+    "CORRECTION": "correction of the paired t-tests within each pair and system: bonferroni "
+                  "holm holm-sidak fdr_bh none",
+    "FORMAT": "format of the printed tables: markdown, csv or latex (all three are written)",
+    "OUT_DIR": "folder for the tables and figures; empty = {runs_dir}/tables, or the config's "
+               "runs_dir for one experiment's config",
+    "FIGURES": "write the figures (PNG and PDF)",
+    "PLAN": "print the run files each table needs, which exist, and the commands (with GPU "
+            "time estimates) that make the missing ones; compute nothing",
+}
+paths = settings.configure(globals(), HELP)
+# -----------------------------------------------------------------------------
+import logging
+import time
+from pathlib import Path
+
+from crossvariety import evaluation, paper
+from crossvariety.errors import UsageError
+from crossvariety.runs import write_text
+
+log = logging.getLogger("make_tables")
+if FORMAT not in ("markdown", "csv", "latex"):
+    raise UsageError(f"unknown format {FORMAT!r}; choose markdown, csv or latex")
+if any("=" not in r for r in RENAME):
+    raise UsageError(f"--rename takes PAPER=OURS model labels, got {RENAME}")
+rename = dict(r.split("=", 1) for r in RENAME)
+evaluation.parse_measures(MEASURES)
+evaluation.correct([], CORRECTION)  # an unknown correction fails here
+start = time.time()
+
+# 1. the configs: one experiment's (its own table), or the paper's (every config in configs/)
+own = paths["config"] and not CONFIGS and \
+    {"run_mmarco", "run_neuclir"} & set(settings.config_tables(paths["config"]))
+configs = CONFIGS or ([str(paths["config"])] if own else
+                      sorted(str(p.relative_to(Path.cwd())) if p.is_relative_to(Path.cwd())
+                             else str(p) for p in (settings.REPO_ROOT / "configs").glob("*.toml")))
+where, outputs = {}, []  # run file name -> the places the configs write it
+for config in configs:
+    for output in paper.config_outputs(config):
+        outputs.append(output)
+        where.setdefault(output.path.name, []).append(output)
+
+
+def locate(name):
+    """The run file of this name, where a config writes it or in --runs-dirs; None if absent."""
+    candidates = [o.path for o in where.get(name, [])] + [Path(d) / name for d in RUNS_DIRS]
+    return next((path for path in candidates if path.is_file()), None)
+
+
+# 2. the experiments: lists of cells (run files, their topics and baselines)
+if own:  # run_mmarco.py's gap table; run_neuclir.py's tables, by the measures of their topics
+    cells = paper.config_cells(outputs)
+    kinds = {kind: None for kind in (paper.kind(c) for c in cells)}
+    experiments = {Path(paths["config"]).stem + (f"-{kind}" if len(kinds) > 1 else ""):
+                   paper.subset(cells, lambda c, kind=kind: paper.kind(c) == kind)
+                   for kind in kinds}
+    out_dir = Path(OUT_DIR) if OUT_DIR else outputs[0].path.parent
+else:
+    experiments = paper.experiments(EXPERIMENTS or ["rq1", "rq2", "rq3", "neumarco", "neuclir"],
+                                    rename)
+    out_dir = Path(OUT_DIR) if OUT_DIR else paths["runs_dir"] / "tables"
+
+# 3. --plan: what each table needs, what is there, and what makes the rest
+if PLAN:
+    missing = {}
+    for name, cells in experiments.items():
+        runs = list(dict.fromkeys(cell.run for cell in cells))
+        absent = [run for run in runs if locate(run) is None]
+        print(f"{name}: {len(runs)} run files, {len(runs) - len(absent)} present, "
+              f"{len(absent)} missing")
+        for run in absent:
+            makers = where.get(run)
+            missing.setdefault(makers[0].command if makers else None, {})[run] = makers
+    encoded, total = set(), 0.0  # an index shared by several commands counts once in the total
+    for command, runs in missing.items():
+        if command is None:
+            continue
+        work = [w for makers in runs.values() for w in makers[0].work]
+        seconds = paper.gpu_seconds(work)  # as if run alone: with the indexes it needs
+        total += paper.gpu_seconds(work, encoded)
+        estimate = f"GPU ~{seconds / 3600:.1f} h" if seconds else "no GPU"
+        print(f"\n{command}   # {len(runs)} missing runs, {estimate}")
+        for run, makers in runs.items():
+            print(f"    {makers[0].path}")
+    if None in missing:
+        print("\nNo config makes these (ColBERT-XM's runs need its indexing and retrieval "
+              "scripts; see the README):")
+        for run in missing[None]:
+            print(f"    {run}")
+    print(f"\nGPU time of the missing runs: ~{total / 3600:.1f} h on one H200 (encoding "
+          f"{paper.ENCODE_PASSAGES_PER_S:,} passages/s, re-ranking {paper.RERANK_PAIRS_PER_S:,} "
+          "pairs/s; each command's estimate includes the dense indexes it builds, the total "
+          "counts a shared index once, built indexes are not counted); BM25 needs CPU only.")
+    raise SystemExit(0)
+
+# 4. our values, the published ones beside them, the tables and the figures
+from crossvariety import figures  # noqa: E402 (matplotlib: only when there is a figure to draw)
+
+for name, cells in experiments.items():
+    measures = MEASURES or evaluation.default_measures(cells[0].topics)
+    for problem in paper.evaluate_cells(cells, locate, lambda topics: measures, CORRECTION):
+        log.warning(problem)
+    frame = paper.table(cells, measures, TOLERANCE)
+    absent = sum(1 for cell in cells if not cell.values)
+    print(f"## {name}" + (f" ({absent} of {len(cells)} rows have no run yet: make_tables.py "
+                          "--plan)" if absent else ""))
+    print(paper.render(frame, measures, FORMAT, ALPHA))
+    written = []
+    for fmt, suffix in (("markdown", ".md"), ("csv", ".csv"), ("latex", ".tex")):
+        path = out_dir / f"{name}.table{suffix}"
+        write_text(path, paper.render(frame, measures, fmt, ALPHA))
+        written.append(path)
+    if FIGURES and any(cell.values for cell in cells):
+        for measure in measures:
+            if any(c.role in ("highres", "variety") for c in cells):
+                written += figures.save(figures.gap_chart(cells, measure, f"{name}: {measure}"),
+                                        out_dir / f"{name}.{measure}")
+            for trained in dict.fromkeys(c.labels.get("trained on") for c in cells):
+                chosen = paper.subset(cells, lambda c: c.labels.get("trained on") == trained)
+                if trained and any(c.values for c in chosen):
+                    written += figures.save(figures.transfer_chart(
+                        chosen, measure, f"{name}: {measure}, models fine-tuned on {trained}"),
+                        out_dir / f"{name}-{trained}.{measure}")
+    log.info("wrote %s", ", ".join(str(p) for p in written))
+log.info("made %d table(s) in %.1fs", len(experiments), time.time() - start)
