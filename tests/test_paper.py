@@ -174,7 +174,8 @@ def test_released_queries_land_where_the_run_scripts_look(tmp_path, monkeypatch)
     hub = fake_hub(tmp_path / "hub", released.REPO, {
         "queries/dev_small/ca.tsv": "".join(f"{q}\t{t}\n" for q, t in CA_DEV_QUERIES.items()),
         "queries/dev_small/oc.tsv": "query_id\ttext\n101\tQual?\n",  # odd: a header line
-        "train_with_negs/triples.fr_ca.train.HN.2way.2.0M.jsonl": '{"query": "q"}\n'})
+        "train_with_negs/triples.fr_ca.train.HN.2way.2.0M.jsonl": '{"query": "q"}\n',
+        "queries/train/mmarco.v2.dt_af.train.judged.tsv": "1001\tWat is drinkwater?\n"})
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub))
     target = tmp_path / "data" / "translations" / "mmarco-v2-fr-dev-small.ca.tsv"
     released.variety_queries("ca-fr", target, FR_DEV_QUERIES)
@@ -190,9 +191,17 @@ def test_released_queries_land_where_the_run_scripts_look(tmp_path, monkeypatch)
                                         r"download --repo-type dataset andreaschari/mmarco-lt "
                                         r"queries/dev_small/gd.tsv`"):
         released.variety_queries("gd-en", tmp_path / "gd.tsv", ["1"])
+    target = tmp_path / "data" / "translations" / "mmarco-v2-fr-train.ca.tsv"
+    with pytest.raises(UserError, match="queries/train/mmarco.v2.fr_ca.train.judged.tsv"):
+        released.train_queries("ca-fr", target)  # not in the (fake) release: one clear error
+    assert not target.exists()
     path = released.resolve("paper:ca-fr", "training")
     assert path.endswith("triples.fr_ca.train.HN.2way.2.0M.jsonl") and str(hub) in path
     assert released.resolve("data/mine.jsonl", "training") == "data/mine.jsonl"
+    afrikaans = released.train_queries("af-dt", tmp_path / "mmarco-v2-dt-train.af.tsv")
+    assert afrikaans.read_text() == "1001\tWat is drinkwater?\n"
+    assert released.resolve("paper:af-dt", "train-queries").endswith(
+        "mmarco.v2.dt_af.train.judged.tsv")
     with pytest.raises(UserError, match="paper:ca-fr, paper:af-dt only"):
         released.resolve("paper:gd-en", "training")
 
