@@ -114,7 +114,7 @@ queries_file = Path(released.resolve(QUERIES, "train-queries")) if QUERIES else 
     variety_queries_path(paths["translations_dir"], train.name, pair.variety)
 if not queries_file.is_file() and not QUERIES and pair.name in released.TRAIN_QUERIES \
         and train.spec == BUILT_IN[pair.name].train_topics:
-    released.train_queries(pair.name, queries_file)  # the paper's, from its released data
+    released.install_queries(pair.name, queries_file, "train")  # the paper's, from its released data
 lowres_queries = read_queries(queries_file)
 qrels = train.qrels()
 judged = set(qrels[qrels.label > 0].qid)

@@ -187,7 +187,7 @@ for pair in pairs:
         if BENCHMARK == "mmarco" and not VARIETY_QUERIES and pair.name in released.DEV_QUERIES \
                 and topics.spec == BUILT_IN[pair.name].dev_topics:
             # the paper's own translations of these topics, from its released data
-            released.variety_queries(pair.name, variety_file, highres_queries.qid)
+            released.install_queries(pair.name, variety_file, "dev", highres_queries.qid)
         else:
             raise UserError(f"no {pair.variety} queries for {pair.name} at {variety_file}; put "
                             f"the {pair.variety} version of {topics.spec}'s queries there "

@@ -52,39 +52,24 @@ def fetch(filename):
                         "or put your own file where the script looks for it") from None
 
 
-def variety_queries(pair_name, target, known_qids):
-    """Put the paper's variety version of a pair's dev/small queries at ``target`` (where the run
-    scripts look for them) and return its path. The released file is read strictly (known qids,
-    one tab, no duplicates) and written in the project's own format."""
-    if pair_name not in DEV_QUERIES:
-        raise UsageError(f"the paper released no dev/small queries for {pair_name}; it has "
-                         f"{', '.join(DEV_QUERIES)}")
-    source = fetch(DEV_QUERIES[pair_name])
+def install_queries(pair_name, target, split="dev", known_qids=None):
+    """Put the paper's variety queries of a pair (``split`` dev: its dev/small queries; train:
+    its judged training queries) at ``target``, where the scripts look for them, and return the
+    path. The released file is read strictly (one tab, no duplicates, ``known_qids`` if given)
+    and written in the project's own format."""
+    files = DEV_QUERIES if split == "dev" else TRAIN_QUERIES
+    if pair_name not in files:
+        raise UsageError(f"the paper released {split} queries for {', '.join(files)} only, not "
+                         f"{pair_name}")
+    source = fetch(files[pair_name])
     try:
         queries = read_queries(source, known_qids=known_qids)
     except QueryFileError as e:
-        raise UserError(f"the paper's released file {REPO}/{DEV_QUERIES[pair_name]} is not what "
-                        f"this code expects ({e}); put a checked copy at {target}") from None
+        raise UserError(f"the paper's released file {REPO}/{files[pair_name]} is not what this "
+                        f"code expects ({e}); put a checked copy at {target}") from None
     write_queries(queries, target)
-    log.info("using the paper's released %s queries (%s/%s, %d queries) -> %s", pair_name,
-             REPO, DEV_QUERIES[pair_name], len(queries), target)
-    return Path(target)
-
-
-def train_queries(pair_name, target):
-    """Put the paper's variety training queries (judged qids) of a trained pair at ``target``."""
-    if pair_name not in TRAIN_QUERIES:
-        raise UsageError(f"the paper released training queries for {', '.join(TRAIN_QUERIES)} "
-                         f"only, not {pair_name}")
-    source = fetch(TRAIN_QUERIES[pair_name])
-    try:
-        queries = read_queries(source)
-    except QueryFileError as e:
-        raise UserError(f"the paper's released file {REPO}/{TRAIN_QUERIES[pair_name]} is not "
-                        f"what this code expects ({e}); put a checked copy at {target}") from None
-    write_queries(queries, target)
-    log.info("using the paper's released %s training queries (%s/%s, %d queries) -> %s",
-             pair_name, REPO, TRAIN_QUERIES[pair_name], len(queries), target)
+    log.info("using the paper's released %s queries of %s (%s/%s, %d queries) -> %s", split,
+             pair_name, REPO, files[pair_name], len(queries), target)
     return Path(target)
 
 

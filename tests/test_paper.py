@@ -178,27 +178,27 @@ def test_released_queries_land_where_the_run_scripts_look(tmp_path, monkeypatch)
         "queries/train/mmarco.v2.dt_af.train.judged.tsv": "1001\tWat is drinkwater?\n"})
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub))
     target = tmp_path / "data" / "translations" / "mmarco-v2-fr-dev-small.ca.tsv"
-    released.variety_queries("ca-fr", target, FR_DEV_QUERIES)
+    released.install_queries("ca-fr", target, "dev", FR_DEV_QUERIES)
     assert target.read_text() == "".join(f"{q}\t{t}\n" for q, t in CA_DEV_QUERIES.items())
     with pytest.raises(UserError, match=r"(?s)the paper's released file andreaschari/mmarco-lt/"
                                         r"queries/dev_small/oc.tsv is not what this code expects "
                                         r"\(.*qid 'query_id'.*a header line"):
-        released.variety_queries("oc-fr", tmp_path / "oc.tsv", FR_DEV_QUERIES)
+        released.install_queries("oc-fr", tmp_path / "oc.tsv", "dev", FR_DEV_QUERIES)
     assert not (tmp_path / "oc.tsv").exists()
     with pytest.raises(UserError, match=r"could not get queries/dev_small/gd.tsv of the paper's "
                                         r"released data .*: not in the local Hugging Face cache, "
                                         r"and the hub cannot be reached .*`huggingface-cli "
                                         r"download --repo-type dataset andreaschari/mmarco-lt "
                                         r"queries/dev_small/gd.tsv`"):
-        released.variety_queries("gd-en", tmp_path / "gd.tsv", ["1"])
+        released.install_queries("gd-en", tmp_path / "gd.tsv", "dev", ["1"])
     target = tmp_path / "data" / "translations" / "mmarco-v2-fr-train.ca.tsv"
     with pytest.raises(UserError, match="queries/train/mmarco.v2.fr_ca.train.judged.tsv"):
-        released.train_queries("ca-fr", target)  # not in the (fake) release: one clear error
+        released.install_queries("ca-fr", target, "train")  # not in the (fake) release: one clear error
     assert not target.exists()
     path = released.resolve("paper:ca-fr", "training")
     assert path.endswith("triples.fr_ca.train.HN.2way.2.0M.jsonl") and str(hub) in path
     assert released.resolve("data/mine.jsonl", "training") == "data/mine.jsonl"
-    afrikaans = released.train_queries("af-dt", tmp_path / "mmarco-v2-dt-train.af.tsv")
+    afrikaans = released.install_queries("af-dt", tmp_path / "mmarco-v2-dt-train.af.tsv", "train")
     assert afrikaans.read_text() == "1001\tWat is drinkwater?\n"
     assert released.resolve("paper:af-dt", "train-queries").endswith(
         "mmarco.v2.dt_af.train.judged.tsv")
@@ -216,6 +216,6 @@ def test_run_mmarco_fetches_the_papers_queries_and_yours_win(tmp_path, workdir):
     assert "released" not in proc.stderr and mine.read_text() == before  # the user's file wins
     mine.unlink()
     proc = run_script("run_mmarco.py", "--pairs", "ca-fr", "--overwrite", cwd=workdir, env=env)
-    assert "using the paper's released ca-fr queries (andreaschari/mmarco-lt/queries/dev_small/" \
-           "ca.tsv, 4 queries)" in proc.stderr
+    assert "using the paper's released dev queries of ca-fr (andreaschari/mmarco-lt/queries/" \
+           "dev_small/ca.tsv, 4 queries)" in proc.stderr
     assert mine.read_text().startswith("101\tPaper 1\n")
