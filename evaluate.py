@@ -49,7 +49,7 @@ from pathlib import Path
 from crossvariety import evaluation
 from crossvariety.datasets import Dataset
 from crossvariety.errors import UsageError
-from crossvariety.runs import atomic_path, read_run
+from crossvariety.runs import atomic_path, read_run, write_text
 
 log = logging.getLogger("evaluate")
 if not RUNS:
@@ -86,8 +86,7 @@ if problems:
     for problem in problems:
         print(f"  - {problem}", file=sys.stderr)
 if OUT:
-    with atomic_path(OUT) as tmp:
-        tmp.write_text(text)
+    write_text(OUT, text)
     log.info("wrote %s", OUT)
 if PER_QUERY:
     with atomic_path(PER_QUERY) as tmp:

@@ -1,12 +1,13 @@
-"""High-resource vs low-resource-variety queries: mMARCO v2 dev/small, FLORES, or your own collection.
+"""High-resource vs low-resource-variety queries: mMARCO v2 dev/small, FLORES, your own data.
 
 For each language pair (e.g. ca-fr: Catalan queries, French passages) this retrieves the top
 NUM_RESULTS passages for the high-resource topics and for the variety's version of them (a query
 file, same qids), analysing both with the high-resource analyzer as the paper did, and writes
 one TREC run per query set. With --translate-queries ENGINE a third set, the variety queries
-translated into the high-resource language, gives the translate-the-query baseline. The paper's own variety queries of its seven pairs come from its
-released data (Hugging Face dataset andreaschari/mmarco-lt) when the translations folder has
-no file for them; a file there always wins. Run files:
+translated into the high-resource language, gives the translate-the-query baseline. The paper's
+own variety queries of its seven pairs come from its released data (Hugging Face dataset
+andreaschari/mmarco-lt) when the translations folder has no file for them; a file there always
+wins. Run files:
   {runs_dir}/{dataset}.{model}.q-{queries}.retrieve.res.gz
 With --rerank MODEL each run is re-ranked by mT5 (the paper's mT5 rows) into
   {runs_dir}/{dataset}.{model}.q-{queries}.rerank-{reranker}.res.gz
@@ -39,7 +40,7 @@ PAIRS = ["ca-fr"]  # language pairs, or all
 MODEL = "bm25"  # first-stage ranker: bm25, or a BGE-M3 model
 COLLECTION = ""  # documents for every pair; empty = the pair's own (mMARCO for the paper's)
 TOPICS = ""  # high-resource queries + qrels; empty = the pair's own, or --collection's
-VARIETY_QUERIES = ""  # variety query file; empty = the pair's, or {translations_dir}/{topics}.{variety}.tsv
+VARIETY_QUERIES = ""  # variety query file; empty = the pair's, else in translations_dir
 CJK = "bigrams"  # BM25 terms of Chinese/Cantonese: bigrams (the paper's) or unigrams+bigrams
 MAX_LENGTH = 1024  # BGE-M3 document length, when an index must be built
 NUM_RESULTS = 1000  # depth of each run
@@ -101,16 +102,17 @@ from crossvariety.datasets import Dataset, read_queries, variety_queries_path, w
 from crossvariety.errors import UsageError, UserError
 from crossvariety.models import model_label, resolve_model
 from crossvariety.pairs import PAIRS as BUILT_IN, get_pairs
-from crossvariety.runs import atomic_path, cached_run, run_path
+from crossvariety.runs import cached_run, run_path, write_text
 
 log = logging.getLogger("run_mmarco")
 if BENCHMARK not in ("mmarco", "flores"):
     raise UsageError(f"unknown benchmark {BENCHMARK!r}; choose mmarco or flores")
 if TRANSLATE_QUERIES and TRANSLATE_QUERIES not in translation.ENGINES:
     raise UsageError(f"unknown engine {TRANSLATE_QUERIES!r}; choose from "
-                    f"{', '.join(translation.ENGINES)}")
-for model in [MODEL] * (MODEL != "bm25") + [RERANK] * bool(RERANK):
-    resolve_model(model)  # an unknown name fails here, before any retrieval
+                     f"{', '.join(translation.ENGINES)}")
+for model in (MODEL, RERANK):
+    if model and model != "bm25":
+        resolve_model(model)  # an unknown name fails here, before any retrieval
 pairs = get_pairs(PAIRS)
 if VARIETY_QUERIES and len(pairs) != 1:
     raise UsageError("--variety-queries names the queries of one pair; pass one --pairs")
@@ -174,8 +176,8 @@ for pair in pairs:
     else:
         if not (COLLECTION or pair.collection):
             raise UsageError(f"pair {pair.name} has no collection: pass --collection and --topics "
-                             f"(irds: ids or dataset folders), define them in a [pairs.{pair.name}] "
-                             "table of the config, or use --benchmark flores")
+                             "(irds: ids or dataset folders), define them in a "
+                             f"[pairs.{pair.name}] table of the config, or use --benchmark flores")
         collection = Dataset(COLLECTION or pair.collection)
         topics = Dataset(TOPICS or (COLLECTION if COLLECTION else pair.dev_topics))
         variety_file = Path(pair.variety_queries) if pair.variety_queries else \
@@ -211,7 +213,8 @@ for pair in pairs:
             # cached by content: only new or changed queries reach the engine
             translated = translation.translate_queries(
                 lowres_queries, pair.variety, pair.highres, TRANSLATE_QUERIES,
-                TRANSLATION_MODEL or None, cache_path=paths["data_dir"] / "translation-cache.sqlite")
+                TRANSLATION_MODEL or None,
+                cache_path=paths["data_dir"] / "translation-cache.sqlite")
             write_queries(translated, translated_file)
             query_sets.append((label, translated))
         else:
@@ -260,6 +263,5 @@ if tables:
         name += f".translated-{TRANSLATE_QUERIES}"
     stage = f"{model}.rerank-{model_label(RERANK)}" if RERANK else model
     out = paths["runs_dir"] / f"{benchmark}.{stage}.{name}.gap.md"
-    with atomic_path(out) as tmp:
-        tmp.write_text(text)
+    write_text(out, text)
     log.info("wrote %s († = differs from the high-resource queries, corrected p < 0.05)", out)

@@ -56,7 +56,7 @@ from crossvariety.datasets import Dataset
 from crossvariety.errors import UsageError
 from crossvariety.models import model_label, resolve_model
 from crossvariety.rerank import MonoT5ReRanker, attach_text
-from crossvariety.runs import atomic_path, cached_run, run_path
+from crossvariety.runs import cached_run, run_path, write_text
 
 log = logging.getLogger("run_neuclir")
 if not MODELS:
@@ -131,6 +131,5 @@ for table in tables:
     print(evaluation.format_table(table))
 stage = "rerank" if RERANK else "retrieve"
 out = paths["runs_dir"] / f"neuclir.{stage}.q-{QUERY_FIELD}.tables.md"
-with atomic_path(out) as tmp:
-    tmp.write_text("\n".join(evaluation.format_table(t) for t in tables))
+write_text(out, "\n".join(evaluation.format_table(t) for t in tables))
 log.info("wrote %s († = differs from the first model, corrected p < 0.05)", out)

@@ -50,7 +50,8 @@ FIELDS = [f.name for f in dataclasses.fields(Pair) if f.name != "name"]
 
 def _mmarco(name, variety, highres, analyzer):
     return Pair(name, variety, highres, analyzer, f"irds:mmarco/v2/{highres}",
-                f"irds:mmarco/v2/{highres}/dev/small", train_topics=f"irds:mmarco/v2/{highres}/train")
+                f"irds:mmarco/v2/{highres}/dev/small",
+                train_topics=f"irds:mmarco/v2/{highres}/train")
 
 
 PAIRS = {p.name: p for p in [

@@ -10,16 +10,16 @@ whose qrels judge it, the published value's key, and the cell it is tested again
   rq3       the fine-tuned models zero-shot on the other pairs
   neumarco  original vs fine-tuned BGE-M3 and mT5 on neuMARCO (English queries, Persian,
   neuclir   Russian, Chinese passages) and neuCLIR (news documents, TREC 2022 and 2023 topics)
-  gap       the gap table of one run_mmarco.py config (the FLORES main job, your own pair)
+and, for one experiment config (the FLORES main job, your own pair), the table its run script
+prints (``config_cells``).
 
 Where the runs are, and what makes a missing one, comes from the experiment configs: each
 config's settings say which run files its script writes and where (``config_outputs``).
 """
 import csv
-import functools
-import logging
-import math
 import dataclasses
+import functools
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,8 +30,6 @@ from .datasets import Dataset, dataset_name
 from .errors import UsageError
 from .models import model_label
 from .runs import read_run, run_path
-
-log = logging.getLogger(__name__)
 
 PUBLISHED = Path(__file__).parent / "published" / "afdt-models-mmarco.csv"
 PAPER_PAIRS = ["ca-fr", "oc-fr", "af-dt", "scn-it", "yue-zh", "ms-id", "gd-en"]
@@ -388,8 +386,9 @@ def table(cells, measures, tolerance=0.01):
             paper = published_value(cell, m)
             paper = math.nan if paper is None else paper
             diff = ours - paper
+            flag = not math.isnan(diff) and abs(diff) > tolerance
             row.update({m: ours, f"{m} p": p, f"{m} paper": paper, f"{m} diff": diff,
-                        f"{m} flag": bool(abs(diff) > tolerance) if not math.isnan(diff) else False})
+                        f"{m} flag": flag})
         row["run"] = cell.run
         rows.append(row)
     return pd.DataFrame(rows)

@@ -195,7 +195,8 @@ def configure(namespace, help, positional=(), argv=None):
         # ir_datasets resets its logger's level on first use, but keeps its filters. A failed
         # download is reported by our own error, which says what to fetch and where to put it.
         logging.getLogger("ir_datasets").addFilter(lambda record: record.levelno >= logging.ERROR)
-    paths = {key: Path(os.path.expanduser(value)) if value else None for key, value in paths.items()}
+    paths = {key: Path(os.path.expanduser(value)) if value else None
+             for key, value in paths.items()}
     paths["config"] = Path(args.config) if args.config else None  # the file itself, if any
     return paths
 

@@ -177,7 +177,7 @@ def fake_hub(cache, repo, files, repo_type="dataset"):
 
 
 def run_script(script, *args, cwd, check=True, env=None):
-    """Run a stage script as a user would (``env``: extra variables); return the CompletedProcess."""
+    """Run a stage script as a user would (``env``: more variables); return the process."""
     env = dict(os.environ, IR_DATASETS_HOME=str(IRDS_HOME), PYTHONPATH=str(REPO), **(env or {}))
     proc = subprocess.run([sys.executable, str(REPO / script), *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)

@@ -193,7 +193,7 @@ def test_released_queries_land_where_the_run_scripts_look(tmp_path, monkeypatch)
         released.install_queries("gd-en", tmp_path / "gd.tsv", "dev", ["1"])
     target = tmp_path / "data" / "translations" / "mmarco-v2-fr-train.ca.tsv"
     with pytest.raises(UserError, match="queries/train/mmarco.v2.fr_ca.train.judged.tsv"):
-        released.install_queries("ca-fr", target, "train")  # not in the (fake) release: one clear error
+        released.install_queries("ca-fr", target, "train")  # not in the (fake) release
     assert not target.exists()
     path = released.resolve("paper:ca-fr", "training")
     assert path.endswith("triples.fr_ca.train.HN.2way.2.0M.jsonl") and str(hub) in path

@@ -18,7 +18,8 @@ CASES = [
     # script, arguments, status, what the one line says
     ("index_bm25.py", ["--dataset", "nope"], 1, r"dataset 'nope' is neither an irds: id nor a "
                                                 r"directory; give an irds: id"),
-    ("index_bm25.py", ["--dataset", "irds:mmarco/v2/xx"], 1, r"unknown ir_datasets id 'mmarco/v2/xx'"),
+    ("index_bm25.py", ["--dataset", "irds:mmarco/v2/xx"], 1,
+     r"unknown ir_datasets id 'mmarco/v2/xx'"),
     ("index_bm25.py", ["--dataset", "irds:mmarco/v2/fr", "--lang", "xx"], 2,
      r"unknown language 'xx': use an ISO 639 code"),
     ("index_bm25.py", ["--dataset", "empty"], 2, r"the language of empty is unknown; pass --lang"),
@@ -47,8 +48,11 @@ CASES = [
     ("run_mmarco.py", ["--config", "bad_pair.toml"], 2,
      r"bad_pair.toml: \[pairs.gl-pt\] has unknown key\(s\) colection"),
     ("run_mmarco.py", ["--config", "missing.toml"], 2, r"config file missing.toml does not exist"),
-    ("run_mmarco.py", ["--pairs", "af-dt"], 1, r"no af queries for af-dt at "
-                                               r"data/translations/mmarco-v2-dt-dev-small.af.tsv"),
+    ("run_mmarco.py", ["--pairs", "ca-fr", "--variety-queries", "nope.tsv"], 1,
+     r"no ca queries for ca-fr at nope.tsv; put the ca version of irds:mmarco/v2/fr/dev/small"),
+    ("run_mmarco.py", ["--pairs", "oc-fr"], 1,
+     r"could not get queries/dev_small/oc.tsv of the paper's released data \(Hugging Face dataset "
+     r"andreaschari/mmarco-lt\): not in the local Hugging Face cache"),
     ("run_mmarco.py", ["--variety-queries", "bad.tsv"], 1,
      r"bad.tsv: 2 malformed line\(s\): bad.tsv:2: no tab between qid and query.*\| bad.tsv:3: "
      r"qid '999' is not a query"),
@@ -100,9 +104,12 @@ CASES = [
      1, r"Apertium has no scn->it pair here"),
     ("mine_negatives.py", ["--pair", "xx-fr"], 2, r"unknown language pair 'xx-fr'"),
     ("mine_negatives.py", ["--source", "run"], 2, r"--source run needs --run FILE"),
-    ("mine_negatives.py", ["--pair", "gl-pt"], 2, r"pair gl-pt has no training topics or collection"),
+    ("mine_negatives.py", ["--pair", "gl-pt"], 2,
+     r"pair gl-pt has no training topics or collection"),
     ("mine_negatives.py", ["--source", "run", "--run", "run.res"], 1,
-     r"mmarco-v2-fr-train.ca.tsv: query file not found"),
+     r"could not get queries/train/mmarco.v2.fr_ca.train.judged.tsv of the paper's released"),
+    ("mine_negatives.py", ["--source", "run", "--run", "run.res", "--queries", "nope.tsv"], 1,
+     r"nope.tsv: query file not found"),
     ("finetune_mt5.py", ["--train", "bad.jsonl"], 1, r"bad.jsonl:2: a training example is"),
     ("finetune_mt5.py", ["--train", "good.jsonl", "--triples", "nope.tsv"], 1,
      r"triples file nope.tsv not found"),
@@ -111,7 +118,8 @@ CASES = [
      r"--precision fp16 needs a GPU"),
     ("finetune_bgem3.py", ["--train", "paper:gd-en"], 2,
      r"paper:gd-en: the paper released training files for paper:ca-fr, paper:af-dt only"),
-    ("make_tables.py", ["--experiments", "rq9"], 2, r"unknown experiment\(s\) rq9; choose from rq1"),
+    ("make_tables.py", ["--experiments", "rq9"], 2,
+     r"unknown experiment\(s\) rq9; choose from rq1"),
     ("make_tables.py", ["--rename", "bge-m3-lt-cafr"], 2, r"--rename takes PAPER=OURS"),
     ("make_tables.py", ["--format", "html"], 2, r"unknown format 'html'"),
     ("make_tables.py", ["--config", "bad_pair.toml"], 2, r"\[pairs.gl-pt\] has unknown key"),
