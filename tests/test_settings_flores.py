@@ -112,16 +112,6 @@ def test_flores_codes_by_language_and_script(tmp_path):
         flores.flores_code(source, "sr")
 
 
-def script_settings(script):
-    """The setting names a stage script declares in its HELP dict (read, not imported)."""
-    import ast
-    tree = ast.parse(script.read_text())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "HELP":
-            return {key.value.lower() for key in node.value.keys}
-    raise AssertionError(f"{script} has no HELP dict")
-
-
 def test_every_config_names_real_scripts_and_settings():
     import tomllib
     configs = sorted((settings.REPO_ROOT / "configs").glob("*.toml"))
@@ -136,4 +126,4 @@ def test_every_config_names_real_scripts_and_settings():
                 continue
             script = settings.REPO_ROOT / f"{table}.py"
             assert script.is_file(), f"{config}: [{table}] names no script"
-            assert set(values) <= script_settings(script), f"{config}: [{table}]"
+            assert set(values) <= set(settings.script_defaults(table)), f"{config}: [{table}]"
