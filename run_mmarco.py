@@ -178,8 +178,7 @@ for pair in pairs:
             raise UsageError(f"pair {pair.name} has no collection: pass --collection and --topics "
                              "(irds: ids or dataset folders), define them in a "
                              f"[pairs.{pair.name}] table of the config, or use --benchmark flores")
-        collection = Dataset(COLLECTION or pair.collection)
-        topics = Dataset(TOPICS or (COLLECTION if COLLECTION else pair.dev_topics))
+        collection, topics = map(Dataset, pair.data(COLLECTION, TOPICS))
         variety_file = Path(pair.variety_queries) if pair.variety_queries else \
             variety_queries_path(paths["translations_dir"], topics.name, pair.variety)
     if VARIETY_QUERIES:
@@ -208,7 +207,7 @@ for pair in pairs:
     query_sets = [(pair.highres, highres_queries), (pair.variety, lowres_queries)]
     if TRANSLATE_QUERIES:
         if translation.covers(TRANSLATE_QUERIES, pair.variety, pair.highres):
-            label = f"{pair.variety}2{pair.highres}-{TRANSLATE_QUERIES}"
+            label = pair.translated(TRANSLATE_QUERIES)
             translated_file = paths["translations_dir"] / f"{topics.name}.{label}.tsv.gz"
             # cached by content: only new or changed queries reach the engine
             translated = translation.translate_queries(

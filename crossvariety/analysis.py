@@ -41,6 +41,15 @@ _ENGLISH_STOPWORDS = set(
     "there these they this to was will with".split())
 CJK_MODES = ["bigrams", "unigrams+bigrams"]  # the first is the paper's (Lucene's CJK analyzer)
 
+
+def spec(lang, cjk="bigrams"):
+    """(language, CJK mode) of an analysis: the canonical language code, and the CJK mode for
+    Chinese and Cantonese (None for other languages, where it changes nothing)."""
+    lang = languages.canonical(lang)
+    if cjk not in CJK_MODES:
+        raise UsageError(f"unknown CJK analysis {cjk!r}; choose {' or '.join(CJK_MODES)}")
+    return lang, (cjk if lang in languages.CJK else None)
+
 _APOSTROPHES = str.maketrans({c: "'" for c in "\u2019\u2018\u02bc\u00b4`\u2032"})
 _DIGITS = str.maketrans({**{chr(0x0660 + i): str(i) for i in range(10)},
                          **{chr(0x06F0 + i): str(i) for i in range(10)}})
@@ -57,10 +66,7 @@ class Analyzer:
     """text -> list of index terms for one language. Picklable (by language code and CJK mode)."""
 
     def __init__(self, lang, cjk="bigrams"):
-        self.lang = languages.canonical(lang)
-        if cjk not in CJK_MODES:
-            raise UsageError(f"unknown CJK analysis {cjk!r}; choose {' or '.join(CJK_MODES)}")
-        self.cjk = cjk if self.lang in languages.CJK else None
+        self.lang, self.cjk = spec(lang, cjk)
         self.elision = _ELISION.get(self.lang, set())
         self.word = _WORD_CA if self.lang == "ca" else _WORD
         algorithm = languages.SNOWBALL.get(self.lang)

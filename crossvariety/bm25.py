@@ -25,9 +25,9 @@ from pathlib import Path
 import pyterrier as pt
 from tqdm.auto import tqdm
 
-from .analysis import CJK_MODES, get_analyzer
-from .errors import UsageError, UserError
-from .languages import CJK, canonical
+from . import analysis
+from .analysis import get_analyzer
+from .errors import UserError
 from .runs import atomic_path
 
 log = logging.getLogger(__name__)
@@ -69,19 +69,10 @@ def pisa_quiet():
                 log.error("PISA's last output:\n%s", "\n".join(tail))
 
 
-def analysis_spec(lang, cjk="bigrams"):
-    """The analysis an index is built with: its language and, for Chinese and Cantonese, the
-    CJK mode (None elsewhere)."""
-    lang = canonical(lang)
-    if cjk not in CJK_MODES:
-        raise UsageError(f"unknown CJK analysis {cjk!r}; choose {' or '.join(CJK_MODES)}")
-    return lang, (cjk if lang in CJK else None)
-
-
 def model_label(lang, cjk="bigrams"):
     """BM25's name in index folders and run files: bm25, or bm25-unibi for Chinese/Cantonese
     analysed into unigrams + bigrams."""
-    return "bm25-unibi" if analysis_spec(lang, cjk)[1] == "unigrams+bigrams" else "bm25"
+    return "bm25-unibi" if analysis.spec(lang, cjk)[1] == "unigrams+bigrams" else "bm25"
 
 
 def _analyse(job):
@@ -116,7 +107,7 @@ def build_index(docs, lang, index_dir, workers=0, total=None, batch_size=2000, c
     """Analyse ``docs`` ({"docno", "text"} dicts) on ``workers`` processes (0 = all cores) and
     build a PISA index at ``index_dir``. The index appears only when complete."""
     from pyterrier_pisa import PisaIndex
-    spec = analysis_spec(lang, cjk)
+    spec = analysis.spec(lang, cjk)
     get_analyzer(spec[0], spec[1] or "bigrams")  # fail, or warn of a generic analysis, at once
     label = spec[0] + (f", {spec[1]}" if spec[1] else "")
     workers = workers or os.cpu_count()

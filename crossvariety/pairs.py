@@ -44,6 +44,15 @@ class Pair:
         """The topics of the comparison: ``topics``, else the collection's own queries."""
         return self.topics or self.collection
 
+    def data(self, collection="", topics=""):
+        """(collection, topics) of the comparison: the given ones (run_mmarco.py --collection,
+        --topics; a collection's topics are its own) override the pair's."""
+        return collection or self.collection, topics or collection or self.dev_topics
+
+    def translated(self, engine):
+        """The label of the variety queries translated back by ``engine`` (ca2fr-apertium)."""
+        return f"{self.variety}2{self.highres}-{engine}"
+
 
 FIELDS = [f.name for f in dataclasses.fields(Pair) if f.name != "name"]
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import bm25, evaluation, pairs, settings, translation
+from . import bm25, evaluation, flores, pairs, settings, translation
 from .datasets import Dataset, dataset_name
 from .errors import UsageError
 from .models import model_label
@@ -245,10 +245,9 @@ def config_outputs(config):
         for pair in pairs.get_pairs(run["pairs"]):
             if run["benchmark"] == "flores":
                 topics = collection = str(Path(paths["data_dir"]) /
-                                          f"flores200-devtest-{pair.highres}")
+                                          flores.dataset_name(pair.highres))
             else:
-                topics = run["topics"] or run["collection"] or pair.dev_topics
-                collection = run["collection"] or pair.collection
+                collection, topics = pair.data(run["collection"], run["topics"])
             if run["model"] == "bm25":
                 first, encode = bm25.model_label(pair.analyzer, run["cjk"]), []
             else:
@@ -257,11 +256,11 @@ def config_outputs(config):
             query_sets = [(pair.highres, "highres"), (pair.variety, "variety")]
             engine = run["translate_queries"]
             if engine and translation.covers(engine, pair.variety, pair.highres):
-                query_sets.append((f"{pair.variety}2{pair.highres}-{engine}", "translated"))
+                query_sets.append((pair.translated(engine), "translated"))
             # translated-query runs that another config wrote beside these (the FLORES chart)
             prefix = f"{dataset_name(topics)}.{first}.q-"
             for found in sorted(Path(paths["runs_dir"]).glob(
-                    f"{prefix}{pair.variety}2{pair.highres}-*.retrieve.res.gz")):
+                    f"{prefix}{pair.translated('*')}.retrieve.res.gz")):
                 label = found.name[len(prefix):].split(".")[0]
                 if label not in [q for q, _ in query_sets]:
                     query_sets.append((label, "translated"))

@@ -104,9 +104,23 @@ def config_tables(path, section="SCRIPT"):
 
 
 def read_config(path, section):
-    """Return (paths overrides, section overrides, pair tables) from a TOML config file."""
+    """Return (paths overrides, section overrides) from a TOML config file, after defining the
+    language pairs of its [pairs.NAME] tables."""
     config = config_tables(path, section)
-    return config.get("paths", {}), config.get(section, {}), config.get("pairs", {})
+    pair_tables = config.get("pairs", {})
+    if not isinstance(pair_tables, dict):
+        raise ConfigError(f"{path}: define pairs as tables [pairs.NAME]")
+    for name, table in pair_tables.items():
+        try:
+            pairs.define(name, table, f"{path}: [pairs.{name}]")
+        except UserError as e:
+            raise ConfigError(str(e)) from None
+    return config.get("paths", {}), config.get(section, {})
+
+
+def _expand(paths):
+    return {key: Path(os.path.expanduser(value)) if value else None
+            for key, value in paths.items()}
 
 
 def configure(namespace, help, positional=(), argv=None):
@@ -159,14 +173,7 @@ def configure(namespace, help, positional=(), argv=None):
     paths = dict(PATHS)
     pairs.DEFINED.clear()
     if args.config:
-        path_overrides, overrides, pair_tables = read_config(args.config, script)
-        if not isinstance(pair_tables, dict):
-            raise ConfigError(f"{args.config}: define pairs as tables [pairs.NAME]")
-        for name, table in pair_tables.items():
-            try:
-                pairs.define(name, table, f"{args.config}: [pairs.{name}]")
-            except UserError as e:
-                raise ConfigError(str(e)) from None
+        path_overrides, overrides = read_config(args.config, script)
         for key, value in path_overrides.items():
             if key not in PATHS:
                 raise ConfigError(f"{args.config}: [paths] has unknown key {key!r}; "
@@ -195,8 +202,7 @@ def configure(namespace, help, positional=(), argv=None):
         # ir_datasets resets its logger's level on first use, but keeps its filters. A failed
         # download is reported by our own error, which says what to fetch and where to put it.
         logging.getLogger("ir_datasets").addFilter(lambda record: record.levelno >= logging.ERROR)
-    paths = {key: Path(os.path.expanduser(value)) if value else None
-             for key, value in paths.items()}
+    paths = _expand(paths)
     paths["config"] = Path(args.config) if args.config else None  # the file itself, if any
     return paths
 
@@ -221,13 +227,9 @@ def experiment_settings(config, script):
     """(paths, settings) that ``script.py --config config`` runs with: the script's defaults and
     the experiment paths, overridden by the config's [paths] and [script] tables. Pairs the
     config defines are defined."""
-    path_overrides, overrides, pair_tables = read_config(config, script)
-    for name, table in pair_tables.items():
-        pairs.define(name, table, f"{config}: [pairs.{name}]")
+    path_overrides, overrides = read_config(config, script)
     defaults = script_defaults(script)
     unknown = sorted(set(overrides) - set(defaults))
     if unknown:
         raise ConfigError(f"{config}: [{script}] has unknown key(s) {', '.join(unknown)}")
-    paths = {**PATHS, **path_overrides}
-    return ({key: Path(os.path.expanduser(v)) if v else None for key, v in paths.items()},
-            {**defaults, **overrides})
+    return _expand({**PATHS, **path_overrides}), {**defaults, **overrides}
