@@ -3,7 +3,6 @@ a non-zero status (2 for wrong arguments and settings, 1 for files, data and dow
 traceback. Nothing is written."""
 import concurrent.futures
 import re
-from pathlib import Path
 
 import pytest
 
