@@ -95,3 +95,70 @@ def synthetic_passages(n, seed=0):
     return [" ".join(np.asarray(words)[rng.choice(len(words), size=k, p=weights)])
             for k in lengths]
 
+
+
+# ColBERT-XM's encoder: X-MOD base (XLM-R base with a bottleneck adapter per language and layer).
+XMOD_LANGUAGES = ("en_XX", "fr_XX", "nl_XX", "it_IT", "zh_CN", "id_ID", "fa_IR", "ru_RU")
+XMOD_BASE = dict(vocab_size=250002, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                 intermediate_size=3072, max_position_embeddings=514, type_vocab_size=1,
+                 layer_norm_eps=1e-5, adapter_reduction_factor=2)
+XMOD_TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                 max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5,
+                 adapter_reduction_factor=2, initializer_range=0.2)
+# colbert-ai's settings as the ColBERT-XM checkpoints store them (artifact.metadata)
+COLBERT_XM_METADATA = dict(query_token_id="[unused0]", doc_token_id="[unused1]", query_token="[Q]",
+                           doc_token="[D]", dim=128, doc_maxlen=256, query_maxlen=32,
+                           mask_punctuation=True, attend_to_mask_tokens=True,
+                           interaction="colbert", similarity="cosine", nbits=2,
+                           kmeans_niters=4)
+
+
+def build_colbert_xm(path, texts, size="tiny", vocab_size=2000, seed=0, dim=None,
+                     default_language="en_XX", languages=XMOD_LANGUAGES, lexical=False):
+    """A ColBERT-XM checkpoint at random weights in the Stanford format of the published ones
+    (config.json with architectures HF_ColBERT, weights roberta.* + linear.weight,
+    artifact.metadata), loadable by colbert-ai and by crossvariety.colbert.
+
+    ``lexical``: the layers' output projections and the position embeddings are scaled down,
+    so that a token's vector is mostly its own embedding: MaxSim then behaves like token
+    matching, and rankings have clear winners (a random model's scores are near-ties)."""
+    import json
+    import shutil
+    from safetensors.torch import save_file
+    from transformers import AutoTokenizer, XmodConfig, XmodModel
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        model_file = _sentencepiece(texts, Path(tmp) / "sp", vocab_size)
+        shutil.copy(model_file, path / "sentencepiece.bpe.model")
+    (path / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "XLMRobertaTokenizer", "model_max_length": 512}))
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer.save_pretrained(path)
+    shape = dict(XMOD_BASE) if size == "base" else dict(XMOD_TINY, vocab_size=len(tokenizer))
+    config = XmodConfig(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                        eos_token_id=tokenizer.eos_token_id, languages=list(languages),
+                        default_language=default_language, **shape)
+    metadata = dict(COLBERT_XM_METADATA, dim=dim or COLBERT_XM_METADATA["dim"])
+    torch.manual_seed(seed)
+    encoder = XmodModel(config, add_pooling_layer=False)
+    if lexical:
+        with torch.no_grad():
+            encoder.embeddings.token_type_embeddings.weight.zero_()  # shared by every token
+            # query augmentation's <mask> vectors then match every document's </s> alike
+            words = encoder.embeddings.word_embeddings.weight
+            words[tokenizer.mask_token_id] = words[tokenizer.eos_token_id]
+            encoder.embeddings.position_embeddings.weight.mul_(0.05)
+            for layer in encoder.encoder.layer:
+                layer.attention.output.dense.weight.mul_(0.05)
+                layer.output.dense.weight.mul_(0.05)
+                for adapter in layer.output.adapter_modules.values():
+                    adapter.dense2.weight.mul_(0.05)
+    linear = torch.nn.Linear(config.hidden_size, metadata["dim"], bias=False)
+    state = {f"roberta.{k}": v.contiguous() for k, v in encoder.state_dict().items()}
+    state["linear.weight"] = linear.weight.detach().contiguous()
+    save_file(state, str(path / "model.safetensors"), metadata={"format": "pt"})
+    config.architectures = ["HF_ColBERT"]
+    config.save_pretrained(path)
+    (path / "artifact.metadata").write_text(json.dumps(metadata, indent=2))
+    return path

@@ -1,0 +1,479 @@
+"""PLAID: a compressed multi-vector index of ColBERT token vectors and its search, in torch.
+
+colbert-ai's algorithm (Santhanam et al., 2022) and defaults, without its integer passage ids,
+C++ JIT extensions or faiss:
+- codec: k-means centroids (2^floor(log2(16 sqrt(#vectors))) of them, kmeans_niters Lloyd
+  iterations on a sample of 16 sqrt(120 #docs) documents, normalised), and per dimension a
+  residual quantised to 2^nbits buckets (cut-offs and weights from quantiles of held-out
+  residuals). A vector is stored as its centroid id (int32) + nbits per dimension.
+- search of a query matrix Q: the ncells best centroids of every query vector give candidate
+  documents (inverted lists); their centroid-only scores, first with centroids scoring below
+  centroid_score_threshold left out, keep ndocs then ndocs/4 documents; those are decompressed
+  and scored exactly (MaxSim), and the top k returned. Defaults for k > 100 as colbert-ai's:
+  ncells 4, threshold 0.4, ndocs max(4k, 4096).
+- one difference: when the probed cells hold fewer than k documents (small collections), the
+  probe widens (ncells doubled) until they do, so a query gets k results whenever the
+  collection has k documents; colbert-ai returns fewer.
+
+An index is a folder: meta.json, codec.pt, codes.npy, residuals.npy, doclens.npy, ivf.npy,
+ivf_lengths.npy and docnos.npids (the collection's own docno strings). Like the dense indexes it
+is built in chunks under {index}.parts/ (resumable, shardable with --shard i/n: shard 0 trains
+the codec, the others wait for it), then merged into the folder, which appears only complete.
+"""
+import itertools
+import json
+import logging
+import math
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pyterrier as pt
+import torch
+from tqdm.auto import tqdm
+
+from .batching import default_device
+from .dense import parse_shard
+from .errors import UserError
+from .models import model_label
+from .runs import atomic_path
+
+log = logging.getLogger(__name__)
+SAMPLE_SEED = 12345  # colbert-ai's
+KMEANS_SEED = 123  # colbert-ai's (faiss)
+DOC_LANG_SUFFIX = "-doclang-config"
+
+
+# ----------------------------------------------------------------------------- the codec
+
+def sample_size(num_docs):
+    """colbert-ai's number of documents sampled to train the codec."""
+    return min(1 + int(16 * math.sqrt(120 * num_docs)), num_docs)
+
+
+def num_partitions(num_vectors):
+    return int(2 ** math.floor(math.log2(16 * math.sqrt(num_vectors))))
+
+
+def kmeans(points, k, niters, seed=KMEANS_SEED, block=1 << 16):
+    """Lloyd's k-means (L2), initialised with k distinct random points, as faiss does; an empty
+    cluster keeps its centroid. Returns [k, dim] float32 centroids."""
+    generator = torch.Generator().manual_seed(seed)
+    points = points.float()
+    centroids = points[torch.randperm(len(points), generator=generator)[:k].to(points.device)]
+    for _ in range(niters):
+        sums = torch.zeros_like(centroids)
+        counts = torch.zeros(k, device=points.device)
+        half_norms = (centroids * centroids).sum(1) / 2
+        for b in range(0, len(points), block):
+            x = points[b:b + block]
+            nearest = (x @ centroids.T - half_norms).argmax(1)
+            sums.index_add_(0, nearest, x)
+            counts.index_add_(0, nearest, torch.ones(len(x), device=points.device))
+        filled = counts > 0
+        centroids[filled] = sums[filled] / counts[filled, None]
+    return centroids
+
+
+class Codec:
+    """Centroids + nbits-per-dimension residuals (colbert-ai's ResidualCodec)."""
+
+    def __init__(self, centroids, bucket_cutoffs, bucket_weights, nbits):
+        self.centroids = centroids.float()
+        self.bucket_cutoffs = bucket_cutoffs.float()
+        self.bucket_weights = bucket_weights.float()
+        self.nbits = nbits
+        per_byte = 8 // nbits
+        # byte -> the per_byte bucket ids it packs, first dimension in the high bits
+        shifts = torch.arange(per_byte - 1, -1, -1) * nbits
+        self.unpack_table = ((torch.arange(256)[:, None] >> shifts) & (2 ** nbits - 1)).to(
+            torch.uint8)
+
+    @classmethod
+    def train(cls, vectors, nbits=2, niters=4, num_centroids=None):
+        """From a sample of vectors: 95% train the centroids, 5% (up to 50,000) give the
+        residual buckets, as in colbert-ai."""
+        generator = torch.Generator().manual_seed(SAMPLE_SEED)
+        vectors = vectors[torch.randperm(len(vectors), generator=generator).to(vectors.device)]
+        heldout_size = min(50_000, int(0.05 * len(vectors)))
+        train, heldout = vectors[:len(vectors) - heldout_size], vectors[len(vectors) - heldout_size:]
+        k = num_centroids or num_partitions(len(vectors))
+        k = min(k, 2 ** int(math.log2(len(train))))  # tiny collections: no more than the points
+        centroids = torch.nn.functional.normalize(kmeans(train, k, niters), dim=-1)
+        if not len(heldout):
+            heldout = train
+        codes = cls._nearest(centroids, heldout.float())
+        residuals = (heldout.float() - centroids[codes]).flatten()
+        options = 2 ** nbits
+        quantiles = torch.arange(options, device=residuals.device, dtype=torch.float32) / options
+        sample = residuals[:16_000_000]  # torch.quantile's limit on its input size
+        cutoffs = torch.quantile(sample, quantiles[1:])
+        weights = torch.quantile(sample, quantiles + 0.5 / options)
+        return cls(centroids.cpu(), cutoffs.cpu(), weights.cpu(), nbits)
+
+    @staticmethod
+    def _nearest(centroids, vectors, block=1 << 16):
+        return torch.cat([(centroids @ vectors[b:b + block].T).argmax(0)
+                          for b in range(0, len(vectors), block)]) if len(vectors) else \
+            torch.empty(0, dtype=torch.long, device=vectors.device)
+
+    def to(self, device):
+        return Codec(self.centroids.to(device), self.bucket_cutoffs.to(device),
+                     self.bucket_weights.to(device), self.nbits)
+
+    def compress(self, vectors):
+        """vectors [n, dim] -> (codes int32 [n], packed residual buckets uint8 [n, dim*nbits/8])."""
+        vectors = vectors.to(self.centroids.device, torch.float32)
+        codes = self._nearest(self.centroids, vectors)
+        buckets = torch.bucketize(vectors - self.centroids[codes], self.bucket_cutoffs)
+        per_byte = 8 // self.nbits
+        buckets = buckets.view(len(vectors), -1, per_byte)
+        shifts = torch.arange(per_byte - 1, -1, -1, device=buckets.device) * self.nbits
+        packed = (buckets << shifts).sum(-1).to(torch.uint8)
+        return codes.to(torch.int32), packed
+
+    def decompress(self, codes, packed):
+        """-> normalised float32 vectors [n, dim]."""
+        buckets = self.unpack_table.to(packed.device)[packed.long()].flatten(1)
+        vectors = self.centroids[codes.long()] + self.bucket_weights[buckets.long()]
+        return torch.nn.functional.normalize(vectors, p=2, dim=-1)
+
+    def save(self, path):
+        torch.save({"centroids": self.centroids, "bucket_cutoffs": self.bucket_cutoffs,
+                    "bucket_weights": self.bucket_weights, "nbits": self.nbits}, path)
+
+    @classmethod
+    def load(cls, path, device="cpu"):
+        state = torch.load(path, map_location=device, weights_only=True)
+        return cls(state["centroids"], state["bucket_cutoffs"], state["bucket_weights"],
+                   state["nbits"])
+
+
+# ----------------------------------------------------------------------------- indexing
+
+def default_index_path(index_dir, model, dataset_name, doc_lang_from_config=False):
+    """{index_dir}/{model}[-doclang-config]/{collection}."""
+    return Path(index_dir) / (model_label(model) + (DOC_LANG_SUFFIX if doc_lang_from_config
+                                                    else "")) / dataset_name
+
+
+def parts_dir(index_dir):
+    return Path(f"{index_dir}.parts")
+
+
+def index_built(index_dir):
+    return (Path(index_dir) / "meta.json").is_file()
+
+
+def train_codec(docs, encoder, parts, total, nbits, kmeans_niters):
+    """Encode colbert-ai's sample of the collection and train the codec into {parts}/codec.pt."""
+    codec_file = parts / "codec.pt"
+    start = time.time()
+    size = sample_size(total)
+    chosen = np.sort(np.random.default_rng(SAMPLE_SEED).choice(total, size, replace=False))
+    wanted = set(chosen.tolist())
+    texts = [d["text"] for k, d in enumerate(tqdm(docs(), total=total, unit="doc",
+                                                  desc="codec sample", mininterval=5))
+             if k in wanted]
+    vectors, lengths = encoder.encode_docs(texts, desc="codec sample")
+    estimate = int(total * lengths.mean()) if len(lengths) else 0
+    if not len(vectors):
+        raise UserError("the sampled documents have no tokens to index; is the collection empty?")
+    codec = Codec.train(vectors.to(encoder.device), nbits, kmeans_niters,
+                        num_partitions(max(estimate, 1)))
+    with atomic_path(codec_file) as tmp:
+        codec.save(tmp)
+    log.info("codec: %d centroids, %d-bit residuals, from %d sampled documents (%d vectors) "
+             "in %.1fs", len(codec.centroids), nbits, size, len(vectors), time.time() - start)
+    return codec
+
+
+def encode_chunks(docs, encoder, index_dir, shard="0/1", chunk_docs=25_000, total=None, nbits=2,
+                  kmeans_niters=4, wait_seconds=30):
+    """Train the codec (shard 0) or wait for it, then encode and compress this shard's chunks of
+    the collection into {index}.parts/, skipping chunks already there. ``docs`` is a function
+    giving a fresh iterator of {"docno", "text"}. Returns the number of chunks."""
+    i, n = parse_shard(shard)
+    parts = parts_dir(index_dir)
+    parts.mkdir(parents=True, exist_ok=True)
+    meta = {"model": encoder.model_name, "language": encoder.language,
+            "doc_language": encoder.doc_language, "saved_language": encoder.saved_language,
+            "settings": encoder.settings, "nbits": nbits, "kmeans_niters": kmeans_niters,
+            "chunk_docs": chunk_docs}
+    (parts / "meta.json").write_text(json.dumps(meta, indent=1))
+    codec_file = parts / "codec.pt"
+    if total is None:
+        total = sum(1 for _ in docs())
+    while not codec_file.is_file() and i != 0:
+        log.info("shard %d/%d: waiting for shard 0 to train the codec (%s)", i, n, codec_file)
+        time.sleep(wait_seconds)
+    codec = Codec.load(codec_file) if codec_file.is_file() else \
+        train_codec(docs, encoder, parts, total, nbits, kmeans_niters)
+    codec = codec.to(encoder.device)
+
+    start, encoded, k = time.time(), 0, -1
+    progress = tqdm(total=total, unit="doc", desc=f"ColBERT-XM index (shard {i}/{n})",
+                    mininterval=5)
+    stream = iter(docs())
+    for k, batch in enumerate(iter(lambda: list(itertools.islice(stream, chunk_docs)), [])):
+        progress.update(len(batch))
+        part = parts / f"part-{k:06d}.npz"
+        if k % n != i or part.is_file():
+            continue
+        vectors, lengths = encoder.encode_docs([d["text"] for d in batch], desc=f"chunk {k}")
+        codes, residuals = zip(*(codec.compress(vectors[b:b + (1 << 18)].to(encoder.device))
+                                 for b in range(0, max(len(vectors), 1), 1 << 18)))
+        with atomic_path(part) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, codes=torch.cat(codes).cpu().numpy(),
+                         residuals=torch.cat(residuals).cpu().numpy(),
+                         doclens=lengths.astype(np.int32),
+                         docnos=np.array([d["docno"] for d in batch]))
+        encoded += len(batch)
+    progress.close()
+    chunks = k + 1
+    (parts / f"shard-{i}-of-{n}.done").write_text(str(chunks))
+    seconds = time.time() - start
+    log.info("shard %d/%d: encoded %d documents in %.1fs (%.0f docs/s); %d chunks in all", i, n,
+             encoded, seconds, encoded / max(seconds, 1e-9), chunks)
+    return chunks
+
+
+def missing_chunks(index_dir):
+    from .dense import missing_chunks as dense_missing
+    return dense_missing(index_dir)  # same part-NNNNNN.npz / shard-*.done layout
+
+
+def merge_chunks(index_dir):
+    """Write the index folder from the encoded chunks (codes, residuals, lengths, the inverted
+    lists from centroid to documents, docnos), then remove the chunks."""
+    from npids import Lookup
+    missing = missing_chunks(index_dir)
+    if missing is None or missing:
+        raise UserError(f"cannot merge {index_dir}: chunks "
+                        f"{'not counted yet' if missing is None else missing[:10]} are missing; "
+                        "run the remaining shards first")
+    parts = parts_dir(index_dir)
+    files = sorted(parts.glob("part-*.npz"))
+    start = time.time()
+    doclens, num_vectors = [], 0
+    for path in files:
+        with np.load(path) as part:
+            doclens.append(part["doclens"])
+            width = part["residuals"].shape[1]
+    doclens = np.concatenate(doclens)
+    num_vectors = int(doclens.sum())
+    codec = Codec.load(parts / "codec.pt")
+    with atomic_path(index_dir) as tmp:
+        tmp.mkdir()
+        codes = np.lib.format.open_memmap(tmp / "codes.npy", "w+", np.int32, (num_vectors,))
+        residuals = np.lib.format.open_memmap(tmp / "residuals.npy", "w+", np.uint8,
+                                              (num_vectors, width))
+        offset = 0
+        with Lookup.builder(tmp / "docnos.npids") as docnos:
+            for path in files:
+                with np.load(path) as part:
+                    size = len(part["codes"])
+                    codes[offset:offset + size] = part["codes"]
+                    residuals[offset:offset + size] = part["residuals"]
+                    offset += size
+                    for docno in part["docnos"]:
+                        docnos.add(str(docno))
+        codes.flush()
+        residuals.flush()
+        # inverted lists: for each centroid, the sorted distinct documents with a vector there
+        pids = np.repeat(np.arange(len(doclens), dtype=np.int64), doclens)
+        keys = np.unique(np.asarray(codes, dtype=np.int64) * len(doclens) + pids)
+        np.save(tmp / "ivf.npy", (keys % len(doclens)).astype(np.int32))
+        np.save(tmp / "ivf_lengths.npy",
+                np.bincount(keys // len(doclens), minlength=len(codec.centroids)))
+        np.save(tmp / "doclens.npy", doclens)
+        shutil.copy(parts / "codec.pt", tmp / "codec.pt")
+        meta = json.loads((parts / "meta.json").read_text())
+        meta.update(num_docs=len(doclens), num_vectors=num_vectors,
+                    num_centroids=len(codec.centroids))
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+    shutil.rmtree(parts)
+    log.info("merged %d chunks into %s: %d documents, %d vectors, %.1f bytes/document, in %.1fs",
+             len(files), index_dir, len(doclens), num_vectors, index_bytes(index_dir) /
+             max(len(doclens), 1), time.time() - start)
+
+
+def index_bytes(index_dir):
+    return sum(p.stat().st_size for p in Path(index_dir).iterdir() if p.is_file())
+
+
+def build_index(docs, encoder, index_dir, shard="0/1", chunk_docs=25_000, total=None, nbits=2,
+                kmeans_niters=4):
+    """Encode this shard's chunks; merge into the index once every chunk is encoded. ``docs``:
+    a function giving a fresh iterator of {"docno", "text"}. Returns True when complete."""
+    encode_chunks(docs, encoder, index_dir, shard, chunk_docs, total, nbits, kmeans_niters)
+    missing = missing_chunks(index_dir)
+    if missing:
+        log.info("%d chunks of %s are left to other shards; merge when they are done",
+                 len(missing), index_dir)
+        return False
+    merge_chunks(index_dir)
+    return True
+
+
+# ----------------------------------------------------------------------------- search
+
+class QueryEncoder(pt.Transformer):
+    """query -> query_embs ([query_maxlen, dim] matrices), as pyterrier-colbert names them."""
+
+    def __init__(self, encoder):
+        self.encoder = encoder
+
+    def transform(self, topics):
+        return topics.assign(query_embs=list(self.encoder.encode_queries(
+            topics["query"].tolist()).numpy()))
+
+
+class PlaidSearch(pt.Transformer):
+    """query_embs -> the top ``num_results`` documents of a PLAID index (see the module doc)."""
+
+    def __init__(self, index_dir, num_results=1000, ncells=None, centroid_score_threshold=None,
+                 ndocs=None, device=None, token_budget=1 << 22, verbose=True):
+        from npids import Lookup
+        index_dir = Path(index_dir)
+        if not index_built(index_dir):
+            raise UserError(f"{index_dir} is not a finished ColBERT-XM index; build it with "
+                            "index_colbertxm.py")
+        self.device = default_device(device)
+        self.num_results = num_results
+        big = num_results > 100  # colbert-ai's defaults by k
+        self.ncells = ncells or (4 if big else 2 if num_results > 10 else 1)
+        self.threshold = centroid_score_threshold if centroid_score_threshold is not None else \
+            (0.4 if big else 0.45 if num_results > 10 else 0.5)
+        self.ndocs = ndocs or (max(num_results * 4, 4096) if big else
+                               1024 if num_results > 10 else 256)
+        self.token_budget = token_budget
+        self.verbose = verbose
+        start = time.time()
+        self.meta = json.loads((index_dir / "meta.json").read_text())
+        self.codec = Codec.load(index_dir / "codec.pt").to(self.device)
+        load = (lambda name: torch.from_numpy(np.load(index_dir / name)).to(self.device))
+        self.codes = load("codes.npy")
+        self.residuals = load("residuals.npy")
+        self.doclens = load("doclens.npy").long()
+        self.offsets = torch.cumsum(self.doclens, 0) - self.doclens
+        self.ivf = load("ivf.npy").long()
+        ivf_lengths = load("ivf_lengths.npy").long()
+        self.ivf_offsets = torch.cumsum(ivf_lengths, 0) - ivf_lengths
+        self.ivf_lengths = ivf_lengths
+        self.docnos = Lookup(index_dir / "docnos.npids")
+        log.info("loaded %s (%d documents, %d vectors) onto %s in %.1fs", index_dir,
+                 len(self.doclens), len(self.codes), self.device, time.time() - start)
+
+    def _tokens(self, pids):
+        """Flat vector positions of documents ``pids`` and each position's document index."""
+        lengths = self.doclens[pids]
+        doc_index = torch.repeat_interleave(torch.arange(len(pids), device=self.device), lengths)
+        starts = torch.cumsum(lengths, 0) - lengths
+        positions = self.offsets[pids][doc_index] + torch.arange(len(doc_index),
+                                                                  device=self.device) - \
+            starts[doc_index]
+        return positions, doc_index
+
+    def _blocks(self, pids):
+        """Consecutive slices of ``pids`` of at most token_budget vectors each."""
+        ends = torch.cumsum(self.doclens[pids], 0).cpu().numpy()
+        start = 0
+        while start < len(pids):
+            base = ends[start - 1] if start else 0
+            stop = max(start + 1, int(np.searchsorted(ends, base + self.token_budget, "right")))
+            yield pids[start:stop]
+            start = stop
+
+    def _reduce(self, token_scores, doc_index, num_docs):
+        out = torch.full((num_docs, token_scores.shape[1]), -9999.0, device=self.device)
+        out.scatter_reduce_(0, doc_index[:, None].expand_as(token_scores), token_scores, "amax")
+        return out.sum(1)
+
+    def centroid_scores(self, pids, scores, keep=None):
+        """Each document scored with its vectors' centroids only (PLAID's approximation);
+        centroids outside ``keep`` left out."""
+        out = []
+        for block in self._blocks(pids):
+            positions, doc_index = self._tokens(block)
+            codes = self.codes[positions].long()
+            token_scores = scores[codes]
+            if keep is not None:
+                token_scores = token_scores.masked_fill(~keep[codes, None], -9999.0)
+            out.append(self._reduce(token_scores, doc_index, len(block)))
+        return torch.cat(out) if out else torch.empty(0, device=self.device)
+
+    def exact_scores(self, pids, Q):
+        out = []
+        for block in self._blocks(pids):
+            positions, doc_index = self._tokens(block)
+            vectors = self.codec.decompress(self.codes[positions], self.residuals[positions])
+            out.append(self._reduce(vectors @ Q.T, doc_index, len(block)))
+        return torch.cat(out) if out else torch.empty(0, device=self.device)
+
+    def candidates(self, scores, k):
+        """The documents of the ncells best centroids of every query vector; the probe widens
+        until there are k (or every document)."""
+        ncells = self.ncells
+        while True:
+            cells = scores.topk(min(ncells, len(scores)), dim=0).indices.flatten().unique()
+            lengths = self.ivf_lengths[cells]
+            index = torch.repeat_interleave(self.ivf_offsets[cells], lengths) + \
+                torch.arange(int(lengths.sum()), device=self.device) - \
+                torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
+            pids = self.ivf[index].unique()
+            if len(pids) >= min(k, len(self.doclens)) or ncells >= len(scores):
+                return pids
+            ncells *= 2
+
+    @torch.inference_mode()
+    def search(self, Q, k):
+        """Q [query_maxlen, dim] -> (pids, scores), best first."""
+        Q = Q.to(self.device, torch.float32)
+        scores = self.codec.centroids @ Q.T  # [centroids, query vectors]
+        pids = self.candidates(scores, k)
+        keep = scores.max(1).values >= self.threshold
+        approx = self.centroid_scores(pids, scores, keep)
+        if self.ndocs < len(pids):
+            pids = pids[approx.topk(self.ndocs).indices]
+        approx = self.centroid_scores(pids, scores)
+        if self.ndocs // 4 < len(pids):
+            pids = pids[approx.topk(self.ndocs // 4).indices]
+        exact = self.exact_scores(pids, Q)
+        top = exact.topk(min(k, len(pids)))
+        return pids[top.indices], top.values
+
+    def transform(self, topics):
+        results, sizes = [], []
+        for Q in tqdm(topics["query_embs"], unit="query", desc="PLAID search", mininterval=5,
+                      disable=not self.verbose or len(topics) < 100):
+            pids, scores = self.search(torch.as_tensor(Q), self.num_results)
+            results.append((pids.cpu().numpy(), scores.float().cpu().numpy()))
+            sizes.append(len(pids))
+        sizes = np.array(sizes, dtype=np.int64)
+        out = topics.drop(columns=["query_embs"]).iloc[np.repeat(np.arange(len(topics)), sizes)] \
+            .reset_index(drop=True)
+        pids = np.concatenate([p for p, _ in results]) if results else np.array([], np.int64)
+        out["docid"] = pids
+        out["docno"] = self.docnos.fwd[pids] if len(pids) else []
+        out["score"] = np.concatenate([s for _, s in results]) if results else []
+        out["rank"] = np.concatenate([np.arange(n) for n in sizes]) if len(sizes) else []
+        return out
+
+
+def exhaustive_search(Q, vectors, lengths, k):
+    """MaxSim of Q against every document's exact vectors (the reference PLAID approximates).
+    Returns (document indices, scores), best first."""
+    doc_index = torch.repeat_interleave(torch.arange(len(lengths)), torch.as_tensor(lengths))
+    token_scores = vectors.float() @ Q.float().T
+    out = torch.full((len(lengths), Q.shape[0]), -9999.0)
+    out.scatter_reduce_(0, doc_index[:, None].expand_as(token_scores), token_scores, "amax")
+    top = out.sum(1).topk(min(k, len(lengths)))
+    return top.indices, top.values
+
+
+def colbert_retriever(index_dir, encoder, num_results=1000, device=None):
+    """QueryEncoder >> PlaidSearch."""
+    return QueryEncoder(encoder) >> PlaidSearch(index_dir, num_results, device=device)
