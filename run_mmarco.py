@@ -13,7 +13,8 @@ With --rerank MODEL each run is re-ranked by mT5 (the paper's mT5 rows) into
   {runs_dir}/{dataset}.{model}.q-{queries}.rerank-{reranker}.res.gz
 With --evaluate it prints MRR@10 and R@1000 of both and a paired t-test against the
 high-resource queries (Bonferroni-corrected). Finished run files are reused unless --overwrite.
-A missing BM25 or BGE-M3 index is built first (as index_bm25.py / index_bgem3.py would).
+A missing BM25, BGE-M3 or ColBERT-XM index is built first (as index_bm25.py, index_bgem3.py,
+index_colbertxm.py would).
 
 Pairs: the paper's seven (ca-fr oc-fr af-dt scn-it yue-zh ms-id gd-en; mMARCO dev/small), any
 pair defined in the config file ([pairs.NAME] tables: variety, highres, collection, topics,
@@ -31,18 +32,20 @@ Examples:
   python run_mmarco.py --config configs/flores_bm25.toml --translate-queries apertium
   python run_mmarco.py --pairs ca-fr --model bge-m3-lt-cafr --evaluate   # index_bgem3.py first
   python run_mmarco.py --pairs ca-fr --model bge-m3 --rerank mt5-lt-cafr --evaluate  # GPU
+  python run_mmarco.py --pairs af-dt --model colbert-xm-lt-afdt --evaluate  # index_colbertxm.py first
 """
 from crossvariety import settings
 
 # -----------------------------------------------------------------------------
 BENCHMARK = "mmarco"  # mmarco (each pair's collection and dev topics) or flores
 PAIRS = ["ca-fr"]  # language pairs, or all
-MODEL = "bm25"  # first-stage ranker: bm25, or a BGE-M3 model
+MODEL = "bm25"  # first-stage ranker: bm25, a BGE-M3 or a ColBERT-XM model
 COLLECTION = ""  # documents for every pair; empty = the pair's own (mMARCO for the paper's)
 TOPICS = ""  # high-resource queries + qrels; empty = the pair's own, or --collection's
 VARIETY_QUERIES = ""  # variety query file; empty = the pair's, else in translations_dir
 CJK = "bigrams"  # BM25 terms of Chinese/Cantonese: bigrams (the paper's) or unigrams+bigrams
 MAX_LENGTH = 1024  # BGE-M3 document length, when an index must be built
+DOC_LANG_FROM_CONFIG = False  # ColBERT-XM: documents with the checkpoint's saved adapter
 NUM_RESULTS = 1000  # depth of each run
 EVALUATE = False  # print the metrics and significance table
 MEASURES = []  # ir_measures names; empty = MRR@10 R@1000
@@ -60,9 +63,11 @@ HELP = {
     "PAIRS": "language pairs VARIETY-HIGHRES: ca-fr oc-fr af-dt scn-it yue-zh ms-id gd-en, pairs "
              "of the config's [pairs.NAME] tables, any two language codes (gl-pt) or FLORES-200 "
              "codes (glg_Latn-por_Latn), or all",
-    "MODEL": "first-stage ranker: bm25 (PISA, language-aware analysis), or a BGE-M3 model: "
-             "bge-m3, bge-m3-lt-cafr, bge-m3-lt-afdt, an HF id or a local path (dense search: "
-             "on the GPU when there is one, else pyterrier-dr's np_retriever)",
+    "MODEL": "first-stage ranker: bm25 (PISA, language-aware analysis); a BGE-M3 model: "
+             "bge-m3, bge-m3-lt-cafr, bge-m3-lt-afdt (dense search: on the GPU when there is "
+             "one, else pyterrier-dr's np_retriever); a ColBERT-XM model: colbert-xm, "
+             "colbert-xm-lt-cafr, colbert-xm-lt-afdt (PLAID, the adapter of the collection's "
+             "language for queries and documents); or an HF id or local path of either",
     "COLLECTION": "documents of every pair given: an irds: id or a dataset folder (docs.tsv[.gz] "
                   "or docs.jsonl[.gz]); empty = each pair's own collection",
     "TOPICS": "high-resource queries with qrels: an irds: id or a dataset folder (queries.tsv, "
@@ -73,6 +78,9 @@ HELP = {
     "CJK": "BM25 terms of Chinese and Cantonese text: bigrams (Lucene's CJK analyzer, the "
            "paper's) or unigrams+bigrams (runs and index named bm25-unibi)",
     "MAX_LENGTH": "BGE-M3: tokens per document when an index must be built",
+    "DOC_LANG_FROM_CONFIG": "ColBERT-XM: encode documents with the checkpoint's saved "
+                            "default_language, as the original code did by accident (queries "
+                            "keep the collection's); runs and index named {model}-doclang-config",
     "NUM_RESULTS": "passages retrieved per query",
     "EVALUATE": "evaluate the runs against the qrels and print the gap table",
     "MEASURES": "ir_measures measures for --evaluate; empty = MRR@10 R@1000",
@@ -97,7 +105,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from crossvariety import bm25, evaluation, flores, released, translation
+from crossvariety import bm25, evaluation, flores, released, retrievers, translation
 from crossvariety.datasets import Dataset, read_queries, variety_queries_path, write_queries
 from crossvariety.errors import UsageError, UserError
 from crossvariety.models import model_label, resolve_model
@@ -113,6 +121,8 @@ if TRANSLATE_QUERIES and TRANSLATE_QUERIES not in translation.ENGINES:
 for model in (MODEL, RERANK):
     if model and model != "bm25":
         resolve_model(model)  # an unknown name fails here, before any retrieval
+if MODEL != "bm25":
+    retrievers.family(MODEL)  # an mT5 model as first stage fails here
 pairs = get_pairs(PAIRS)
 if VARIETY_QUERIES and len(pairs) != 1:
     raise UsageError("--variety-queries names the queries of one pair; pass one --pairs")
@@ -124,37 +134,27 @@ evaluation.parse_measures(measures)  # fail on a typo before hours of retrieval
 
 def first_stage(pair):
     """The first-stage model's name in file names."""
-    return bm25.model_label(pair.analyzer, CJK) if MODEL == "bm25" else model_label(MODEL)
+    return bm25.model_label(pair.analyzer, CJK) if MODEL == "bm25" else \
+        retrievers.label(MODEL, DOC_LANG_FROM_CONFIG)
 
 
 @functools.cache
-def encoder_for(model):
-    from crossvariety import dense
-    return dense.BgeM3Encoder(model, max_length=MAX_LENGTH)
-
-
-@functools.cache
-def retriever_for(collection_spec, analyzer):
+def retriever_for(collection_spec, analyzer, language):
     """The first-stage retriever over a collection, its index built if it is missing. Called
     only when a run must be computed: re-evaluating finished runs loads no model or index."""
     collection = Dataset(collection_spec)
-    if MODEL == "bm25":
-        index = bm25.default_index_path(paths["index_dir"], collection.name,
-                                        bm25.model_label(analyzer, CJK))
-        if not bm25.index_built(index):
-            log.info("no BM25 index at %s: building it from %s (%s analysis)", index,
-                     collection.spec, analyzer)
-            bm25.build_index(collection.docs_iter(), analyzer, index, workers=WORKERS,
-                             total=collection.docs_count(), cjk=CJK)
-        return bm25.bm25_retriever(index, num_results=NUM_RESULTS)
-    from crossvariety import dense
-    index = dense.default_index_path(paths["index_dir"], MODEL, collection.name)
-    if not dense.index_built(index):
-        log.info("no dense index at %s: encoding %s (index_bgem3.py shards big ones)", index,
-                 collection.spec)
-        dense.build_index(collection.docs_iter(), encoder_for(MODEL), index,
-                          total=collection.docs_count())
-    return dense.dense_retriever(index, encoder_for(MODEL), num_results=NUM_RESULTS)
+    if MODEL != "bm25":  # BGE-M3 or ColBERT-XM (the adapter of the collection's language)
+        return retrievers.retriever(MODEL, collection, paths["index_dir"], NUM_RESULTS,
+                                    language=language, doc_lang_from_config=DOC_LANG_FROM_CONFIG,
+                                    max_length=MAX_LENGTH)
+    index = bm25.default_index_path(paths["index_dir"], collection.name,
+                                    bm25.model_label(analyzer, CJK))
+    if not bm25.index_built(index):
+        log.info("no BM25 index at %s: building it from %s (%s analysis)", index,
+                 collection.spec, analyzer)
+        bm25.build_index(collection.docs_iter(), analyzer, index, workers=WORKERS,
+                         total=collection.docs_count(), cjk=CJK)
+    return bm25.bm25_retriever(index, num_results=NUM_RESULTS)
 
 
 @functools.cache
@@ -225,7 +225,7 @@ for pair in pairs:
     for label, queries in query_sets:
         path = run_path(paths["runs_dir"], topics.name, first_stage(pair), label, "retrieve")
         runs[label] = cached_run(
-            path, lambda: retriever_for(collection.spec, pair.analyzer)(queries), OVERWRITE)
+            path, lambda: retriever_for(collection.spec, pair.analyzer, pair.highres)(queries), OVERWRITE)
 
     # 3. mT5 re-ranking of each first-stage run
     if RERANK:

@@ -1,9 +1,11 @@
-"""Cross-language-family transfer: neuMARCO and neuCLIR with the original vs fine-tuned BGE-M3.
+"""Cross-language-family transfer: neuMARCO and neuCLIR, original vs fine-tuned BGE-M3 / ColBERT-XM.
 
 English queries, documents in Persian, Russian or Chinese: does a model fine-tuned on a variety
 pair (ca-fr, af-dt) lose or gain on languages of other families? For each dataset, each model in
 --models retrieves over its own index of the collection (built on first use, as index_bgem3.py
-would), and the first model is the baseline of the significance tests. With --rerank, the first
+or index_colbertxm.py would), and the first model is the baseline of the significance tests.
+ColBERT-XM encodes queries and documents with the adapter of the documents' language (fa_IR
+for English topics over Persian news). With --rerank, the first
 model's top-k is re-ranked by each mT5 model given (the paper's mT5 rows), and the first
 re-ranker is the baseline. Run files:
   {runs_dir}/{dataset}.{model}.q-{field}.retrieve.res.gz
@@ -15,6 +17,7 @@ Examples:
   python run_neuclir.py --datasets irds:neuclir/1/fa/trec-2022 --models bge-m3 bge-m3-lt-cafr
   python run_neuclir.py --datasets irds:neuclir/1/zh/trec-2023 --query-field ht_title
   python run_neuclir.py --datasets irds:neumarco/ru/dev/small --rerank mt5 mt5-lt-cafr
+  python run_neuclir.py --config configs/neuclir_colbertxm.toml
 """
 from crossvariety import settings
 
@@ -27,14 +30,17 @@ RERANK = []  # mT5 models that re-rank the first model's runs
 RERANK_TOP_K = 1000
 NUM_RESULTS = 1000
 MAX_LENGTH = 1024  # BGE-M3 document length, when an index must be built
+LANGUAGE = ""  # ColBERT-XM adapter; empty = the documents' language as ir_datasets records it
+DOC_LANG_FROM_CONFIG = False  # ColBERT-XM: documents with the checkpoint's saved adapter
 MEASURES = []  # empty = nDCG@20 R@1000 (neuCLIR), MRR@10 R@1000 (neuMARCO)
 CORRECTION = "bonferroni"
 OVERWRITE = False
 HELP = {
     "DATASETS": "topic sets: irds:neumarco/{fa,ru,zh}/dev/small, "
                 "irds:neuclir/1/{fa,ru,zh}/trec-2022 or trec-2023, or dataset folders",
-    "MODELS": "BGE-M3 models (bge-m3, bge-m3-lt-cafr, bge-m3-lt-afdt, HF ids or paths); the "
-              "first is the baseline of the significance tests",
+    "MODELS": "first-stage models: BGE-M3 (bge-m3, bge-m3-lt-cafr, bge-m3-lt-afdt) or "
+              "ColBERT-XM (colbert-xm, colbert-xm-lt-cafr, colbert-xm-lt-afdt), HF ids or "
+              "paths; the first is the baseline of the significance tests",
     "QUERY_FIELD": "neuCLIR query field: title (English) or ht_title (human translation into "
                    "the documents' language); neuMARCO queries have one field",
     "RERANK": "mT5 models (mt5, mt5-lt-cafr, mt5-lt-afdt, HF ids or paths) that re-rank the "
@@ -42,6 +48,11 @@ HELP = {
     "RERANK_TOP_K": "documents of each ranking that --rerank re-ranks",
     "NUM_RESULTS": "documents retrieved per query",
     "MAX_LENGTH": "BGE-M3: tokens per document when an index must be built",
+    "LANGUAGE": "ColBERT-XM: the adapter for queries and documents (fa, ru, zh, fa_IR); empty = "
+                "the documents' language as ir_datasets records it (needed for folders)",
+    "DOC_LANG_FROM_CONFIG": "ColBERT-XM: encode documents with the checkpoint's saved "
+                            "default_language, as the original code did by accident; runs "
+                            "named {model}-doclang-config",
     "MEASURES": "ir_measures measures; empty = nDCG@20 R@1000 (neuCLIR), MRR@10 R@1000 (neuMARCO)",
     "CORRECTION": "correction of the paired t-tests: bonferroni holm holm-sidak fdr_bh none",
     "OVERWRITE": "recompute run files even if they exist",
@@ -51,7 +62,7 @@ paths = settings.configure(globals(), HELP)
 import functools
 import logging
 
-from crossvariety import dense, evaluation
+from crossvariety import evaluation, retrievers
 from crossvariety.datasets import Dataset
 from crossvariety.errors import UsageError
 from crossvariety.models import model_label, resolve_model
@@ -63,13 +74,10 @@ if not MODELS:
     raise UsageError("--models needs at least one model")
 for model in MODELS + RERANK:
     resolve_model(model)  # an unknown name fails before any work
+for model in MODELS:
+    retrievers.family(model)
 evaluation.parse_measures(MEASURES)
 datasets = [Dataset(d) for d in DATASETS]
-
-
-@functools.cache  # loaded once, used for every dataset
-def encoder_of(model):
-    return dense.BgeM3Encoder(model, max_length=MAX_LENGTH)
 
 
 @functools.cache
@@ -90,30 +98,29 @@ for topics in datasets:
     # 1. each model retrieves over its own index of the collection
     runs = {}
     for model in MODELS:
-        index = dense.default_index_path(paths["index_dir"], model, collection.name)
-        path = run_path(paths["runs_dir"], topics.name, model_label(model), label, "retrieve")
+        name = retrievers.label(model, DOC_LANG_FROM_CONFIG)
+        path = run_path(paths["runs_dir"], topics.name, name, label, "retrieve")
 
-        def retrieve(model=model, index=index):
-            encoder = encoder_of(model)
-            if not dense.index_built(index):
-                log.info("no dense index at %s: encoding %s", index, collection.spec)
-                dense.build_index(collection.docs_iter(), encoder, index,
-                                  total=collection.docs_count())
-            return dense.dense_retriever(index, encoder, num_results=NUM_RESULTS)(queries)
-        runs[model_label(model)] = cached_run(path, retrieve, OVERWRITE)
+        def retrieve(model=model):
+            return retrievers.retriever(model, collection, paths["index_dir"], NUM_RESULTS,
+                                        language=LANGUAGE or None,
+                                        doc_lang_from_config=DOC_LANG_FROM_CONFIG,
+                                        max_length=MAX_LENGTH)(queries)
+        runs[name] = cached_run(path, retrieve, OVERWRITE)
 
     # 2. the paper's mT5 rows: the first model's top-k re-ranked by each mT5 model
     if RERANK:
-        first = runs[model_label(MODELS[0])]
+        first_label = retrievers.label(MODELS[0], DOC_LANG_FROM_CONFIG)
+        first = runs[first_label]
         reranked = {}
         for reranker_name in RERANK:
-            path = run_path(paths["runs_dir"], topics.name, model_label(MODELS[0]), label,
+            path = run_path(paths["runs_dir"], topics.name, first_label, label,
                             f"rerank-{model_label(reranker_name)}")
 
             def rerank(reranker_name=reranker_name):
                 frame = attach_text(first, queries, collection, RERANK_TOP_K)
                 return reranker_of(reranker_name)(frame)
-            reranked[f"{model_label(MODELS[0])} >> {model_label(reranker_name)}"] = \
+            reranked[f"{first_label} >> {model_label(reranker_name)}"] = \
                 cached_run(path, rerank, OVERWRITE)
         runs = reranked
 

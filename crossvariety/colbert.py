@@ -204,12 +204,13 @@ class ColBERTXMEncoder:
     """Texts -> ColBERT-XM token vectors, with the adapter of one language.
 
     ``language``: the collection's language (fr, nl, fa_IR, ...) for queries and documents;
-    empty = the checkpoint's saved default_language. ``doc_language``: documents only (the
-    original code's path encoded them with the saved language, see ``--doc-lang-from-config``).
+    empty = the checkpoint's saved default_language. ``doc_lang_from_config``: documents with
+    the saved language instead, as the original code's path did (a name-mangling bug skipped
+    its language switch for documents); queries keep ``language``.
     """
 
-    def __init__(self, model="colbert-xm", language=None, doc_language=None, batch_tokens=0,
-                 device=None, dtype=None, chunk=100_000, verbose=True):
+    def __init__(self, model="colbert-xm", language=None, doc_lang_from_config=False,
+                 batch_tokens=0, device=None, dtype=None, chunk=100_000, verbose=True):
         from transformers import AutoTokenizer
         self.path = checkpoint_dir(model)
         self.model_name = resolve_model(model)
@@ -226,8 +227,7 @@ class ColBERTXMEncoder:
         self.out_dtype = torch.float32 if self.dtype == torch.float32 else torch.float16
         self.saved_language = self.model.saved_language
         self.language = self.model.set_language(language) if language else self.saved_language
-        self.doc_language = adapter_language(self.model.languages, doc_language) \
-            if doc_language else self.language
+        self.doc_language = self.saved_language if doc_lang_from_config else self.language
 
     def __str__(self):
         return f"ColBERTXMEncoder({self.model_name}, {self.language})"

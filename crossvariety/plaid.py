@@ -170,12 +170,23 @@ def train_codec(docs, encoder, parts, total, nbits, kmeans_niters):
     """Encode colbert-ai's sample of the collection and train the codec into {parts}/codec.pt."""
     codec_file = parts / "codec.pt"
     start = time.time()
-    size = sample_size(total)
-    chosen = np.sort(np.random.default_rng(SAMPLE_SEED).choice(total, size, replace=False))
-    wanted = set(chosen.tolist())
-    texts = [d["text"] for k, d in enumerate(tqdm(docs(), total=total, unit="doc",
-                                                  desc="codec sample", mininterval=5))
-             if k in wanted]
+
+    def sample(total):
+        chosen = np.random.default_rng(SAMPLE_SEED).choice(total, sample_size(total), replace=False)
+        wanted, texts, count = set(chosen.tolist()), [], 0
+        for count, doc in enumerate(tqdm(docs(), total=total, unit="doc", desc="codec sample",
+                                         mininterval=5), start=1):
+            if count - 1 in wanted:
+                texts.append(doc["text"])
+        return texts, count
+
+    texts, count = sample(total)
+    if count != total:  # the collection's metadata was wrong (or a partial copy): sample again
+        log.warning("the collection has %d documents, not the %d expected; sampling again",
+                    count, total)
+        texts, count = sample(count)
+        total = count
+    size = len(texts)
     vectors, lengths = encoder.encode_docs(texts, desc="codec sample")
     estimate = int(total * lengths.mean()) if len(lengths) else 0
     if not len(vectors):
@@ -472,6 +483,16 @@ def exhaustive_search(Q, vectors, lengths, k):
     out.scatter_reduce_(0, doc_index[:, None].expand_as(token_scores), token_scores, "amax")
     top = out.sum(1).topk(min(k, len(lengths)))
     return top.indices, top.values
+
+
+def check_language(index_dir, encoder):
+    """An index answers only queries encoded with the adapter its documents were meant for."""
+    meta = json.loads((Path(index_dir) / "meta.json").read_text())
+    if (meta["language"], meta["doc_language"]) != (encoder.language, encoder.doc_language):
+        raise UserError(f"{index_dir} was built for queries in {meta['language']} (documents "
+                        f"encoded with {meta['doc_language']}), not {encoder.language} "
+                        f"({encoder.doc_language}); pass the collection's --language or "
+                        "rebuild the index with index_colbertxm.py --overwrite")
 
 
 def colbert_retriever(index_dir, encoder, num_results=1000, device=None):

@@ -211,3 +211,13 @@ def tiny_xlmr(tmp_path_factory):
     from crossvariety.random_models import build_xlmr
     return build_xlmr(tmp_path_factory.mktemp("tiny-xlmr"), tiny_xlmr_texts() * 3,
                       vocab_size=1500)
+
+
+@pytest.fixture(scope="session")
+def tiny_colbert_xm(tmp_path_factory):
+    """A ColBERT-XM checkpoint at random weights (X-MOD, 2 layers, 8 adapters), Stanford format,
+    saved with default_language en_XX as antoinelouis/colbert-xm; "lexical" (see
+    random_models.build_colbert_xm) so that rankings have clear winners."""
+    from crossvariety.random_models import build_colbert_xm
+    return build_colbert_xm(tmp_path_factory.mktemp("tiny-colbert-xm") / "colbert-xm-tiny",
+                            tiny_xlmr_texts() * 3, vocab_size=1500, lexical=True)

@@ -1,0 +1,107 @@
+"""Index a collection with ColBERT-XM into a PLAID index (compressed token vectors).
+
+Token vectors have colbert-ai's semantics (``<s> [D] ... </s>``, 256 tokens, punctuation
+dropped, linear 768 -> 128, L2-normalised), encoded with the X-MOD adapter of the collection's
+language (French passages: fr_XX; Persian news: fa_IR), fast: chunks sorted by length,
+token-budget batches, bf16 on a GPU. The index is colbert-ai's PLAID (nbits 2 by default):
+centroids trained on colbert-ai's sample of the collection, residuals quantised per dimension;
+search with run_mmarco.py / run_neuclir.py --model (same model, same language). Docnos are the
+collection's own strings (neuCLIR's included): no id-mapping files.
+
+Resumable and shardable: shard 0 first trains the codec (it encodes colbert-ai's sample of the
+collection), then every shard encodes and compresses its chunks (k mod n = i) into
+{index}.parts/; a killed job restarts at its first missing chunk; the shard that finds every
+chunk done merges them into the index; --merge-only merges after the fact. Shards 1..n-1 wait
+for shard 0's codec.
+
+--doc-lang-from-config encodes the documents with the checkpoint's saved default_language
+(en_XX for colbert-xm, nl_XX for colbert-xm-lt-afdt), as the original code did by accident;
+the index (and its runs) are then named {model}-doclang-config.
+
+Examples:
+  python index_colbertxm.py --dataset irds:mmarco/v2/fr --model colbert-xm
+  python index_colbertxm.py --dataset irds:mmarco/v2/dt --model colbert-xm-lt-afdt --shard 0/4   # + 1/4 2/4 3/4
+  python index_colbertxm.py --dataset irds:neuclir/1/fa --model ./models/colbert-xm-ft-cafr
+  python index_colbertxm.py --dataset data/my-collection --language gl --model colbert-xm
+"""
+from crossvariety import settings
+
+# -----------------------------------------------------------------------------
+DATASET = "irds:mmarco/v2/fr"  # collection to index
+MODEL = "colbert-xm"  # colbert-xm, colbert-xm-lt-cafr, colbert-xm-lt-afdt, an HF id or a path
+LANGUAGE = ""  # adapter; empty = the collection's language (ir_datasets)
+DOC_LANG_FROM_CONFIG = False  # documents with the checkpoint's saved adapter (the original code)
+INDEX = ""  # empty = {index_dir}/{model}/{dataset name}
+NBITS = 2  # bits per dimension of the residuals
+KMEANS_NITERS = 4
+BATCH_TOKENS = 0  # padded tokens per batch; 0 = 131072 on a GPU, 16384 on a CPU
+CHUNK_DOCS = 25000  # documents per saved chunk (the unit of resumption and sharding)
+SHARD = "0/1"  # i/n: encode chunks k with k mod n = i
+MERGE_ONLY = False
+DEVICE = ""
+OVERWRITE = False
+HELP = {
+    "DATASET": "collection: an irds: id (irds:mmarco/v2/fr, irds:neuclir/1/fa) or a dataset folder",
+    "MODEL": "ColBERT-XM checkpoint: colbert-xm, colbert-xm-lt-cafr, colbert-xm-lt-afdt, a "
+             "Hugging Face id or a local path (Stanford/colbert-ai format)",
+    "LANGUAGE": "X-MOD adapter for the documents and later the queries: a language code (fr, "
+                "nl, fa) or an adapter name (fa_IR); empty = the collection's language as "
+                "ir_datasets records it (needed for dataset folders)",
+    "DOC_LANG_FROM_CONFIG": "encode documents with the checkpoint's saved default_language "
+                            "(the original code's accidental path); index named "
+                            "{model}-doclang-config",
+    "INDEX": "index folder; empty = {index_dir}/{model}[-doclang-config]/{dataset name}",
+    "NBITS": "bits per dimension of the compressed residuals (colbert-ai: 1, 2 or 4)",
+    "KMEANS_NITERS": "k-means iterations of the centroids",
+    "BATCH_TOKENS": "padded tokens per batch; 0 = 131072 on a GPU, 16384 on a CPU",
+    "CHUNK_DOCS": "documents per saved chunk: the unit of resumption and of sharding",
+    "SHARD": "i/n: this job encodes chunks k with k mod n == i (all jobs share the index "
+             "folder; shard 0 trains the codec, the others wait for it)",
+    "MERGE_ONLY": "encode nothing; merge the chunks that the shards encoded into the index",
+    "DEVICE": "torch device; empty = cuda if available, else cpu",
+    "OVERWRITE": "re-encode from scratch even if the index or encoded chunks exist",
+}
+paths = settings.configure(globals(), HELP)
+# -----------------------------------------------------------------------------
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+from crossvariety import plaid, retrievers
+from crossvariety.colbert import ColBERTXMEncoder
+from crossvariety.datasets import Dataset
+from crossvariety.errors import UsageError
+from crossvariety.models import resolve_model
+
+log = logging.getLogger("index_colbertxm")
+plaid.parse_shard(SHARD)
+resolve_model(MODEL)
+if retrievers.family(MODEL) != "colbert-xm":
+    raise UsageError(f"{MODEL} is not a ColBERT-XM checkpoint (no artifact.metadata); BGE-M3 "
+                     "models are indexed by index_bgem3.py")
+if NBITS not in (1, 2, 4, 8):
+    raise UsageError(f"--nbits {NBITS}: choose 1, 2, 4 or 8")
+dataset = Dataset(DATASET)
+language = LANGUAGE or dataset.docs_lang()
+if not language:
+    raise UsageError(f"the language of {DATASET} is unknown; pass --language (fr, nl, fa, ...)")
+index = Path(INDEX) if INDEX else retrievers.index_path(paths["index_dir"], MODEL, dataset.name,
+                                                        DOC_LANG_FROM_CONFIG)
+if OVERWRITE:
+    shutil.rmtree(plaid.parts_dir(index), ignore_errors=True)
+    shutil.rmtree(index, ignore_errors=True)
+if plaid.index_built(index):
+    log.info("%s is already built; nothing to do (--overwrite rebuilds it)", index)
+    sys.exit(0)
+if MERGE_ONLY:
+    plaid.merge_chunks(index)
+    sys.exit(0)
+encoder = ColBERTXMEncoder(MODEL, language=language, doc_lang_from_config=DOC_LANG_FROM_CONFIG,
+                           batch_tokens=BATCH_TOKENS, device=DEVICE or None)
+log.info("indexing %s with %s (queries %s, documents %s) on %s (%s, %d tokens/batch) into %s, "
+         "shard %s", DATASET, encoder.model_name, encoder.language, encoder.doc_language,
+         encoder.device, str(encoder.dtype).replace("torch.", ""), encoder.batch_tokens, index,
+         SHARD)
+plaid.build_index(dataset.docs_iter, encoder, index, shard=SHARD, chunk_docs=CHUNK_DOCS,
+                  total=dataset.docs_count(), nbits=NBITS, kmeans_niters=KMEANS_NITERS)
