@@ -35,6 +35,9 @@ DEFAULT_SETTINGS = dict(query_token_id="[unused0]", doc_token_id="[unused1]", di
                         doc_maxlen=220, query_maxlen=32, mask_punctuation=True,
                         attend_to_mask_tokens=False, similarity="cosine", nbits=1,
                         kmeans_niters=4)
+# ColBERT-XM's settings, as its checkpoints store them; a model trained from a plain X-MOD
+# backbone (facebook/xmod-base) gets these
+COLBERT_XM_SETTINGS = dict(DEFAULT_SETTINGS, doc_maxlen=256, attend_to_mask_tokens=True, nbits=2)
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
@@ -55,10 +58,13 @@ def checkpoint_dir(model):
                         f"({type(e).__name__})") from None
 
 
-def read_settings(path):
-    """colbert-ai's settings of a checkpoint (artifact.metadata over colbert-ai's defaults)."""
+def read_settings(path, backbone=False):
+    """colbert-ai's settings of a checkpoint (artifact.metadata over colbert-ai's defaults);
+    ``backbone``: a plain X-MOD model to train from gets ColBERT-XM's settings."""
     metadata = Path(path) / "artifact.metadata"
     if not metadata.is_file():
+        if backbone:
+            return dict(COLBERT_XM_SETTINGS)
         raise UserError(f"{path} is not a ColBERT checkpoint: no artifact.metadata (a "
                         "colbert-ai/Stanford-format folder, e.g. antoinelouis/colbert-xm)")
     settings = dict(DEFAULT_SETTINGS)
@@ -84,9 +90,11 @@ def adapter_language(languages, code):
 
 
 class ColBERTXM(torch.nn.Module):
-    """The network: X-MOD encoder + linear projection, token vectors L2-normalised."""
+    """The network: X-MOD encoder + linear projection, token vectors L2-normalised. From a
+    plain X-MOD backbone (no linear.weight), the projection to ``dim`` is initialised as
+    colbert-ai initialises it (normal, std = the config's initializer_range)."""
 
-    def __init__(self, path, dtype=torch.float32):
+    def __init__(self, path, dtype=torch.float32, dim=128):
         super().__init__()
         import transformers
         from transformers import XmodModel
@@ -103,9 +111,13 @@ class ColBERTXM(torch.nn.Module):
         if weights.suffix == ".safetensors":
             from safetensors import safe_open
             with safe_open(str(weights), "pt") as f:
-                linear = f.get_tensor("linear.weight")
+                linear = f.get_tensor("linear.weight") if "linear.weight" in f.keys() else None
         else:
-            linear = torch.load(weights, map_location="cpu", weights_only=True)["linear.weight"]
+            linear = torch.load(weights, map_location="cpu", weights_only=True).get(
+                "linear.weight")
+        if linear is None:  # a backbone: a new projection
+            linear = torch.empty(dim, self.encoder.config.hidden_size).normal_(
+                std=self.encoder.config.initializer_range)
         self.linear = torch.nn.Linear(linear.shape[1], linear.shape[0], bias=False, dtype=dtype)
         with torch.no_grad():
             self.linear.weight.copy_(linear)

@@ -13,6 +13,7 @@ MODELS = {
     "colbert-xm": "antoinelouis/colbert-xm",
     "colbert-xm-lt-cafr": "andreaschari/colbert-xm-lt-cafr",
     "colbert-xm-lt-afdt": "andreaschari/colbert-xm-lt-afdt",
+    "xmod-base": "facebook/xmod-base",  # the backbone finetune_colbertxm.py starts from
     # translation (translate_queries.py --engine hf)
     "nllb-200-600m": "facebook/nllb-200-distilled-600M",
     "nllb-200-1.3b": "facebook/nllb-200-distilled-1.3B",

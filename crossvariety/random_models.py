@@ -105,13 +105,6 @@ XMOD_BASE = dict(vocab_size=250002, hidden_size=768, num_hidden_layers=12, num_a
 XMOD_TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
                  max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5,
                  adapter_reduction_factor=2, initializer_range=0.2)
-# colbert-ai's settings as the ColBERT-XM checkpoints store them (artifact.metadata)
-COLBERT_XM_METADATA = dict(query_token_id="[unused0]", doc_token_id="[unused1]", query_token="[Q]",
-                           doc_token="[D]", dim=128, doc_maxlen=256, query_maxlen=32,
-                           mask_punctuation=True, attend_to_mask_tokens=True,
-                           interaction="colbert", similarity="cosine", nbits=2,
-                           kmeans_niters=4)
-
 
 def build_colbert_xm(path, texts, size="tiny", vocab_size=2000, seed=0, dim=None,
                      default_language="en_XX", languages=XMOD_LANGUAGES, lexical=False):
@@ -139,7 +132,8 @@ def build_colbert_xm(path, texts, size="tiny", vocab_size=2000, seed=0, dim=None
     config = XmodConfig(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
                         eos_token_id=tokenizer.eos_token_id, languages=list(languages),
                         default_language=default_language, **shape)
-    metadata = dict(COLBERT_XM_METADATA, dim=dim or COLBERT_XM_METADATA["dim"])
+    from .colbert import COLBERT_XM_SETTINGS
+    metadata = dict(COLBERT_XM_SETTINGS, dim=dim or COLBERT_XM_SETTINGS["dim"])
     torch.manual_seed(seed)
     encoder = XmodModel(config, add_pooling_layer=False)
     if lexical:
