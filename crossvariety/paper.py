@@ -8,7 +8,7 @@ whose qrels judge it, the published value's key, and the cell it is tested again
             BGE-M3 >> mT5, ColBERT-XM), on mMARCO v2 dev/small
   rq2       original vs fine-tuned models on the pair they were trained on (ca-fr, af-dt)
   rq3       the fine-tuned models zero-shot on the other pairs
-  neumarco  original vs fine-tuned BGE-M3 and mT5 on neuMARCO (English queries, Persian,
+  neumarco  original vs fine-tuned BGE-M3, mT5, ColBERT-XM on neuMARCO (English queries, Persian,
   neuclir   Russian, Chinese passages) and neuCLIR (news documents, TREC 2022 and 2023 topics)
 and, for one experiment config (the FLORES main job, your own pair), the table its run script
 prints (``config_cells``).
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import bm25, evaluation, flores, pairs, settings, translation
+from . import bm25, evaluation, flores, pairs, retrievers, settings, translation
 from .datasets import Dataset, dataset_name
 from .errors import UsageError
 from .models import model_label
@@ -141,12 +141,12 @@ def rq3(rename=None):
 
 
 def neu(topic_sets, rename=None, query_field="title"):
-    """Original vs fine-tuned BGE-M3 (retrieval) and mT5 (re-ranking BGE-M3's top-1000) on
-    neuMARCO or neuCLIR topic sets, as run_neuclir.py writes them."""
+    """Original vs fine-tuned BGE-M3 and ColBERT-XM (retrieval) and mT5 (re-ranking BGE-M3's
+    top-1000) on neuMARCO or neuCLIR topic sets, as run_neuclir.py writes them."""
     cells = []
     for topics in topic_sets:
         queries = query_field if "neuclir" in topics else "en"
-        for system in SYSTEMS[1:3]:
+        for system in SYSTEMS[1:]:
             first = len(cells)
             for model in [system] + [finetuned(system, t) for t in TRAINED]:
                 label = "bge-m3 >> " + model if model.startswith("mt5") else model
@@ -251,8 +251,9 @@ def config_outputs(config):
             if run["model"] == "bm25":
                 first, encode = bm25.model_label(pair.analyzer, run["cjk"]), []
             else:
-                first = model_label(run["model"])
-                encode = [("encode", run["model"], collection, paths["index_dir"])]
+                first = retrievers.label(run["model"], run["doc_lang_from_config"])
+                encode = [("encode", run["model"], collection, paths["index_dir"],
+                           run["doc_lang_from_config"])]
             query_sets = [(pair.highres, "highres"), (pair.variety, "variety")]
             engine = run["translate_queries"]
             if engine and translation.covers(engine, pair.variety, pair.highres):
@@ -277,7 +278,8 @@ def config_outputs(config):
     if "run_neuclir" in tables:
         paths, run = settings.experiment_settings(config, "run_neuclir")
         command = f"python run_neuclir.py --config {config}"
-        first = model_label(run["models"][0]) if run["models"] else ""
+        doc_lang = run["doc_lang_from_config"]
+        first = retrievers.label(run["models"][0], doc_lang) if run["models"] else ""
         for topics in run["datasets"]:
             queries = run["query_field"] if "neuclir" in topics else "en"
             collection = Dataset(topics).collection().spec
@@ -286,22 +288,23 @@ def config_outputs(config):
             def output(model, stage, role, group, work, final=True):
                 reranked = stage != "retrieve"
                 return Output(
-                    run_path(paths["runs_dir"], name, first if reranked else model_label(model),
-                             queries, stage), command, topics,
+                    run_path(paths["runs_dir"], name, first if reranked else
+                             retrievers.label(model, doc_lang), queries, stage), command, topics,
                     {"dataset": name, "queries": queries,
                      "model": f"{first} >> {model_label(model)}" if reranked else
-                     model_label(model)},
+                     retrievers.label(model, doc_lang)},
                     queries, role, group, model_label(model), final, work)
             for i, model in enumerate(run["models"]):
                 outputs.append(output(model, "retrieve", "fine-tuned" if i else "original",
                                       f"{config} {name} retrieve",
-                                      [("encode", model, collection, paths["index_dir"])],
+                                      [("encode", model, collection, paths["index_dir"],
+                                        doc_lang)],
                                       final=not run["rerank"]))
             for i, reranker in enumerate(run["rerank"]):
                 outputs.append(output(
                     reranker, f"rerank-{model_label(reranker)}", "fine-tuned" if i else "original",
                     f"{config} {name} rerank",
-                    [("encode", run["models"][0], collection, paths["index_dir"]),
+                    [("encode", run["models"][0], collection, paths["index_dir"], doc_lang),
                      ("rerank", topics, run["rerank_top_k"])]))
     return outputs
 
@@ -313,15 +316,18 @@ def gpu_seconds(work, encoded=None):
     no GPU."""
     seconds = 0.0
     encoded = set() if encoded is None else encoded
-    from .dense import default_index_path, index_built
+    from . import dense, plaid
     for item in work:
         if item[0] == "encode":
-            _, model, collection, index_dir = item
-            if (model, collection) in encoded:
+            _, model, collection, index_dir, doc_lang = item
+            if (model, collection, doc_lang) in encoded:
                 continue
-            encoded.add((model, collection))
-            if index_built(default_index_path(index_dir, model, dataset_name(collection))):
+            encoded.add((model, collection, doc_lang))
+            index = retrievers.index_path(index_dir, model, dataset_name(collection), doc_lang)
+            if dense.index_built(index) or plaid.index_built(index):
                 continue
+            # ColBERT-XM's encoding is not measured on a GPU yet: BGE-M3's rate (XLM-R large,
+            # a wider model than X-MOD base) stands in as a pessimistic estimate
             tokens = next((t for k, t in DOCUMENT_TOKENS.items() if k in collection),
                           PASSAGE_TOKENS)
             seconds += _count(collection, "docs") * tokens / PASSAGE_TOKENS / ENCODE_PASSAGES_PER_S

@@ -36,13 +36,11 @@ from tqdm.auto import tqdm
 from .batching import default_device
 from .dense import parse_shard
 from .errors import UserError
-from .models import model_label
 from .runs import atomic_path
 
 log = logging.getLogger(__name__)
 SAMPLE_SEED = 12345  # colbert-ai's
 KMEANS_SEED = 123  # colbert-ai's (faiss)
-DOC_LANG_SUFFIX = "-doclang-config"
 
 
 # ----------------------------------------------------------------------------- the codec
@@ -151,12 +149,6 @@ class Codec:
 
 
 # ----------------------------------------------------------------------------- indexing
-
-def default_index_path(index_dir, model, dataset_name, doc_lang_from_config=False):
-    """{index_dir}/{model}[-doclang-config]/{collection}."""
-    return Path(index_dir) / (model_label(model) + (DOC_LANG_SUFFIX if doc_lang_from_config
-                                                    else "")) / dataset_name
-
 
 def parts_dir(index_dir):
     return Path(f"{index_dir}.parts")

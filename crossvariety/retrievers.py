@@ -12,6 +12,7 @@ from .models import MODELS, model_label, resolve_model
 
 log = logging.getLogger(__name__)
 FAMILIES = ("bge-m3", "colbert-xm")
+DOC_LANG_SUFFIX = "-doclang-config"  # ColBERT-XM runs with documents in the saved language
 
 
 def family(model):
@@ -36,7 +37,6 @@ def label(model, doc_lang_from_config=False):
     """The model's name in run-file and index names; ColBERT-XM runs whose documents were
     encoded with the checkpoint's saved language (the original code's path) say so."""
     colbert_path = doc_lang_from_config and family(model) == "colbert-xm"
-    from .plaid import DOC_LANG_SUFFIX
     return model_label(model) + (DOC_LANG_SUFFIX if colbert_path else "")
 
 

@@ -89,6 +89,11 @@ CASES = [
     ("index_bgem3.py", ["--dataset", "irds:mmarco/v2/fr", "--model", "org/not-cached"], 1,
      r"cannot load model org/not-cached: not in the local Hugging Face cache .*\(huggingface-cli "
      r"download org/not-cached\)"),
+    ("index_colbertxm.py", ["--model", "bge-m3"], 2, r"bge-m3 is not a ColBERT-XM checkpoint"),
+    ("index_colbertxm.py", ["--dataset", "empty"], 2,
+     r"the language of empty is unknown; pass --language"),
+    ("finetune_colbertxm.py", ["--train", "good.jsonl"], 2, r"--language is required"),
+    ("run_mmarco.py", ["--model", "mt5"], 2, r"mt5 is not a first-stage model"),
     ("run_neuclir.py", ["--datasets", "irds:neuclir/1/xx/trec-2022"], 1,
      r"unknown ir_datasets id 'neuclir/1/xx/trec-2022'"),
     ("run_neuclir.py", ["--datasets", "irds:neuclir/1/fa/trec-2022", "--query-field", "desc",
