@@ -87,6 +87,9 @@ class Codec:
         shifts = torch.arange(per_byte - 1, -1, -1) * nbits
         self.unpack_table = ((torch.arange(256)[:, None] >> shifts) & (2 ** nbits - 1)).to(
             torch.uint8)
+        # byte -> the residual weights of the dimensions it packs
+        self.weight_table = self.bucket_weights.to(self.unpack_table.device)[
+            self.unpack_table.long()].contiguous()
 
     @classmethod
     def train(cls, vectors, nbits=2, niters=4, num_centroids=None):
@@ -132,9 +135,10 @@ class Codec:
         return codes.to(torch.int32), packed
 
     def decompress(self, codes, packed):
-        """-> normalised float32 vectors [n, dim]."""
-        buckets = self.unpack_table.to(packed.device)[packed.long()].flatten(1)
-        vectors = self.centroids[codes.long()] + self.bucket_weights[buckets.long()]
+        """(centroid ids [n], packed residuals [n, dim*nbits/8]) -> normalised float32
+        vectors [n, dim]."""
+        residuals = self.weight_table.index_select(0, packed.flatten().int()).view(len(codes), -1)
+        vectors = self.centroids.index_select(0, codes) + residuals
         return torch.nn.functional.normalize(vectors, p=2, dim=-1)
 
     def save(self, path):
@@ -370,50 +374,39 @@ class PlaidSearch(pt.Transformer):
         log.info("loaded %s (%d documents, %d vectors) onto %s in %.1fs", index_dir,
                  len(self.doclens), len(self.codes), self.device, time.time() - start)
 
-    def _tokens(self, pids):
-        """Flat vector positions of documents ``pids`` and each position's document index."""
-        lengths = self.doclens[pids]
-        doc_index = torch.repeat_interleave(torch.arange(len(pids), device=self.device), lengths)
-        starts = torch.cumsum(lengths, 0) - lengths
-        positions = self.offsets[pids][doc_index] + torch.arange(len(doc_index),
-                                                                  device=self.device) - \
-            starts[doc_index]
-        return positions, doc_index
-
     def _blocks(self, pids):
-        """Consecutive slices of ``pids`` of at most token_budget vectors each."""
-        ends = torch.cumsum(self.doclens[pids], 0).cpu().numpy()
-        start = 0
-        while start < len(pids):
-            base = ends[start - 1] if start else 0
-            stop = max(start + 1, int(np.searchsorted(ends, base + self.token_budget, "right")))
-            yield pids[start:stop]
-            start = stop
+        """Documents ``pids`` in blocks of at most token_budget padded vectors: (positions of
+        the block's vectors, flat; mask [n, longest] of where they go)."""
+        lengths = self.doclens[pids]
+        step = max(1, self.token_budget // max(int(lengths.max()), 1)) if len(pids) else 1
+        for b in range(0, len(pids), step):
+            block, block_lengths = pids[b:b + step], lengths[b:b + step]
+            span = torch.arange(int(block_lengths.max()), device=self.device)
+            mask = span < block_lengths[:, None]
+            yield (self.offsets[block][:, None] + span)[mask], mask
 
-    def _reduce(self, token_scores, doc_index, num_docs):
-        out = torch.full((num_docs, token_scores.shape[1]), -9999.0, device=self.device)
-        out.scatter_reduce_(0, doc_index[:, None].expand_as(token_scores), token_scores, "amax")
-        return out.sum(1)
+    @staticmethod
+    def _maxsim(token_scores, mask):
+        """Flat per-vector scores [vectors, query vectors] -> per-document MaxSim [n]."""
+        padded = torch.full((*mask.shape, token_scores.shape[1]), -9999.0,
+                            device=token_scores.device, dtype=token_scores.dtype)
+        padded[mask] = token_scores
+        return padded.max(1).values.sum(-1)
 
     def centroid_scores(self, pids, scores, keep=None):
         """Each document scored with its vectors' centroids only (PLAID's approximation);
-        centroids outside ``keep`` left out."""
-        out = []
-        for block in self._blocks(pids):
-            positions, doc_index = self._tokens(block)
-            codes = self.codes[positions].long()
-            token_scores = scores[codes]
-            if keep is not None:
-                token_scores = token_scores.masked_fill(~keep[codes, None], -9999.0)
-            out.append(self._reduce(token_scores, doc_index, len(block)))
+        centroids outside ``keep`` left out. ``scores``: [centroids, query vectors]."""
+        if keep is not None:
+            scores = scores.masked_fill(~keep[:, None], -9999.0)
+        out = [self._maxsim(scores.index_select(0, self.codes[positions]), mask)
+               for positions, mask in self._blocks(pids)]
         return torch.cat(out) if out else torch.empty(0, device=self.device)
 
     def exact_scores(self, pids, Q):
-        out = []
-        for block in self._blocks(pids):
-            positions, doc_index = self._tokens(block)
-            vectors = self.codec.decompress(self.codes[positions], self.residuals[positions])
-            out.append(self._reduce(vectors @ Q.T, doc_index, len(block)))
+        """MaxSim of Q with the documents' decompressed vectors."""
+        out = [self._maxsim(self.codec.decompress(self.codes[positions],
+                                                  self.residuals[positions]) @ Q.T, mask)
+               for positions, mask in self._blocks(pids)]
         return torch.cat(out) if out else torch.empty(0, device=self.device)
 
     def candidates(self, scores, k):
@@ -437,13 +430,11 @@ class PlaidSearch(pt.Transformer):
         Q = Q.to(self.device, torch.float32)
         scores = self.codec.centroids @ Q.T  # [centroids, query vectors]
         pids = self.candidates(scores, k)
-        keep = scores.max(1).values >= self.threshold
-        approx = self.centroid_scores(pids, scores, keep)
-        if self.ndocs < len(pids):
-            pids = pids[approx.topk(self.ndocs).indices]
-        approx = self.centroid_scores(pids, scores)
+        if self.ndocs < len(pids):  # (each stage scores only when it has something to cut)
+            keep = scores.max(1).values >= self.threshold
+            pids = pids[self.centroid_scores(pids, scores, keep).topk(self.ndocs).indices]
         if self.ndocs // 4 < len(pids):
-            pids = pids[approx.topk(self.ndocs // 4).indices]
+            pids = pids[self.centroid_scores(pids, scores).topk(self.ndocs // 4).indices]
         exact = self.exact_scores(pids, Q)
         top = exact.topk(min(k, len(pids)))
         return pids[top.indices], top.values
