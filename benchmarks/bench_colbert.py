@@ -92,7 +92,8 @@ with tempfile.TemporaryDirectory() as tmp:
     config = ColBERTConfig(nbits=2, doc_maxlen=256, query_maxlen=32, kmeans_niters=4,
                            root=str(tmp / "experiments"), avoid_fork_if_possible=True)
     os.environ.setdefault("COLBERT_LOAD_TORCH_EXTENSION_VERBOSE", "False")
-    with Run().context(RunConfig(nranks=1, experiment="bench", avoid_fork_if_possible=True)):
+    with Run().context(RunConfig(nranks=1, experiment="bench", root=str(tmp / "experiments"),
+                                 avoid_fork_if_possible=True)):
         Checkpoint(str(model), colbert_config=config, verbose=0)  # compiles extensions, untimed
         sync()
         start = time.time()
@@ -109,9 +110,12 @@ with tempfile.TemporaryDirectory() as tmp:
         ref_top = [searcher.search(q, k=args.k)[0] for q in queries]
         results["ref_search_queries_per_s"] = len(queries) / (time.time() - start)
 
-    plaid.build_index(lambda: ({"docno": str(i), "text": t}
-                               for i, t in enumerate(ref_passages)), encoder, tmp / "same")
-    search = plaid.PlaidSearch(tmp / "same", num_results=args.k, verbose=False)
+    same = tmp / "ours"
+    if ref_docs_n != docs_n:
+        same = tmp / "same"
+        plaid.build_index(lambda: ({"docno": str(i), "text": t}
+                                   for i, t in enumerate(ref_passages)), encoder, same)
+    search = plaid.PlaidSearch(same, num_results=args.k, verbose=False)
     query_vectors = encoder.encode_queries(queries)
     search.search(query_vectors[0], args.k)  # warm-up
     sync()

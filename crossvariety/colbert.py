@@ -14,6 +14,7 @@ the published checkpoints (Stanford format: config.json with architectures HF_Co
 It differs in how the work is done: whole chunks sorted by length, token-budget batches, bf16
 on a GPU, document vectors returned flat (fp16) with their lengths.
 """
+import functools
 import json
 import logging
 import string
@@ -168,6 +169,13 @@ class ColBERTXM(torch.nn.Module):
         (out / "artifact.metadata").write_text(json.dumps(settings, indent=2))
 
 
+@functools.cache
+def _shared_network(path, dtype, device):
+    """One network per checkpoint, shared by the encoders of several languages (a run over
+    seven pairs needs five adapters, not five copies): each encode call sets its adapter."""
+    return ColBERTXM(path, dtype=dtype).to(device).eval()
+
+
 class Tokens:
     """colbert-ai's query and document tokenisation, as token id lists."""
 
@@ -234,7 +242,7 @@ class ColBERTXMEncoder:
         self.verbose = verbose
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)
         self.tokens = Tokens(self.tokenizer, self.settings)
-        self.model = ColBERTXM(self.path, dtype=self.dtype).to(self.device).eval()
+        self.model = _shared_network(self.path, self.dtype, self.device)
         self.dim = self.model.linear.out_features
         self.out_dtype = torch.float32 if self.dtype == torch.float32 else torch.float16
         self.saved_language = self.model.saved_language

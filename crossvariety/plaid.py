@@ -342,7 +342,7 @@ class PlaidSearch(pt.Transformer):
     """query_embs -> the top ``num_results`` documents of a PLAID index (see the module doc)."""
 
     def __init__(self, index_dir, num_results=1000, ncells=None, centroid_score_threshold=None,
-                 ndocs=None, device=None, token_budget=1 << 22, verbose=True):
+                 ndocs=None, device=None, token_budget=None, verbose=True):
         from npids import Lookup
         index_dir = Path(index_dir)
         if not index_built(index_dir):
@@ -356,7 +356,8 @@ class PlaidSearch(pt.Transformer):
             (0.4 if big else 0.45 if num_results > 10 else 0.5)
         self.ndocs = ndocs or (max(num_results * 4, 4096) if big else
                                1024 if num_results > 10 else 256)
-        self.token_budget = token_budget
+        # padded vectors scored at once: cache-sized blocks on a CPU, few launches on a GPU
+        self.token_budget = token_budget or (1 << 20 if self.device.type == "cuda" else 1 << 16)
         self.verbose = verbose
         start = time.time()
         self.meta = json.loads((index_dir / "meta.json").read_text())
@@ -375,15 +376,22 @@ class PlaidSearch(pt.Transformer):
                  len(self.doclens), len(self.codes), self.device, time.time() - start)
 
     def _blocks(self, pids):
-        """Documents ``pids`` in blocks of at most token_budget padded vectors: (positions of
-        the block's vectors, flat; mask [n, longest] of where they go)."""
+        """Documents ``pids``, shortest first, in blocks of at most token_budget padded vectors
+        (little padding): (the block's indices into ``pids``, positions of its vectors, flat;
+        mask [n, longest] of where they go)."""
         lengths = self.doclens[pids]
-        step = max(1, self.token_budget // max(int(lengths.max()), 1)) if len(pids) else 1
-        for b in range(0, len(pids), step):
-            block, block_lengths = pids[b:b + step], lengths[b:b + step]
-            span = torch.arange(int(block_lengths.max()), device=self.device)
-            mask = span < block_lengths[:, None]
-            yield (self.offsets[block][:, None] + span)[mask], mask
+        order = torch.argsort(lengths)
+        sorted_lengths = lengths[order].cpu().numpy()
+        start = 0
+        while start < len(order):
+            # a block of n documents pads to its last (longest): n * length fits the budget
+            padded = np.arange(1, len(order) - start + 1) * sorted_lengths[start:]
+            stop = start + max(1, int(np.searchsorted(padded, self.token_budget, "right")))
+            block = order[start:stop]
+            span = torch.arange(int(sorted_lengths[stop - 1]), device=self.device)
+            mask = span < lengths[block][:, None]
+            yield block, (self.offsets[pids[block]][:, None] + span)[mask], mask
+            start = stop
 
     @staticmethod
     def _maxsim(token_scores, mask):
@@ -398,16 +406,18 @@ class PlaidSearch(pt.Transformer):
         centroids outside ``keep`` left out. ``scores``: [centroids, query vectors]."""
         if keep is not None:
             scores = scores.masked_fill(~keep[:, None], -9999.0)
-        out = [self._maxsim(scores.index_select(0, self.codes[positions]), mask)
-               for positions, mask in self._blocks(pids)]
-        return torch.cat(out) if out else torch.empty(0, device=self.device)
+        out = torch.empty(len(pids), device=self.device)
+        for block, positions, mask in self._blocks(pids):
+            out[block] = self._maxsim(scores.index_select(0, self.codes[positions]), mask)
+        return out
 
     def exact_scores(self, pids, Q):
         """MaxSim of Q with the documents' decompressed vectors."""
-        out = [self._maxsim(self.codec.decompress(self.codes[positions],
-                                                  self.residuals[positions]) @ Q.T, mask)
-               for positions, mask in self._blocks(pids)]
-        return torch.cat(out) if out else torch.empty(0, device=self.device)
+        out = torch.empty(len(pids), device=self.device)
+        for block, positions, mask in self._blocks(pids):
+            vectors = self.codec.decompress(self.codes[positions], self.residuals[positions])
+            out[block] = self._maxsim(vectors @ Q.T, mask)
+        return out
 
     def candidates(self, scores, k):
         """The documents of the ncells best centroids of every query vector; the probe widens
