@@ -248,9 +248,13 @@ while step < MAX_STEPS:
     job_steps += 1
     if step % LOG_EVERY == 0 or step == MAX_STEPS:
         n = LOG_EVERY if step % LOG_EVERY == 0 else step % LOG_EVERY
+        if world > 1:  # the mean over the processes' shares
+            torch.distributed.all_reduce(losses)
+            losses /= world
         mean = losses.item() / n
         rate = n * BATCH_SIZE / (time.time() - logged)
-        log.info("step %d/%d loss %.4f (%.0f tuples/s)", step, MAX_STEPS, mean, rate)
+        if rank == 0:
+            log.info("step %d/%d loss %.4f (%.0f tuples/s)", step, MAX_STEPS, mean, rate)
         if wandb:
             wandb.log({"loss": mean, "tuples_per_s": rate, "lr": scheduler.get_last_lr()[0]},
                       step=step)
@@ -260,6 +264,8 @@ while step < MAX_STEPS:
     if step % SAVE_EVERY == 0 or stopping:
         save_checkpoint()
     if stopping:
+        if world > 1:
+            torch.distributed.barrier()  # the checkpoint is written before any process exits
         log.info("stopping after %d steps as asked (--stop-after); run again to continue", job_steps)
         sys.exit(0)
 

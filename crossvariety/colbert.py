@@ -214,10 +214,8 @@ class Tokens:
 
     def keep(self, input_ids, attention_mask):
         """Which document positions give vectors: not padding, not punctuation."""
-        keep = attention_mask.bool()
-        for token in self.skiplist:
-            keep &= input_ids != token
-        return keep
+        skip = torch.tensor(sorted(self.skiplist), dtype=input_ids.dtype, device=input_ids.device)
+        return attention_mask.bool() & ~torch.isin(input_ids, skip)
 
 
 class ColBERTXMEncoder:

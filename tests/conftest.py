@@ -169,10 +169,13 @@ def fake_hub(cache, repo, files, repo_type="dataset"):
     commit = "0123456789abcdef0123456789abcdef01234567"
     (folder / "refs").mkdir(parents=True, exist_ok=True)
     (folder / "refs" / "main").write_text(commit)
-    for name, text in files.items():
+    for name, content in files.items():
         path = folder / "snapshots" / commit / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
     return Path(cache)
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import run_script
+from conftest import fake_hub, run_script
 from crossvariety import plaid
 from crossvariety.colbert import ColBERTXMEncoder
 from crossvariety.errors import UserError
@@ -180,21 +180,26 @@ def test_sharded_and_killed_builds_give_the_same_index(tmp_path, encoder):
         assert np.array_equal(np.load(whole / name), np.load(sharded / name)), name
 
 
-def test_index_colbertxm_and_run_scripts_end_to_end(workdir, tiny_colbert_xm):
-    model = tiny_colbert_xm
-    run_script("index_colbertxm.py", "--dataset", "irds:mmarco/v2/fr", "--model", model,
-               cwd=workdir)
-    index = workdir / "indexes" / model.name / "mmarco-v2-fr"
+def test_index_colbertxm_and_run_scripts_end_to_end(tmp_path, workdir, tiny_colbert_xm):
+    # the short name colbert-xm, served from a Hugging Face cache as a download leaves it
+    hub = fake_hub(tmp_path / "hub", "antoinelouis/colbert-xm",
+                   {p.name: p.read_bytes() for p in tiny_colbert_xm.iterdir()}, "model")
+    env = {"HF_HUB_CACHE": str(hub)}
+    run_script("index_colbertxm.py", "--dataset", "irds:mmarco/v2/fr", "--model", "colbert-xm",
+               cwd=workdir, env=env)
+    index = workdir / "indexes" / "colbert-xm" / "mmarco-v2-fr"
     meta = json.loads((index / "meta.json").read_text())
     assert (meta["language"], meta["doc_language"], meta["nbits"]) == ("fr_XX", "fr_XX", 2)
+    assert meta["model"] == "antoinelouis/colbert-xm"
 
-    proc = run_script("run_mmarco.py", "--pairs", "ca-fr", "--model", model, "--evaluate",
-                      cwd=workdir)
+    proc = run_script("run_mmarco.py", "--pairs", "ca-fr", "--model", "colbert-xm", "--evaluate",
+                      cwd=workdir, env=env)
     for queries in ("fr", "ca"):
-        run = workdir / "runs" / f"mmarco-v2-fr-dev-small.{model.name}.q-{queries}.retrieve.res.gz"
+        run = workdir / "runs" / f"mmarco-v2-fr-dev-small.colbert-xm.q-{queries}.retrieve.res.gz"
         assert run.is_file()
     assert re.search(r"\| ca-fr q-ca \| 4 \| [01]\.\d{4}", proc.stdout)
-    assert (workdir / "runs" / f"mmarco.{model.name}.ca-fr.gap.md").is_file()
+    assert (workdir / "runs" / "mmarco.colbert-xm.ca-fr.gap.md").is_file()
+    model = tiny_colbert_xm  # a local checkpoint path works wherever a name does
 
     # neuMARCO (built on first use) and neuCLIR, the original code's document language
     proc = run_script("run_neuclir.py", "--datasets", "irds:neumarco/fa/dev/small",
