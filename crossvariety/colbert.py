@@ -90,6 +90,33 @@ def adapter_language(languages, code):
                      f"{' '.join(languages)}")
 
 
+def _sdpa_self_attention(self, hidden_states, attention_mask=None, *args, **kwargs):
+    """X-MOD's self-attention (absolute positions, no cache) with torch's fused attention
+    kernels; ``attention_mask`` is the model's additive [batch, 1, 1, length] mask."""
+    batch, length, _ = hidden_states.shape
+
+    def heads(x):
+        return x.view(batch, length, self.num_attention_heads,
+                      self.attention_head_size).transpose(1, 2)
+    context = torch.nn.functional.scaled_dot_product_attention(
+        heads(self.query(hidden_states)), heads(self.key(hidden_states)),
+        heads(self.value(hidden_states)), attn_mask=attention_mask,
+        dropout_p=self.dropout.p if self.training else 0.0)
+    return context.transpose(1, 2).reshape(batch, length, self.all_head_size), None
+
+
+def use_sdpa(encoder):
+    """transformers 4.57 runs X-MOD's attention eagerly (softmax of a materialised score
+    matrix); swap in torch's scaled_dot_product_attention, same arithmetic (tested against
+    colbert-ai's eager model within 1e-5 in fp32)."""
+    import types
+    if encoder.config.position_embedding_type != "absolute" or encoder.config.is_decoder:
+        return  # the fused path covers ColBERT-XM's encoder only
+    for layer in encoder.encoder.layer:
+        attention = layer.attention.self
+        attention.forward = types.MethodType(_sdpa_self_attention, attention)
+
+
 class ColBERTXM(torch.nn.Module):
     """The network: X-MOD encoder + linear projection, token vectors L2-normalised. From a
     plain X-MOD backbone (no linear.weight), the projection to ``dim`` is initialised as
@@ -122,6 +149,7 @@ class ColBERTXM(torch.nn.Module):
         self.linear = torch.nn.Linear(linear.shape[1], linear.shape[0], bias=False, dtype=dtype)
         with torch.no_grad():
             self.linear.weight.copy_(linear)
+        use_sdpa(self.encoder)
         self.languages = list(self.encoder.config.languages)
         self.saved_language = self.encoder.config.default_language
 
@@ -273,17 +301,21 @@ class ColBERTXMEncoder:
         progress = tqdm(total=len(texts), unit="doc", desc=desc, mininterval=2,
                         disable=not self.verbose or len(texts) < 1000)
         for offset, ids, token_counts in tokenized_chunks(self.tokens.docs, texts, self.chunk):
+            # per batch, on the device: positions, kept-token counts, all vectors, keep mask
+            batches = []
             for positions, input_ids, mask in padded_batches(
                     ids, token_counts, self.tokens.pad_id, self.batch_tokens, self.device):
                 vectors = self.model(input_ids, mask).to(self.out_dtype)
                 keep = self.tokens.keep(input_ids, mask)
-                counts = keep.sum(1).cpu().numpy()
-                kept = vectors[keep].cpu()
-                for i, piece in zip((positions.cpu().numpy() + offset).tolist(),
-                                    torch.split(kept, counts.tolist())):
-                    per_doc[i] = piece
-                lengths[positions.cpu().numpy() + offset] = counts
+                batches.append((positions, keep.sum(1), vectors.flatten(0, 1), keep.flatten()))
                 progress.update(len(positions))
+            # selecting the kept vectors needs their count: one host sync per chunk, not per batch
+            kept = torch.cat([b[2] for b in batches])[torch.cat([b[3] for b in batches])].cpu()
+            positions = torch.cat([b[0] for b in batches]).cpu().numpy() + offset
+            counts = torch.cat([b[1] for b in batches]).cpu().numpy()
+            for i, piece in zip(positions.tolist(), torch.split(kept, counts.tolist())):
+                per_doc[i] = piece
+            lengths[positions] = counts
         progress.close()
         vectors = torch.cat(per_doc) if per_doc else torch.empty((0, self.dim),
                                                                  dtype=self.out_dtype)
