@@ -87,11 +87,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoTokenizer, get_linear_schedule_with_warmup
+from transformers import get_linear_schedule_with_warmup
 
 from crossvariety import released
 from crossvariety.batching import default_device
-from crossvariety.colbert import ColBERTXM, Tokens, checkpoint_dir, pair_loss, read_settings
+from crossvariety.colbert import (ColBERTXM, Tokens, checkpoint_dir, load_tokenizer, pair_loss,
+                                  read_settings)
 from crossvariety.errors import UsageError, UserError
 from crossvariety.negatives import read_examples
 from crossvariety.pairs import pair_from_name
@@ -154,7 +155,7 @@ saved = sorted(checkpoints.glob("step-*"), key=lambda p: int(p.name.split("-")[1
 start_path = checkpoint_dir(MODEL)
 source = saved[-1] if saved else start_path
 model_settings = read_settings(start_path, backbone=True)
-tokenizer = AutoTokenizer.from_pretrained(start_path)
+tokenizer = load_tokenizer(start_path)  # XLM-R's for facebook/xmod-base, which has none
 tokens = Tokens(tokenizer, model_settings)
 model = ColBERTXM(source, dim=model_settings["dim"]).to(device)
 adapter = model.set_language(language)

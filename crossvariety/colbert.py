@@ -40,6 +40,16 @@ DEFAULT_SETTINGS = dict(query_token_id="[unused0]", doc_token_id="[unused1]", di
 # backbone (facebook/xmod-base) gets these
 COLBERT_XM_SETTINGS = dict(DEFAULT_SETTINGS, doc_maxlen=256, attend_to_mask_tokens=True, nbits=2)
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+# facebook/xmod-base ships no tokenizer: its card (and the ColBERT-XM checkpoints) use XLM-R's
+BACKBONE_TOKENIZER = "FacebookAI/xlm-roberta-base"
+
+
+def load_tokenizer(path):
+    """A checkpoint's tokenizer, or XLM-R's for a bare X-MOD backbone that has none."""
+    from transformers import AutoTokenizer
+    from .models import from_pretrained
+    own = any((Path(path) / f).is_file() for f in ("tokenizer.json", "sentencepiece.bpe.model"))
+    return from_pretrained(AutoTokenizer, str(path) if own else BACKBONE_TOKENIZER)
 
 
 def checkpoint_dir(model):
@@ -257,7 +267,6 @@ class ColBERTXMEncoder:
 
     def __init__(self, model="colbert-xm", language=None, doc_lang_from_config=False,
                  batch_tokens=0, device=None, dtype=None, chunk=100_000, verbose=True):
-        from transformers import AutoTokenizer
         self.path = checkpoint_dir(model)
         self.model_name = resolve_model(model)
         self.settings = read_settings(self.path)
@@ -266,7 +275,7 @@ class ColBERTXMEncoder:
         self.batch_tokens = batch_tokens or (131072 if self.device.type == "cuda" else 16384)
         self.chunk = chunk
         self.verbose = verbose
-        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+        self.tokenizer = load_tokenizer(self.path)
         self.tokens = Tokens(self.tokenizer, self.settings)
         self.model = _shared_network(self.path, self.dtype, self.device)
         self.dim = self.model.linear.out_features

@@ -276,3 +276,26 @@ def test_finetune_colbertxm_learns_freezes_resumes_and_indexes(tmp_path, tiny_co
     topics = pd.DataFrame({"qid": ["1"], "query": [rows[0]["query"]]})
     results = plaid.colbert_retriever(index, fine_tuned, num_results=10)(topics)
     assert len(results) == 10 and results.docno.iloc[0] == "p0"
+
+
+def test_finetune_colbertxm_from_a_bare_xmod_backbone(tmp_path, tiny_colbert_xm):
+    """The recipe's start (facebook/xmod-base): no projection, no ColBERT settings, no tokenizer
+    (XLM-R's is fetched, here from a Hugging Face cache)."""
+    from transformers import XmodModel
+    backbone = tmp_path / "xmod-tiny"
+    XmodModel.from_pretrained(tiny_colbert_xm, add_pooling_layer=False).save_pretrained(backbone)
+    assert not (backbone / "artifact.metadata").exists()
+    hub = fake_hub(tmp_path / "hub", "FacebookAI/xlm-roberta-base", {
+        name: (tiny_colbert_xm / name).read_bytes() for name in
+        ("sentencepiece.bpe.model", "tokenizer.json", "tokenizer_config.json",
+         "special_tokens_map.json")}, "model")
+    train = write_jsonl(tmp_path / "toy.jsonl", [
+        {"query": " ".join(p.split()[2:7]), "pos": [p], "neg": [PASSAGES[-1 - i]]}
+        for i, p in enumerate(PASSAGES[:16])])
+    run_script("finetune_colbertxm.py", "--train", train, "--model", backbone, "--language", "fr",
+               "--batch-size", "8", "--max-steps", "2", "--out", tmp_path / "out", cwd=tmp_path,
+               env={"HF_HUB_CACHE": str(hub)})
+    trained = ColBERTXMEncoder(tmp_path / "out", device="cpu", verbose=False)
+    assert (trained.language, trained.dim) == ("fr_XX", 128)
+    assert trained.settings["doc_maxlen"] == 256 and trained.settings["attend_to_mask_tokens"]
+    assert trained.encode_queries(["a query"]).shape == (1, 32, 128)
