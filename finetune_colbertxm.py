@@ -89,7 +89,7 @@ import numpy as np
 import torch
 from transformers import get_linear_schedule_with_warmup
 
-from crossvariety import released
+from crossvariety import checkpoints, released
 from crossvariety.batching import default_device
 from crossvariety.colbert import (ColBERTXM, Tokens, checkpoint_dir, load_tokenizer, pair_loss,
                                   read_settings)
@@ -111,9 +111,9 @@ if BATCH_SIZE % world:
     raise UsageError(f"--batch-size {BATCH_SIZE} is not a multiple of the {world} processes")
 name = TRAIN.replace(":", "-") if TRAIN.startswith("paper:") else Path(TRAIN).name.split(".")[0]
 out = Path(OUT) if OUT else paths["models_dir"] / f"colbert-xm-ft-{name}"
-checkpoints = Path(f"{out}.checkpoints")
+checkpoints_dir = Path(f"{out}.checkpoints")
 if OVERWRITE and rank == 0:
-    shutil.rmtree(checkpoints, ignore_errors=True)
+    shutil.rmtree(checkpoints_dir, ignore_errors=True)
 if (out / "artifact.metadata").is_file() and not OVERWRITE:
     log.info("%s exists; nothing to do (--overwrite trains again)", out)
     sys.exit(0)
@@ -151,7 +151,7 @@ def batch(step):
 
 
 # 2. the model (or the last checkpoint of a killed run), its frozen parts, the optimizer
-saved = sorted(checkpoints.glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+saved = checkpoints.saved(checkpoints_dir)
 start_path = checkpoint_dir(MODEL)
 source = saved[-1] if saved else start_path
 model_settings = read_settings(start_path, backbone=True)
@@ -169,13 +169,7 @@ optimizer = torch.optim.AdamW(trainable, lr=LEARNING_RATE, eps=ADAM_EPS, weight_
 scheduler = get_linear_schedule_with_warmup(optimizer, WARMUP_STEPS, MAX_STEPS)
 step = 0
 if saved:
-    state = torch.load(saved[-1] / "trainer.pt", map_location=device, weights_only=False)
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["rng"])
-    if device.type == "cuda" and state.get("cuda_rng") is not None:
-        torch.cuda.set_rng_state(state["cuda_rng"])
-    step = state["step"]
+    step = checkpoints.restore(saved[-1], optimizer, scheduler, device)
     log.info("resuming from %s (step %d of %d)", saved[-1], step, MAX_STEPS)
 else:
     log.info("training %s from %s (adapter %s): %d steps of %d tuples, lr %g, %d of %d "
@@ -220,14 +214,9 @@ def tensors(texts, kind):
 def save_checkpoint():
     if rank != 0:
         return
-    with atomic_path(checkpoints / f"step-{step}") as tmp:
-        model.save(tmp, tokenizer, model_settings)
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "rng": torch.get_rng_state(), "step": step,
-                    "cuda_rng": torch.cuda.get_rng_state() if device.type == "cuda" else None},
-                   tmp / "trainer.pt")
-    for old in sorted(checkpoints.glob("step-*"), key=lambda p: int(p.name.split("-")[1]))[:-2]:
-        shutil.rmtree(old)
+    checkpoints.save(checkpoints_dir, step,
+                     lambda folder: model.save(folder, tokenizer, model_settings), optimizer,
+                     scheduler, device)
 
 
 # 3. the loop: losses stay on the device until a log line needs them
@@ -278,7 +267,7 @@ if rank == 0:
             {k.lower(): v for k, v in globals().items() if k.isupper() and k != "HELP"} |
             {"start": str(start_path), "adapter": adapter, "tuples": len(tuples),
              "processes": world}, indent=1))
-    shutil.rmtree(checkpoints, ignore_errors=True)
+    shutil.rmtree(checkpoints_dir, ignore_errors=True)
     seconds = time.time() - start
     log.info("wrote %s: %d steps in %.1fs (%.0f tuples/s)", out, job_steps, seconds,
              job_steps * BATCH_SIZE / max(seconds, 1e-9))

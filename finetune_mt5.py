@@ -76,7 +76,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-from crossvariety import released
+from crossvariety import checkpoints, released
 from crossvariety.batching import default_device
 from crossvariety.errors import UsageError, UserError
 from crossvariety.models import from_pretrained, resolve_model
@@ -91,9 +91,9 @@ if BATCH_SIZE % GRAD_ACCUM:
     raise UsageError(f"--batch-size {BATCH_SIZE} is not a multiple of --grad-accum {GRAD_ACCUM}")
 name = TRAIN.replace(":", "-") if TRAIN.startswith("paper:") else Path(TRAIN).name.split(".")[0]
 out = Path(OUT) if OUT else paths["models_dir"] / f"mt5-ft-{name}"
-checkpoints = Path(f"{out}.checkpoints")
+checkpoints_dir = Path(f"{out}.checkpoints")
 if OVERWRITE:
-    shutil.rmtree(checkpoints, ignore_errors=True)
+    shutil.rmtree(checkpoints_dir, ignore_errors=True)
 if (out / "config.json").is_file() and not OVERWRITE:
     log.info("%s exists; nothing to do (--overwrite trains again)", out)
     sys.exit(0)
@@ -163,7 +163,7 @@ def micro_batch(m):
 
 # 2. the model and optimizer, or the last checkpoint of a killed run
 step = 0
-saved = sorted(checkpoints.glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+saved = checkpoints.saved(checkpoints_dir)
 source = saved[-1] if saved else model_path
 model = from_pretrained(AutoModelForSeq2SeqLM, source).to(device).train()
 optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE,
@@ -171,13 +171,7 @@ optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE,
 scheduler = torch.optim.lr_scheduler.LambdaLR(
     optimizer, lambda s: min(1.0, (s + 1) / WARMUP_STEPS) if WARMUP_STEPS else 1.0)
 if saved:
-    state = torch.load(saved[-1] / "trainer.pt", map_location=device, weights_only=False)
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    torch.set_rng_state(state["rng"])
-    if device.type == "cuda" and state.get("cuda_rng") is not None:
-        torch.cuda.set_rng_state(state["cuda_rng"])
-    step = state["step"]
+    step = checkpoints.restore(saved[-1], optimizer, scheduler, device)
     log.info("resuming from %s (step %d of %d)", saved[-1], step, total_steps)
 else:
     log.info("training %s from %s: %d steps of %d pairs (%d x %d), lr %g, %s", out, model_path,
@@ -189,14 +183,7 @@ if WANDB:
 
 
 def save_checkpoint():
-    with atomic_path(checkpoints / f"step-{step}") as tmp:
-        model.save_pretrained(tmp)
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "rng": torch.get_rng_state(), "step": step,
-                    "cuda_rng": torch.cuda.get_rng_state() if device.type == "cuda" else None},
-                   tmp / "trainer.pt")
-    for old in sorted(checkpoints.glob("step-*"), key=lambda p: int(p.name.split("-")[1]))[:-2]:
-        shutil.rmtree(old)
+    checkpoints.save(checkpoints_dir, step, model.save_pretrained, optimizer, scheduler, device)
 
 
 # 3. the loop: losses stay on the device until a log line needs them
@@ -238,7 +225,7 @@ with atomic_path(out) as tmp:
     (tmp / "training.json").write_text(json.dumps(
         {k.lower(): v for k, v in globals().items() if k.isupper() and k != "HELP"} |
         {"start": str(model_path), "pairs": len(pairs), "steps": total_steps}, indent=1))
-shutil.rmtree(checkpoints, ignore_errors=True)
+shutil.rmtree(checkpoints_dir, ignore_errors=True)
 seconds = time.time() - start
 log.info("wrote %s: %d steps in %.1fs (%.0f pairs/s)", out, job_steps, seconds,
          job_steps * BATCH_SIZE / max(seconds, 1e-9))

@@ -48,18 +48,18 @@ import shutil
 import sys
 from pathlib import Path
 
-from crossvariety import dense
+from crossvariety import chunks, dense
 from crossvariety.datasets import Dataset
 from crossvariety.models import resolve_model
 
 log = logging.getLogger("index_bgem3")
-dense.parse_shard(SHARD)
+chunks.parse_shard(SHARD)
 resolve_model(MODEL)  # an unknown name fails before the collection is opened
 dataset = Dataset(DATASET)
 index = Path(INDEX) if INDEX else dense.default_index_path(paths["index_dir"], MODEL,
                                                           dataset.name)
 if OVERWRITE:
-    shutil.rmtree(dense.parts_dir(index), ignore_errors=True)
+    shutil.rmtree(chunks.parts_dir(index), ignore_errors=True)
     shutil.rmtree(index, ignore_errors=True)
 if dense.index_built(index):
     log.info("%s is already built; nothing to do (--overwrite rebuilds it)", index)

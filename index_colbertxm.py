@@ -68,14 +68,14 @@ import shutil
 import sys
 from pathlib import Path
 
-from crossvariety import plaid, retrievers
+from crossvariety import chunks, plaid, retrievers
 from crossvariety.colbert import ColBERTXMEncoder
 from crossvariety.datasets import Dataset
 from crossvariety.errors import UsageError
 from crossvariety.models import resolve_model
 
 log = logging.getLogger("index_colbertxm")
-plaid.parse_shard(SHARD)
+chunks.parse_shard(SHARD)
 resolve_model(MODEL)
 if retrievers.family(MODEL) != "colbert-xm":
     raise UsageError(f"{MODEL} is not a ColBERT-XM checkpoint (no artifact.metadata); BGE-M3 "
@@ -89,7 +89,7 @@ if not language:
 index = Path(INDEX) if INDEX else retrievers.index_path(paths["index_dir"], MODEL, dataset.name,
                                                         DOC_LANG_FROM_CONFIG)
 if OVERWRITE:
-    shutil.rmtree(plaid.parts_dir(index), ignore_errors=True)
+    shutil.rmtree(chunks.parts_dir(index), ignore_errors=True)
     shutil.rmtree(index, ignore_errors=True)
 if plaid.index_built(index):
     log.info("%s is already built; nothing to do (--overwrite rebuilds it)", index)

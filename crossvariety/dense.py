@@ -7,10 +7,7 @@ the work is done: a whole chunk of texts is sorted by length (not FlagEmbedding'
 that pyterrier-dr feeds it), batches are bounded by a token budget, bf16 and SDPA attention on a
 GPU, tokenisation overlaps the model's work.
 """
-import itertools
-import json
 import logging
-import re
 import time
 from pathlib import Path
 
@@ -19,8 +16,10 @@ import pyterrier as pt
 import torch
 from tqdm.auto import tqdm
 
+from . import chunks
 from .batching import default_device, padded_batches, tokenized_chunks
-from .errors import UsageError, UserError
+from .chunks import parts_dir
+from .errors import UserError
 from .models import from_pretrained, model_label, resolve_model
 from .runs import atomic_path
 
@@ -83,85 +82,33 @@ class QueryEncoder(pt.Transformer):
 
 
 # ----------------------------------------------------------------------------- indexing
-# An index is built in chunks of documents, each saved under {index}.parts/ when encoded, so a
-# killed job resumes at its first missing chunk and n jobs (--shard i/n) can split the chunks
-# (chunk k belongs to shard k mod n). When every chunk is there, they are merged, in order, into
-# a FlexIndex at {index}, which appears only when complete.
+# Chunks under {index}.parts/ (crossvariety.chunks), merged in order into a FlexIndex at
+# {index}, which appears only when complete.
 
 def default_index_path(index_dir, model, dataset_name):
     """{index_dir}/{model}/{collection}: one dense index per model and collection."""
     return Path(index_dir) / model_label(model) / dataset_name
 
 
-def parts_dir(index_dir):
-    return Path(f"{index_dir}.parts")
-
-
 def index_built(index_dir):
     return (Path(index_dir) / "pt_meta.json").is_file()
-
-
-def parse_shard(shard):
-    match = re.fullmatch(r"(\d+)/(\d+)", shard or "0/1")
-    if not match or not int(match[1]) < int(match[2]):
-        raise UsageError(f"--shard {shard!r}: write i/n with 0 <= i < n, e.g. 0/4")
-    return int(match[1]), int(match[2])
 
 
 def encode_chunks(docs, encoder, index_dir, shard="0/1", chunk_docs=100_000, total=None):
     """Encode this shard's chunks of ``docs`` ({"docno", "text"}) into {index}.parts/, skipping
     chunks already there. Returns the number of chunks of the whole collection."""
-    i, n = parse_shard(shard)
-    parts = parts_dir(index_dir)
-    parts.mkdir(parents=True, exist_ok=True)
-    (parts / "meta.json").write_text(json.dumps({"model": encoder.model_name,
-                                                 "max_length": encoder.max_length,
-                                                 "chunk_docs": chunk_docs}))
-    start, encoded, k = time.time(), 0, -1
-    progress = tqdm(total=total, unit="doc", desc=f"BGE-M3 index (shard {i}/{n})", mininterval=5)
-    docs = iter(docs)
-    for k, batch in enumerate(iter(lambda: list(itertools.islice(docs, chunk_docs)), [])):
-        progress.update(len(batch))
-        part = parts / f"part-{k:06d}.npz"
-        if k % n != i or part.is_file():
-            continue
-        vectors = encoder.encode([d["text"] for d in batch], desc=f"chunk {k}")
-        with atomic_path(part) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, vectors=vectors, docnos=np.array([d["docno"] for d in batch]))
-        encoded += len(batch)
-    progress.close()
-    chunks = k + 1
-    (parts / f"shard-{i}-of-{n}.done").write_text(str(chunks))
-    seconds = time.time() - start
-    log.info("shard %d/%d: encoded %d documents in %.1fs (%.0f docs/s); %d chunks in all", i, n,
-             encoded, seconds, encoded / max(seconds, 1e-9), chunks)
-    return chunks
-
-
-def missing_chunks(index_dir):
-    """Chunk numbers not yet encoded, or None while no shard has counted the chunks."""
-    parts = parts_dir(index_dir)
-    counts = {int(p.read_text()) for p in parts.glob("shard-*.done")}
-    if not counts:
-        return None
-    if len(counts) > 1:
-        raise UserError(f"{parts}: shards disagree on the number of chunks {sorted(counts)}; "
-                        "were they run on different collections or chunk sizes?")
-    return [k for k in range(counts.pop()) if not (parts / f"part-{k:06d}.npz").is_file()]
+    meta = {"model": encoder.model_name, "max_length": encoder.max_length}
+    return chunks.encode_chunks(
+        docs, lambda texts, k: {"vectors": encoder.encode(texts, desc=f"chunk {k}")}, index_dir,
+        meta, shard, chunk_docs, total, desc="BGE-M3 index")
 
 
 def merge_chunks(index_dir):
     """Write the FlexIndex at ``index_dir`` from its encoded chunks, then remove the chunks."""
     import shutil
     from pyterrier_dr import FlexIndex
-    missing = missing_chunks(index_dir)
-    if missing is None or missing:
-        raise UserError(f"cannot merge {index_dir}: chunks "
-                        f"{'not counted yet' if missing is None else missing[:10]} are missing; "
-                        "run the remaining shards first")
+    files = chunks.complete_parts(index_dir)
     parts = parts_dir(index_dir)
-    files = sorted(parts.glob("part-*.npz"))
 
     def vectors():
         for path in files:
@@ -181,13 +128,7 @@ def build_index(docs, encoder, index_dir, shard="0/1", chunk_docs=100_000, total
     """Encode this shard's chunks; merge into the FlexIndex once every chunk is encoded.
     Returns True when the index is complete."""
     encode_chunks(docs, encoder, index_dir, shard, chunk_docs, total)
-    missing = missing_chunks(index_dir)
-    if missing:
-        log.info("%d chunks of %s are left to other shards; merge when they are done",
-                 len(missing), index_dir)
-        return False
-    merge_chunks(index_dir)
-    return True
+    return chunks.merge_if_complete(index_dir, merge_chunks)
 
 
 # ----------------------------------------------------------------------------- search

@@ -20,7 +20,6 @@ ivf_lengths.npy and docnos.npids (the collection's own docno strings). Like the 
 is built in chunks under {index}.parts/ (resumable, shardable with --shard i/n: shard 0 trains
 the codec, the others wait for it), then merged into the folder, which appears only complete.
 """
-import itertools
 import json
 import logging
 import math
@@ -33,8 +32,9 @@ import pyterrier as pt
 import torch
 from tqdm.auto import tqdm
 
+from . import chunks
 from .batching import default_device
-from .dense import parse_shard
+from .chunks import parse_shard, parts_dir
 from .errors import UserError
 from .runs import atomic_path
 
@@ -154,10 +154,6 @@ class Codec:
 
 # ----------------------------------------------------------------------------- indexing
 
-def parts_dir(index_dir):
-    return Path(f"{index_dir}.parts")
-
-
 def index_built(index_dir):
     return (Path(index_dir) / "meta.json").is_file()
 
@@ -204,11 +200,6 @@ def encode_chunks(docs, encoder, index_dir, shard="0/1", chunk_docs=25_000, tota
     i, n = parse_shard(shard)
     parts = parts_dir(index_dir)
     parts.mkdir(parents=True, exist_ok=True)
-    meta = {"model": encoder.model_name, "language": encoder.language,
-            "doc_language": encoder.doc_language, "saved_language": encoder.saved_language,
-            "settings": encoder.settings, "nbits": nbits, "kmeans_niters": kmeans_niters,
-            "chunk_docs": chunk_docs}
-    (parts / "meta.json").write_text(json.dumps(meta, indent=1))
     codec_file = parts / "codec.pt"
     if total is None:
         total = sum(1 for _ in docs())
@@ -219,50 +210,27 @@ def encode_chunks(docs, encoder, index_dir, shard="0/1", chunk_docs=25_000, tota
         train_codec(docs, encoder, parts, total, nbits, kmeans_niters)
     codec = codec.to(encoder.device)
 
-    start, encoded, k = time.time(), 0, -1
-    progress = tqdm(total=total, unit="doc", desc=f"ColBERT-XM index (shard {i}/{n})",
-                    mininterval=5)
-    stream = iter(docs())
-    for k, batch in enumerate(iter(lambda: list(itertools.islice(stream, chunk_docs)), [])):
-        progress.update(len(batch))
-        part = parts / f"part-{k:06d}.npz"
-        if k % n != i or part.is_file():
-            continue
-        vectors, lengths = encoder.encode_docs([d["text"] for d in batch], desc=f"chunk {k}")
+    def encode(texts, k):
+        vectors, lengths = encoder.encode_docs(texts, desc=f"chunk {k}")
         codes, residuals = zip(*(codec.compress(vectors[b:b + (1 << 18)].to(encoder.device))
                                  for b in range(0, max(len(vectors), 1), 1 << 18)))
-        with atomic_path(part) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, codes=torch.cat(codes).cpu().numpy(),
-                         residuals=torch.cat(residuals).cpu().numpy(),
-                         doclens=lengths.astype(np.int32),
-                         docnos=np.array([d["docno"] for d in batch]))
-        encoded += len(batch)
-    progress.close()
-    chunks = k + 1
-    (parts / f"shard-{i}-of-{n}.done").write_text(str(chunks))
-    seconds = time.time() - start
-    log.info("shard %d/%d: encoded %d documents in %.1fs (%.0f docs/s); %d chunks in all", i, n,
-             encoded, seconds, encoded / max(seconds, 1e-9), chunks)
-    return chunks
+        return {"codes": torch.cat(codes).cpu().numpy(),
+                "residuals": torch.cat(residuals).cpu().numpy(),
+                "doclens": lengths.astype(np.int32)}
 
-
-def missing_chunks(index_dir):
-    from .dense import missing_chunks as dense_missing
-    return dense_missing(index_dir)  # same part-NNNNNN.npz / shard-*.done layout
+    meta = {"model": encoder.model_name, "language": encoder.language,
+            "doc_language": encoder.doc_language, "saved_language": encoder.saved_language,
+            "settings": encoder.settings, "nbits": nbits, "kmeans_niters": kmeans_niters}
+    return chunks.encode_chunks(docs(), encode, index_dir, meta, shard, chunk_docs, total,
+                                desc="ColBERT-XM index")
 
 
 def merge_chunks(index_dir):
     """Write the index folder from the encoded chunks (codes, residuals, lengths, the inverted
     lists from centroid to documents, docnos), then remove the chunks."""
     from npids import Lookup
-    missing = missing_chunks(index_dir)
-    if missing is None or missing:
-        raise UserError(f"cannot merge {index_dir}: chunks "
-                        f"{'not counted yet' if missing is None else missing[:10]} are missing; "
-                        "run the remaining shards first")
+    files = chunks.complete_parts(index_dir)
     parts = parts_dir(index_dir)
-    files = sorted(parts.glob("part-*.npz"))
     start = time.time()
     doclens, num_vectors = [], 0
     for path in files:
@@ -316,13 +284,7 @@ def build_index(docs, encoder, index_dir, shard="0/1", chunk_docs=25_000, total=
     """Encode this shard's chunks; merge into the index once every chunk is encoded. ``docs``:
     a function giving a fresh iterator of {"docno", "text"}. Returns True when complete."""
     encode_chunks(docs, encoder, index_dir, shard, chunk_docs, total, nbits, kmeans_niters)
-    missing = missing_chunks(index_dir)
-    if missing:
-        log.info("%d chunks of %s are left to other shards; merge when they are done",
-                 len(missing), index_dir)
-        return False
-    merge_chunks(index_dir)
-    return True
+    return chunks.merge_if_complete(index_dir, merge_chunks)
 
 
 # ----------------------------------------------------------------------------- search

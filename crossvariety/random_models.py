@@ -58,20 +58,28 @@ XLMR_TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, int
                  initializer_range=0.5)
 
 
-def build_xlmr(path, texts, size="tiny", vocab_size=2000, seed=0):
-    """A BGE-M3-like encoder (XLM-R) at random weights at ``path``, with its tokenizer."""
+def _xlmr_tokenizer(path, texts, vocab_size, model_max_length):
+    """An XLM-R-style tokenizer (sentencepiece, fairseq ids) trained on ``texts``, saved at
+    ``path``."""
     import json
     import shutil
-    from transformers import AutoTokenizer, XLMRobertaConfig, XLMRobertaModel
-    path = Path(path)
+    from transformers import AutoTokenizer
     path.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         model_file = _sentencepiece(texts, Path(tmp) / "sp", vocab_size)
         shutil.copy(model_file, path / "sentencepiece.bpe.model")
     (path / "tokenizer_config.json").write_text(json.dumps(
-        {"tokenizer_class": "XLMRobertaTokenizer", "model_max_length": 8192}))
+        {"tokenizer_class": "XLMRobertaTokenizer", "model_max_length": model_max_length}))
     tokenizer = AutoTokenizer.from_pretrained(path)
     tokenizer.save_pretrained(path)
+    return tokenizer
+
+
+def build_xlmr(path, texts, size="tiny", vocab_size=2000, seed=0):
+    """A BGE-M3-like encoder (XLM-R) at random weights at ``path``, with its tokenizer."""
+    from transformers import XLMRobertaConfig, XLMRobertaModel
+    path = Path(path)
+    tokenizer = _xlmr_tokenizer(path, texts, vocab_size, model_max_length=8192)
     shape = dict(XLMR_LARGE) if size == "large" else dict(XLMR_TINY, vocab_size=len(tokenizer))
     config = XLMRobertaConfig(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
                               eos_token_id=tokenizer.eos_token_id, **shape)
@@ -116,18 +124,10 @@ def build_colbert_xm(path, texts, size="tiny", vocab_size=2000, seed=0, dim=None
     so that a token's vector is mostly its own embedding: MaxSim then behaves like token
     matching, and rankings have clear winners (a random model's scores are near-ties)."""
     import json
-    import shutil
     from safetensors.torch import save_file
-    from transformers import AutoTokenizer, XmodConfig, XmodModel
+    from transformers import XmodConfig, XmodModel
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        model_file = _sentencepiece(texts, Path(tmp) / "sp", vocab_size)
-        shutil.copy(model_file, path / "sentencepiece.bpe.model")
-    (path / "tokenizer_config.json").write_text(json.dumps(
-        {"tokenizer_class": "XLMRobertaTokenizer", "model_max_length": 512}))
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    tokenizer.save_pretrained(path)
+    tokenizer = _xlmr_tokenizer(path, texts, vocab_size, model_max_length=512)
     shape = dict(XMOD_BASE) if size == "base" else dict(XMOD_TINY, vocab_size=len(tokenizer))
     config = XmodConfig(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
                         eos_token_id=tokenizer.eos_token_id, languages=list(languages),

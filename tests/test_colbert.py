@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import fake_hub, run_script
-from crossvariety import plaid
+from crossvariety import chunks, plaid
 from crossvariety.colbert import ColBERTXMEncoder
 from crossvariety.errors import UserError
 from crossvariety.random_models import synthetic_passages
@@ -117,7 +117,7 @@ def docs_of(passages):
 def test_plaid_top10_agrees_with_exhaustive_maxsim(tmp_path, encoder, capsys):
     index = tmp_path / "idx"
     assert plaid.build_index(docs_of(PASSAGES), encoder, index, chunk_docs=500)
-    assert plaid.index_built(index) and not plaid.parts_dir(index).exists()
+    assert plaid.index_built(index) and not chunks.parts_dir(index).exists()
     # k > 100: colbert-ai's search defaults for large k (ncells 4, threshold 0.4, ndocs 4096)
     search = plaid.PlaidSearch(index, num_results=500, device="cpu", verbose=False)
     vectors, lengths = encoder.encode_docs(PASSAGES)
@@ -152,7 +152,7 @@ def test_sharded_and_killed_builds_give_the_same_index(tmp_path, encoder):
 
     sharded = tmp_path / "sharded"
     assert not plaid.build_index(docs_of(passages), encoder, sharded, shard="0/2", chunk_docs=30)
-    parts = sorted(p.name for p in plaid.parts_dir(sharded).glob("part-*"))
+    parts = sorted(p.name for p in chunks.parts_dir(sharded).glob("part-*"))
     assert parts == ["part-000000.npz", "part-000002.npz"]
 
     class Killed(Exception):
@@ -166,7 +166,7 @@ def test_sharded_and_killed_builds_give_the_same_index(tmp_path, encoder):
     with pytest.raises(Killed):
         plaid.build_index(lambda: dies_after_one(docs_of(passages)), encoder, sharded,
                           shard="1/2", chunk_docs=30, total=len(passages))
-    assert (plaid.parts_dir(sharded) / "part-000001.npz").is_file()
+    assert (chunks.parts_dir(sharded) / "part-000001.npz").is_file()
     # ... and restarted: it encodes only chunk 3, then merges
     encoded = []
     original = encoder.encode_docs

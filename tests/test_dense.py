@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 from conftest import run_script
-from crossvariety import dense
+from crossvariety import chunks, dense
 from crossvariety.errors import UserError
 from crossvariety.random_models import synthetic_passages
 
@@ -37,7 +37,7 @@ def docs_iter(passages):
 def test_torch_search_matches_np_retriever(tmp_path, encoder):
     index = tmp_path / "idx"
     assert dense.build_index(docs_iter(PASSAGES), encoder, index, chunk_docs=100)
-    assert dense.index_built(index) and not dense.parts_dir(index).exists()
+    assert dense.index_built(index) and not chunks.parts_dir(index).exists()
     from pyterrier_dr import FlexIndex
     assert len(FlexIndex(str(index))) == len(PASSAGES)
     queries = pd.DataFrame({"qid": [str(i) for i in range(20)],
@@ -77,13 +77,13 @@ def test_killed_and_sharded_builds_resume_and_merge(tmp_path, encoder):
     killed = CountingEncoder(encoder, fail_after=1)
     with pytest.raises(KeyboardInterrupt):  # shard 0/2 dies after its first chunk
         dense.build_index(docs_iter(PASSAGES), killed, index, shard="0/2", chunk_docs=50)
-    assert sorted(p.name for p in dense.parts_dir(index).glob("part-*")) == ["part-000000.npz"]
+    assert sorted(p.name for p in chunks.parts_dir(index).glob("part-*")) == ["part-000000.npz"]
     assert not dense.index_built(index)
 
     resumed = CountingEncoder(encoder)
     assert not dense.build_index(docs_iter(PASSAGES), resumed, index, shard="0/2", chunk_docs=50)
     assert resumed.calls == 2  # chunks 2 and 4; chunk 0 was kept
-    assert dense.missing_chunks(index) == [1, 3]
+    assert chunks.missing_chunks(index) == [1, 3]
     with pytest.raises(UserError, match="missing"):
         dense.merge_chunks(index)
     other = CountingEncoder(encoder)
@@ -100,7 +100,7 @@ def test_killed_and_sharded_builds_resume_and_merge(tmp_path, encoder):
 def test_bad_shard_spec():
     for bad in ("2/2", "1", "a/b", "-1/3"):
         with pytest.raises(ValueError, match="i/n"):
-            dense.parse_shard(bad)
+            chunks.parse_shard(bad)
 
 
 def test_index_bgem3_and_run_mmarco_dense_end_to_end(workdir, tiny_xlmr):
