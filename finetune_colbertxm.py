@@ -79,7 +79,6 @@ paths = settings.configure(globals(), HELP)
 # -----------------------------------------------------------------------------
 import json
 import logging
-import os
 import shutil
 import sys
 import time
@@ -89,8 +88,7 @@ import numpy as np
 import torch
 from transformers import get_linear_schedule_with_warmup
 
-from crossvariety import checkpoints, released
-from crossvariety.batching import default_device
+from crossvariety import checkpoints, released, training
 from crossvariety.colbert import (ColBERTXM, Tokens, checkpoint_dir, load_tokenizer, pair_loss,
                                   read_settings)
 from crossvariety.errors import UsageError, UserError
@@ -105,8 +103,7 @@ language = LANGUAGE or (pair_from_name(TRAIN[len("paper:"):]).highres
                         if TRAIN.startswith("paper:") else "")
 if not language:
     raise UsageError("--language is required: the passages' language (fr for ca-fr, nl for af-dt)")
-world = int(os.environ.get("WORLD_SIZE", 1))
-rank = int(os.environ.get("RANK", 0))
+device, rank, world = training.processes(DEVICE)
 if BATCH_SIZE % world:
     raise UsageError(f"--batch-size {BATCH_SIZE} is not a multiple of the {world} processes")
 name = TRAIN.replace(":", "-") if TRAIN.startswith("paper:") else Path(TRAIN).name.split(".")[0]
@@ -117,14 +114,6 @@ if OVERWRITE and rank == 0:
 if (out / "artifact.metadata").is_file() and not OVERWRITE:
     log.info("%s exists; nothing to do (--overwrite trains again)", out)
     sys.exit(0)
-if world > 1:
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    device = torch.device(DEVICE or (f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
-else:
-    device = default_device(DEVICE or None)
 torch.manual_seed(SEED)
 
 # 1. the training tuples (query, positive, negative), in a seeded order per epoch
@@ -144,7 +133,7 @@ def batch(step):
     """This process's share of the tuples of optimizer step ``step``: epoch e's order is a
     permutation seeded by SEED + e, so a resumed run sees exactly what the killed one would."""
     epoch, position = divmod(step, per_epoch)
-    order = np.random.default_rng(SEED + epoch).permutation(len(tuples))
+    order = training.epoch_order(SEED, epoch, len(tuples))
     chosen = order[position * BATCH_SIZE:(position + 1) * BATCH_SIZE][rank * share:
                                                                        (rank + 1) * share]
     return [tuples[i] for i in chosen]

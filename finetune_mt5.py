@@ -9,12 +9,14 @@ targets the tokens ``yes`` / ``no``, so the output loads in rerank_mt5.py and ru
 
 The learning rate is a flag: 5e-5 by default, what the authors' later code used (the paper's
 stated 5e-12 would not move the weights). The default batch is 32 pairs per optimizer step
-(the original loop took 4, one step per batch of 4): at batch 4 a GPU step is CPU-bound (~6
-steps/s whatever the batch), so larger batches are what makes training fast; --batch-size 4
-reproduces the original. GPU: bf16 autocast, fused AdamW, no host sync but every --log-every
-steps. Checkpoints every --save-every steps under {out}.checkpoints/: a killed run restarts
-where its last checkpoint left off (same data order, same dropout stream), bitwise on a CPU.
-wandb logging only with --wandb PROJECT.
+(the original loop took 4, one step per batch of 4; --batch-size 4 reproduces it). A step at
+these batch sizes is CPU-bound on a GPU (thousands of kernel launches for little work), so on a
+GPU the model is compiled with CUDA graphs (--compile) over few static shapes (pairs padded to
+a multiple of 64 tokens, masked: same loss), with bf16 autocast, fused AdamW and no host sync
+but every --log-every steps. One step equals one step of the original loop on the same batch
+(fp32 on a CPU, tested). Checkpoints every --save-every steps under {out}.checkpoints/: a killed
+run restarts where its last checkpoint left off (same data order, same dropout stream), bitwise
+on a CPU. wandb logging only with --wandb PROJECT.
 
 Examples:
   python finetune_mt5.py --train data/training/ca-fr.ce.jsonl --out models/mt5-lt-cafr
@@ -35,6 +37,7 @@ MAX_STEPS = 0  # 0 = EPOCHS over the data
 WARMUP_STEPS = 0
 SAVE_EVERY = 1000  # optimizer steps between checkpoints
 STOP_AFTER = 0  # stop this job after N optimizer steps (checkpointed); rerun to continue
+COMPILE = "auto"  # auto (CUDA graphs on a GPU), on or off
 LOG_EVERY = 50
 SEED = 42
 DEVICE = ""
@@ -56,6 +59,7 @@ HELP = {
     "SAVE_EVERY": "optimizer steps between checkpoints (a killed run resumes from the last)",
     "STOP_AFTER": "stop this job after this many optimizer steps, checkpointed (time-limited "
                   "jobs); run the same command again to continue; 0 = run to the end",
+    "COMPILE": "compile the model: auto (on a GPU, with CUDA graphs), on or off",
     "LOG_EVERY": "optimizer steps between loss logs (the only host syncs)",
     "SEED": "seed of the data order, the dropout and the initial state",
     "DEVICE": "torch device; empty = cuda if available, else cpu",
@@ -64,7 +68,6 @@ HELP = {
 }
 paths = settings.configure(globals(), HELP)
 # -----------------------------------------------------------------------------
-import functools
 import json
 import logging
 import shutil
@@ -76,12 +79,12 @@ import numpy as np
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
-from crossvariety import checkpoints, released
+from crossvariety import checkpoints, released, training
 from crossvariety.batching import default_device
 from crossvariety.errors import UsageError, UserError
 from crossvariety.models import from_pretrained, resolve_model
 from crossvariety.negatives import read_examples
-from crossvariety.rerank import encode_prompts, yes_no_ids
+from crossvariety.rerank import MAX_LENGTH, encode_prompts, yes_no_ids
 from crossvariety.runs import atomic_path
 
 log = logging.getLogger("finetune_mt5")
@@ -99,6 +102,7 @@ if (out / "config.json").is_file() and not OVERWRITE:
     sys.exit(0)
 torch.manual_seed(SEED)
 device = default_device(DEVICE or None)
+training.setup_gpu(device)
 
 # 1. the training pairs, tokenised once (as one flat array: little memory for millions)
 model_path = resolve_model(MODEL)
@@ -140,23 +144,15 @@ if per_epoch == 0:
 total_steps = MAX_STEPS or EPOCHS * per_epoch // GRAD_ACCUM
 
 
-@functools.lru_cache(maxsize=1)
-def epoch_order(epoch):
-    """Epoch e's order is a permutation seeded by SEED + e, so a resumed run sees exactly the
-    batches the killed one would have."""
-    return np.random.default_rng(SEED + epoch).permutation(len(pairs))
-
-
 def micro_batch(m):
-    """The m-th micro-batch of the run."""
+    """The m-th micro-batch of the run (epoch e's order is seeded by SEED + e, so a resumed
+    run sees exactly what the killed one would have), padded to one of few static lengths."""
     epoch, position = divmod(m, per_epoch)
-    chosen = epoch_order(epoch)[position * micro:(position + 1) * micro]
+    chosen = training.epoch_order(SEED, epoch, len(pairs))[position * micro:(position + 1) * micro]
     longest = max(lengths[i] for i in chosen)
-    input_ids = np.full((len(chosen), longest), tokenizer.pad_token_id, dtype=np.int64)
-    mask = np.zeros_like(input_ids)
-    for row, i in enumerate(chosen):
-        input_ids[row, :lengths[i]] = flat[offsets[i]:offsets[i + 1]]
-        mask[row, :lengths[i]] = 1
+    input_ids, mask = training.pad([flat[offsets[i]:offsets[i + 1]] for i in chosen],
+                                   training.padded_length(longest, MAX_LENGTH, pad_multiple),
+                                   tokenizer.pad_token_id)
     target = np.stack([labels[chosen], np.full(len(chosen), tokenizer.eos_token_id)], axis=1)
     return [torch.from_numpy(a).to(device, non_blocking=True) for a in (input_ids, mask, target)]
 
@@ -176,6 +172,8 @@ if saved:
 else:
     log.info("training %s from %s: %d steps of %d pairs (%d x %d), lr %g, %s", out, model_path,
              total_steps, BATCH_SIZE, GRAD_ACCUM, micro, LEARNING_RATE, device)
+graphs = training.compile_module(model, COMPILE, device)
+pad_multiple = training.PAD_MULTIPLE if graphs else 1  # static shapes for the graphs
 wandb = None
 if WANDB:
     import wandb
@@ -189,12 +187,16 @@ def save_checkpoint():
 # 3. the loop: losses stay on the device until a log line needs them
 autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 losses = torch.zeros((), device=device)
+last_loss = None
 job_steps, start, logged = 0, time.time(), time.time()
 while step < total_steps:
     for k in range(GRAD_ACCUM):
+        if graphs:
+            torch.compiler.cudagraph_mark_step_begin()
         input_ids, mask, target = micro_batch(step * GRAD_ACCUM + k)
         with autocast:
-            loss = model(input_ids=input_ids, attention_mask=mask, labels=target).loss
+            loss = model(input_ids=input_ids, attention_mask=mask, labels=target,
+                         use_cache=False).loss
         (loss / GRAD_ACCUM).backward()
         losses += loss.detach() / GRAD_ACCUM
     optimizer.step()
@@ -204,11 +206,11 @@ while step < total_steps:
     job_steps += 1
     if step % LOG_EVERY == 0 or step == total_steps:
         n = LOG_EVERY if step % LOG_EVERY == 0 else step % LOG_EVERY
-        mean = losses.item() / n
+        last_loss = losses.item() / n
         rate = n * BATCH_SIZE / (time.time() - logged)
-        log.info("step %d/%d loss %.4f (%.0f pairs/s)", step, total_steps, mean, rate)
+        log.info("step %d/%d loss %.4f (%.0f pairs/s)", step, total_steps, last_loss, rate)
         if wandb:
-            wandb.log({"loss": mean, "pairs_per_s": rate, "lr": scheduler.get_last_lr()[0]},
+            wandb.log({"loss": last_loss, "pairs_per_s": rate, "lr": scheduler.get_last_lr()[0]},
                       step=step)
         losses.zero_()
         logged = time.time()
@@ -224,7 +226,8 @@ with atomic_path(out) as tmp:
     tokenizer.save_pretrained(tmp)
     (tmp / "training.json").write_text(json.dumps(
         {k.lower(): v for k, v in globals().items() if k.isupper() and k != "HELP"} |
-        {"start": str(model_path), "pairs": len(pairs), "steps": total_steps}, indent=1))
+        {"start": str(model_path), "pairs": len(pairs), "steps": total_steps,
+         "cuda_graphs": graphs, "last_loss": last_loss}, indent=1))
 shutil.rmtree(checkpoints_dir, ignore_errors=True)
 seconds = time.time() - start
 log.info("wrote %s: %d steps in %.1fs (%.0f pairs/s)", out, job_steps, seconds,

@@ -27,9 +27,9 @@ from conftest import REPO, flores_source, run_script
                               "--out"]),
     ("mine_negatives.py", ["--pair", "--source", "--ce-margin", "--run", "--rounds", "--seed"]),
     ("finetune_bgem3.py", ["--train", "--learning-rate", "--group-size", "--temperature",
-                           "--nproc-per-node", "--extra"]),
+                           "--max-grad-norm", "--compile", "--stop-after"]),
     ("finetune_mt5.py", ["--train", "--learning-rate", "--batch-size", "--grad-accum",
-                         "--save-every", "--stop-after", "--wandb"]),
+                         "--compile", "--save-every", "--stop-after", "--wandb"]),
     ("make_tables.py", ["--configs", "--experiments", "--runs-dirs", "--rename", "--tolerance",
                         "--plan", "--format", "--out-dir", "--figures"]),
 ])

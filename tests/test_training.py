@@ -5,6 +5,7 @@ import random
 import re
 
 import numpy as np
+import pytest
 import torch
 
 from conftest import run_script
@@ -78,27 +79,178 @@ def test_killed_mt5_run_resumes_exactly(tmp_path, tiny_mt5):
     assert not all(torch.equal(a[k], start[k]) for k in a)  # it did train
 
 
-def test_finetune_mt5_rejects_bad_data(tmp_path, tiny_mt5):
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"query": "q", "pos": ["p"], "neg": ["n"]}\n{"query": "q", "pos": []}\n')
-    proc = run_script("finetune_mt5.py", "--train", bad, "--model", tiny_mt5, cwd=tmp_path,
-                      check=False)
-    assert proc.returncode != 0 and "bad.jsonl:2: a training example is" in proc.stderr
+def without_dropout(model_dir, tmp_path):
+    """A copy of a tiny model with dropout off: one step is then deterministic on both sides."""
+    import shutil
+    from transformers import AutoConfig
+    copy = shutil.copytree(model_dir, tmp_path / f"{model_dir.name}-no-dropout")
+    config = AutoConfig.from_pretrained(copy)
+    for key in ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout_rate"):
+        if hasattr(config, key):
+            setattr(config, key, 0.0)
+    config.save_pretrained(copy)
+    return copy
 
 
-def test_finetune_bgem3_learns_and_loads_back(workdir, tiny_xlmr):
+def assert_same_step(ours, reference, start, skip=()):
+    """Parameters after one step agree within 1e-5 of each tensor's scale; the step moved them."""
+    assert ours.keys() == reference.keys()
+    for key in ours:
+        if any(s in key for s in skip):
+            continue
+        scale = reference[key].abs().max().item()
+        assert (ours[key] - reference[key]).abs().max().item() <= 1e-5 * scale, key
+    assert sum(not torch.equal(ours[k], start[k]) for k in ours) >= 0.9 * len(ours)
+
+
+def test_bgem3_step_equals_flagembedding_trainer_step(tmp_path, tiny_xlmr):
+    """One step of finetune_bgem3.py = one step of FlagEmbedding's m3 trainer (HF Trainer), fp32
+    on a CPU, from the same weights and batch: loss within 1e-5, parameters within 1e-5 of each
+    tensor's scale."""
+    from transformers import AutoModel, HfArgumentParser
+    from FlagEmbedding.finetune.embedder.encoder_only.m3 import (
+        EncoderOnlyEmbedderM3DataArguments, EncoderOnlyEmbedderM3ModelArguments,
+        EncoderOnlyEmbedderM3Runner, EncoderOnlyEmbedderM3TrainingArguments)
+    from crossvariety.random_models import synthetic_passages
+    model = without_dropout(tiny_xlmr, tmp_path)
+    passages = synthetic_passages(16, seed=5)
+    train = write_jsonl(tmp_path / "eight.jsonl", [
+        {"query": " ".join(p.split()[:4]), "pos": [p], "neg": [passages[8 + i]]}
+        for i, p in enumerate(passages[:8])])  # one batch: the order within it does not matter
+    run_script("finetune_bgem3.py", "--train", train, "--model", model, "--out", tmp_path / "ours",
+               "--learning-rate", "1e-3", "--max-steps", "1", cwd=tmp_path)
+    ours_loss = json.loads((tmp_path / "ours" / "training.json").read_text())["last_loss"]
+
+    # the reference command's arguments; negatives_cross_device needs torchrun, and with one
+    # process its gather is the identity
+    arguments = HfArgumentParser((EncoderOnlyEmbedderM3ModelArguments,
+                                  EncoderOnlyEmbedderM3DataArguments,
+                                  EncoderOnlyEmbedderM3TrainingArguments))
+    runner = EncoderOnlyEmbedderM3Runner(*arguments.parse_args_into_dataclasses(args=[
+        "--model_name_or_path", str(model), "--train_data", str(train),
+        "--output_dir", str(tmp_path / "reference"), "--learning_rate", "1e-3", "--max_steps", "1",
+        "--per_device_train_batch_size", "8", "--train_group_size", "2", "--temperature", "0.02",
+        "--query_max_len", "64", "--passage_max_len", "256",
+        "--query_instruction_for_retrieval", "", "--normalize_embeddings", "True",
+        "--sentence_pooling_method", "cls", "--save_strategy", "no", "--report_to", "none",
+        "--use_cpu", "True"]))
+    reference_loss = runner.trainer.train().training_loss
+    assert abs(ours_loss - reference_loss) <= 1e-5 * reference_loss, (ours_loss, reference_loss)
+    reference = {k: v.detach() for k, v in runner.model.model.state_dict().items()
+                 if not k.startswith("pooler.")}
+    start = AutoModel.from_pretrained(model, add_pooling_layer=False).state_dict()
+    ours = AutoModel.from_pretrained(tmp_path / "ours", add_pooling_layer=False).state_dict()
+    # a key bias adds the same amount to every score of a query: its exact gradient is 0, and
+    # Adam turns the float noise in its place into steps of up to the learning rate
+    assert_same_step(ours, reference, start, skip=("attention.self.key.bias",))
+
+
+def test_mt5_step_equals_original_loop_step(tmp_path, tiny_mt5):
+    """One step of finetune_mt5.py --batch-size 4 = one step of the original loop (tokenise the
+    batch, pad to its longest, AdamW), fp32 on a CPU: loss within 1e-5, parameters within 1e-5
+    of each tensor's scale."""
+    from transformers import AutoTokenizer, MT5ForConditionalGeneration
+    model = without_dropout(tiny_mt5, tmp_path)
+    examples = toy_examples(2, seed=4)  # 2 x (positive, negative): one batch of 4 pairs
+    train = write_jsonl(tmp_path / "two.jsonl", examples)
+    run_script("finetune_mt5.py", "--train", train, "--model", model, "--out", tmp_path / "ours",
+               "--batch-size", "4", "--learning-rate", "1e-3", "--max-steps", "1", cwd=tmp_path)
+    ours_loss = json.loads((tmp_path / "ours" / "training.json").read_text())["last_loss"]
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    reference = MT5ForConditionalGeneration.from_pretrained(model).train()
+    batch = [(e["query"], d, label) for e in examples
+             for d, label in ((e["pos"][0], "yes"), (e["neg"][0], "no"))]
+    inputs = tokenizer([f"Query: {q} Document: {d} Relevant:" for q, d, _ in batch],
+                       padding=True, truncation=True, max_length=512, return_tensors="pt")
+    labels = tokenizer([label for _, _, label in batch], padding=True,
+                       return_tensors="pt").input_ids
+    assert labels.shape == (4, 2)  # yes / no and </s>, as the re-ranker reads them
+    optimizer = torch.optim.AdamW(reference.parameters(), lr=1e-3)
+    loss = reference(**inputs, labels=labels).loss
+    loss.backward()
+    optimizer.step()
+    assert abs(ours_loss - loss.item()) <= 1e-5 * loss.item(), (ours_loss, loss.item())
+    start = MT5ForConditionalGeneration.from_pretrained(model).state_dict()
+    ours = MT5ForConditionalGeneration.from_pretrained(tmp_path / "ours").state_dict()
+    assert_same_step(ours, reference.state_dict(), start)
+
+
+def test_padded_and_compiled_steps_equal_plain_steps(tmp_path, tiny_xlmr, tiny_mt5):
+    """The GPU path pads inputs to a multiple of 64 tokens and compiles the models whole
+    (fullgraph: a graph break fails here, not on the GPU). On a CPU the same capture runs with
+    the aot_eager backend: loss and gradients equal those of the plain, unpadded step (dropout
+    off: padding changes which random numbers a dropout mask gets, not their distribution)."""
+    from transformers import AutoModel, MT5ForConditionalGeneration
+    from crossvariety import training
+    from crossvariety.errors import UsageError
+    cpu = torch.device("cpu")
+    generator = torch.Generator().manual_seed(0)
+    xlmr, mt5 = without_dropout(tiny_xlmr, tmp_path), without_dropout(tiny_mt5, tmp_path)
+
+    def xlmr_loss(model, ids, mask):
+        cls = model(input_ids=ids, attention_mask=mask).last_hidden_state[:, 0]
+        return torch.nn.functional.normalize(cls, dim=-1).sum(0).pow(2).sum()
+
+    def mt5_loss(model, ids, mask):
+        return model(input_ids=ids, attention_mask=mask, labels=ids[:, :2].contiguous(),
+                     use_cache=False).loss
+
+    # (no pooler: compiled, the parameters no loss reaches get zero gradients, not None; the
+    # trainer freezes it)
+    for load, loss_of in ((lambda: AutoModel.from_pretrained(xlmr, add_pooling_layer=False),
+                           xlmr_loss),
+                          (lambda: MT5ForConditionalGeneration.from_pretrained(mt5), mt5_loss)):
+        length = training.padded_length(40, 256)
+        ids = torch.randint(5, 150, (4, length), generator=generator)
+        mask = torch.ones_like(ids)
+        mask[:, 40:] = 0
+        mask[1, 17:] = 0
+        results = []
+        for compiled, width in ((False, 40), (False, length), (True, length)):
+            model = load().train()
+            if compiled:
+                assert not training.compile_module(model, "on", cpu, backend="aot_eager")
+            loss = loss_of(model, ids[:, :width], mask[:, :width])
+            loss.backward()
+            results.append((loss.item(), {k: p.grad for k, p in model.named_parameters()
+                                          if p.grad is not None}))
+        plain_loss, plain = results[0]
+        for loss, grads in results[1:]:
+            assert abs(loss - plain_loss) <= 1e-5 * abs(plain_loss)
+            assert grads.keys() == plain.keys()
+            for key in plain:
+                torch.testing.assert_close(grads[key], plain[key], rtol=1e-4, atol=1e-6)
+    assert training.padded_length(65, 256) == 128 and training.padded_length(300, 256) == 256
+    assert training.padded_length(65, 256, multiple=1) == 65
+    assert not training.compile_module(None, "auto", cpu)  # auto: only on a GPU
+    with pytest.raises(UsageError, match="--compile 'yes'"):
+        training.compile_module(None, "yes", cpu)
+
+
+def test_finetune_bgem3_learns_resumes_and_loads_back(workdir, tiny_xlmr):
     from crossvariety.random_models import synthetic_passages
     passages = synthetic_passages(64, seed=5)
     examples = [{"query": " ".join(p.split()[:4]), "pos": [p], "neg": [passages[(i + 32) % 64]]}
                 for i, p in enumerate(passages)]  # the query is the passage's first words
     train = write_jsonl(workdir / "toy.jsonl", examples)
+    common = ["--train", train, "--model", tiny_xlmr, "--learning-rate", "1e-4",
+              "--max-steps", "24", "--log-every", "4"]
     out = workdir / "bge-toy"
-    proc = run_script("finetune_bgem3.py", "--train", train, "--model", tiny_xlmr, "--out", out,
-                      "--learning-rate", "1e-4", "--epochs", "6", "--logging-steps", "4",
-                      cwd=workdir)
-    curve = [float(x) for x in re.findall(r"'loss': ([\d.]+)", proc.stdout + proc.stderr)]
-    assert len(curve) >= 10 and np.mean(curve[-3:]) < np.mean(curve[:3]), curve
-    assert (out / "config.json").is_file() and "negatives_cross_device" in proc.stderr
+    proc = run_script("finetune_bgem3.py", *common, "--out", out, cwd=workdir)
+    curve = losses(proc.stderr)
+    assert len(curve) == 6 and np.mean(curve[-2:]) < np.mean(curve[:2]), curve
+    assert (out / "config.json").is_file() and not (workdir / "bge-toy.checkpoints").exists()
+
+    proc = run_script("finetune_bgem3.py", *common, "--out", workdir / "killed", "--stop-after",
+                      "10", cwd=workdir)
+    assert "stopping after 10 steps" in proc.stderr and not (workdir / "killed").exists()
+    proc = run_script("finetune_bgem3.py", *common, "--out", workdir / "killed", cwd=workdir)
+    assert "(step 10 of 24)" in proc.stderr
+    from transformers import AutoModel
+    a = AutoModel.from_pretrained(out, add_pooling_layer=False).state_dict()
+    b = AutoModel.from_pretrained(workdir / "killed", add_pooling_layer=False).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
     # the output loads by path in the encoder of index_bgem3.py and run_mmarco.py (whose
     # scripts test_dense.py runs end to end with a model path)
@@ -106,6 +258,5 @@ def test_finetune_bgem3_learns_and_loads_back(workdir, tiny_xlmr):
     vectors = dense.BgeM3Encoder(str(out), max_length=128, verbose=False).encode(passages)
     assert vectors.shape == (64, 32)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    proc = run_script("finetune_bgem3.py", "--train", train, "--model", tiny_xlmr, "--out", out,
-                      cwd=workdir)
+    proc = run_script("finetune_bgem3.py", *common, "--out", out, cwd=workdir)
     assert "nothing to do" in proc.stderr

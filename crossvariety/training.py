@@ -1,0 +1,84 @@
+"""What the three trainers share: their processes (one, or several under torchrun), a seeded data
+order that a resumed run replays, static padded shapes, and the settings that make a small
+training step cheap on a GPU.
+
+A step at the recipes' batch sizes (8 queries for BGE-M3, 4-32 pairs for mT5) does little GPU
+work and thousands of kernel launches: measured on an H200 (../shared/bench-reference/), the CPU
+that launches them is the bottleneck, ~10x the GPU time. So on a GPU the encoder is compiled with
+CUDA graphs (a step replays its recorded kernels in one launch), which needs a few static shapes:
+inputs are padded to a multiple of ``PAD_MULTIPLE`` tokens (masked, so no loss or gradient
+changes beyond float rounding). torch's cuDNN attention is turned off: it sets up a plan on the
+CPU (~1.1 ms) for every new shape, per call. Without CUDA graphs (a CPU, --compile off) inputs are
+padded to the batch's longest, as the references do: padding is then only lost work.
+"""
+import functools
+import os
+
+import numpy as np
+import torch
+
+from .batching import default_device
+from .errors import UsageError
+
+PAD_MULTIPLE = 64  # few distinct shapes (<= 4 for 256-token passages): few graphs to record
+
+
+def processes(device_name=""):
+    """(device, rank, world) of this process; under torchrun it joins the process group (NCCL on
+    GPUs, gloo on CPUs) and takes its local rank's GPU."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    rank = int(os.environ.get("RANK", 0))
+    if world == 1:
+        return default_device(device_name or None), rank, world
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    device = torch.device(device_name or (f"cuda:{local_rank}" if torch.cuda.is_available()
+                                          else "cpu"))
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device, rank, world
+
+
+@functools.lru_cache(maxsize=2)
+def epoch_order(seed, epoch, n):
+    """The order of ``n`` training items in epoch ``epoch``: a permutation seeded by seed + epoch,
+    so a resumed run sees exactly the batches the killed one would have."""
+    return np.random.default_rng(seed + epoch).permutation(n)
+
+
+def padded_length(longest, maximum, multiple=PAD_MULTIPLE):
+    """The static length a batch whose longest input has ``longest`` tokens is padded to."""
+    return min(maximum, -(-longest // multiple) * multiple)
+
+
+def pad(id_lists, length, pad_id):
+    """(input_ids, attention_mask) int64 arrays of shape (len(id_lists), length)."""
+    ids = np.full((len(id_lists), length), pad_id, dtype=np.int64)
+    mask = np.zeros((len(id_lists), length), dtype=np.int64)
+    for row, i in enumerate(id_lists):
+        ids[row, :len(i)], mask[row, :len(i)] = i, 1
+    return ids, mask
+
+
+def setup_gpu(device):
+    """Turn off torch's cuDNN attention on a GPU (a CPU plan per new shape; flash and
+    memory-efficient attention remain)."""
+    if device.type == "cuda":
+        torch.backends.cuda.enable_cudnn_sdp(False)
+
+
+def compile_module(module, setting, device, backend="inductor"):
+    """Compile ``module`` in place (its parameters and state dict stay as they are) when
+    ``setting`` is on, or auto on a GPU: CUDA graphs there, plain inductor code on a CPU. Returns
+    whether CUDA graphs are used, in which case every step must begin with
+    ``torch.compiler.cudagraph_mark_step_begin()``."""
+    if setting not in ("auto", "on", "off"):
+        raise UsageError(f"--compile {setting!r}: choose auto, on or off")
+    if setting == "off" or (setting == "auto" and device.type != "cuda"):
+        return False
+    graphs = device.type == "cuda" and backend == "inductor"
+    # the padded lengths are few, but the recipes' batch shapes come on top: room to record them
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 32)
+    module.compile(backend=backend, fullgraph=True,
+                   **({"mode": "reduce-overhead"} if graphs else {}))
+    return graphs
