@@ -96,15 +96,7 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-from transformers import AutoTokenizer, get_linear_schedule_with_warmup
-
-from crossvariety import checkpoints, released, training
 from crossvariety.errors import UsageError, UserError
-from crossvariety.models import resolve_model
-from crossvariety.negatives import read_examples
-from crossvariety.runs import atomic_path
 
 log = logging.getLogger("finetune_bgem3")
 if not TRAIN:
@@ -114,12 +106,23 @@ if GROUP_SIZE < 1:
 name = TRAIN.replace(":", "-") if TRAIN.startswith("paper:") else Path(TRAIN).name.split(".")[0]
 out = Path(OUT) if OUT else paths["models_dir"] / f"bge-m3-ft-{name}"
 checkpoints_dir = Path(f"{out}.checkpoints")
-device, rank, world = training.processes(DEVICE)
-if OVERWRITE and rank == 0:
-    shutil.rmtree(checkpoints_dir, ignore_errors=True)
 if (out / "config.json").is_file() and not OVERWRITE:
     log.info("%s exists; nothing to do (--overwrite trains again)", out)
     sys.exit(0)
+
+# torch and the models after the checks above: a finished run exits in a second
+import numpy as np
+import torch
+from transformers import AutoTokenizer, get_linear_schedule_with_warmup
+
+from crossvariety import checkpoints, released, training
+from crossvariety.models import resolve_model
+from crossvariety.negatives import read_examples
+from crossvariety.runs import atomic_path
+
+device, rank, world = training.processes(DEVICE)
+if OVERWRITE and rank == 0:
+    shutil.rmtree(checkpoints_dir, ignore_errors=True)
 precision = PRECISION if PRECISION != "auto" else ("bf16" if device.type == "cuda" else "fp32")
 if precision not in ("bf16", "fp32"):
     raise UsageError(f"--precision {PRECISION!r}: choose auto, bf16 or fp32")

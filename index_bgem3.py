@@ -28,6 +28,7 @@ CHUNK_DOCS = 100000  # documents per saved chunk (the unit of resumption and sha
 SHARD = "0/1"  # i/n: encode chunks k with k mod n = i
 MERGE_ONLY = False  # only merge the encoded chunks into the index
 DEVICE = ""  # cuda, cuda:1, cpu; empty = a GPU if there is one
+DTYPE = "auto"  # auto (bf16 on a GPU, fp32 on a CPU), bf16, fp32 or fp8
 OVERWRITE = False  # re-encode even if the index exists
 HELP = {
     "DATASET": "collection: an irds: id (irds:mmarco/v2/fr, irds:neuclir/1/fa) or a dataset folder",
@@ -39,6 +40,9 @@ HELP = {
     "SHARD": "i/n: this job encodes chunks k with k mod n == i (all jobs share the index folder)",
     "MERGE_ONLY": "encode nothing; merge the chunks that the shards encoded into the index",
     "DEVICE": "torch device; empty = cuda if available, else cpu",
+    "DTYPE": "precision: auto = bf16 on a GPU, fp32 on a CPU; fp32 (the paper's); fp8 "
+             "(matmuls on fp8 tensor cores, emulated elsewhere); recorded in the index "
+             "(crossvariety.json); every shard must use the same",
     "OVERWRITE": "re-encode from scratch even if the index or encoded chunks exist",
 }
 paths = settings.configure(globals(), HELP)
@@ -68,8 +72,9 @@ if MERGE_ONLY:
     dense.merge_chunks(index)
     sys.exit(0)
 encoder = dense.BgeM3Encoder(MODEL, max_length=MAX_LENGTH, batch_tokens=BATCH_TOKENS,
-                             device=DEVICE or None)
+                             device=DEVICE or None, dtype=DTYPE)
 log.info("encoding %s with %s on %s (%s, %d tokens/batch) into %s, shard %s", DATASET,
-         encoder.model_name, encoder.device, encoder.dtype, encoder.batch_tokens, index, SHARD)
+         encoder.model_name, encoder.device, encoder.precision, encoder.batch_tokens, index,
+         SHARD)
 dense.build_index(dataset.docs_iter(), encoder, index, shard=SHARD, chunk_docs=CHUNK_DOCS,
                   total=dataset.docs_count())

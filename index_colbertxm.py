@@ -39,6 +39,7 @@ CHUNK_DOCS = 25000  # documents per saved chunk (the unit of resumption and shar
 SHARD = "0/1"  # i/n: encode chunks k with k mod n = i
 MERGE_ONLY = False
 DEVICE = ""
+DTYPE = "auto"  # auto (bf16 on a GPU, fp32 on a CPU), bf16, fp32 or fp8
 OVERWRITE = False
 HELP = {
     "DATASET": "collection: an irds: id (irds:mmarco/v2/fr, irds:neuclir/1/fa) or a dataset folder",
@@ -59,6 +60,8 @@ HELP = {
              "folder; shard 0 trains the codec, the others wait for it)",
     "MERGE_ONLY": "encode nothing; merge the chunks that the shards encoded into the index",
     "DEVICE": "torch device; empty = cuda if available, else cpu",
+    "DTYPE": "precision: auto = bf16 on a GPU, fp32 on a CPU; fp32; fp8 (matmuls on fp8 "
+             "tensor cores, emulated elsewhere); recorded in the index; every shard the same",
     "OVERWRITE": "re-encode from scratch even if the index or encoded chunks exist",
 }
 paths = settings.configure(globals(), HELP)
@@ -98,10 +101,10 @@ if MERGE_ONLY:
     plaid.merge_chunks(index)
     sys.exit(0)
 encoder = ColBERTXMEncoder(MODEL, language=language, doc_lang_from_config=DOC_LANG_FROM_CONFIG,
-                           batch_tokens=BATCH_TOKENS, device=DEVICE or None)
+                           batch_tokens=BATCH_TOKENS, device=DEVICE or None, dtype=DTYPE)
 log.info("indexing %s with %s (queries %s, documents %s) on %s (%s, %d tokens/batch) into %s, "
          "shard %s", DATASET, encoder.model_name, encoder.language, encoder.doc_language,
-         encoder.device, str(encoder.dtype).replace("torch.", ""), encoder.batch_tokens, index,
+         encoder.device, encoder.precision, encoder.batch_tokens, index,
          SHARD)
 plaid.build_index(dataset.docs_iter, encoder, index, shard=SHARD, chunk_docs=CHUNK_DOCS,
                   total=dataset.docs_count(), nbits=NBITS, kmeans_niters=KMEANS_NITERS)

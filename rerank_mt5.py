@@ -26,6 +26,7 @@ OUT = ""  # empty = the run's name with the stage rerank-{model}
 TOP_K = 1000  # documents re-ranked per query
 BATCH_TOKENS = 0  # padded tokens per batch; 0 = 65536 on a GPU, 8192 on a CPU
 DEVICE = ""  # cuda, cuda:1, cpu; empty = a GPU if there is one
+DTYPE = "auto"  # auto (bf16 on a GPU, fp32 on a CPU), bf16, fp32 or fp8
 OVERWRITE = False  # re-rank even if the output exists
 HELP = {
     "RUN": "first-stage TREC run (.res or .res.gz) to re-rank",
@@ -39,6 +40,9 @@ HELP = {
     "TOP_K": "documents re-ranked per query (the rest of the run is dropped)",
     "BATCH_TOKENS": "padded tokens per batch; 0 = 65536 on a GPU, 8192 on a CPU",
     "DEVICE": "torch device; empty = cuda if available, else cpu",
+    "DTYPE": "precision: auto = bf16 on a GPU, fp32 on a CPU; fp32 (the paper's); fp8 (matmuls "
+             "on fp8 tensor cores, emulated elsewhere); recorded in the run's name column "
+             "(README: what bf16 and fp8 cost)",
     "OVERWRITE": "re-rank even if the output file exists",
 }
 paths = settings.configure(globals(), HELP)
@@ -48,11 +52,13 @@ import sys
 import time
 from pathlib import Path
 
+from crossvariety import precision
+from crossvariety.batching import default_device
 from crossvariety.datasets import Dataset, load_queries
-from crossvariety.errors import UsageError
+from crossvariety.errors import UsageError, UserError
 from crossvariety.models import model_label, resolve_model
 from crossvariety.rerank import MonoT5ReRanker, attach_text
-from crossvariety.runs import read_run, write_run
+from crossvariety.runs import read_run, run_name, run_precision, write_run
 
 log = logging.getLogger("rerank_mt5")
 for name in ("RUN", "DATASET", "QUERIES"):
@@ -65,7 +71,12 @@ if OUT:
 else:
     stem = run_file.name.removesuffix(".gz").removesuffix(".res").removesuffix(".retrieve")
     out = run_file.with_name(f"{stem}.rerank-{model_label(MODEL)}.res.gz")
+wanted = precision.resolve(DTYPE, default_device(DEVICE or None))
 if out.is_file() and not OVERWRITE:
+    made_in = run_precision(out)
+    if made_in and made_in != wanted:
+        raise UserError(f"{out} was re-ranked in {made_in}, not {wanted}: pass --dtype "
+                        f"{made_in}, --overwrite to replace it, or another --out")
     log.info("%s exists; nothing to do (--overwrite re-ranks again)", out)
     sys.exit(0)
 run = read_run(run_file)
@@ -73,10 +84,11 @@ queries = load_queries(QUERIES, QUERY_FIELD or None)
 log.info("read %s (%d rows, %d queries) and %d queries from %s", run_file, len(run),
          run.qid.nunique(), len(queries), QUERIES)
 frame = attach_text(run, queries, Dataset(DATASET), TOP_K)
-reranker = MonoT5ReRanker(MODEL, batch_tokens=BATCH_TOKENS, device=DEVICE or None)
+reranker = MonoT5ReRanker(MODEL, batch_tokens=BATCH_TOKENS, device=DEVICE or None, dtype=wanted)
 start = time.time()
 results = reranker(frame)
 seconds = time.time() - start
-log.info("re-ranked %d pairs with %s on %s in %.1fs (%.0f pairs/s)", len(frame),
-         reranker.model_name, reranker.device, seconds, len(frame) / max(seconds, 1e-9))
-write_run(results, out)
+log.info("re-ranked %d pairs with %s on %s (%s) in %.1fs (%.0f pairs/s)", len(frame),
+         reranker.model_name, reranker.device, reranker.precision, seconds,
+         len(frame) / max(seconds, 1e-9))
+write_run(results, out, name=run_name(out, reranker.precision))

@@ -55,6 +55,7 @@ RERANK_TOP_K = 1000  # documents re-ranked per query
 TRANSLATE_QUERIES = ""  # add the variety queries translated back: apertium, opencc or hf
 TRANSLATION_MODEL = ""  # hf engine: model name or path; empty = nllb-200-600m
 WORKERS = 0  # processes for analysis when an index must be built; 0 = all cores
+DTYPE = "auto"  # neural models' precision: auto (bf16 on a GPU, fp32 on a CPU), bf16, fp32, fp8
 OVERWRITE = False  # recompute finished run files
 HELP = {
     "BENCHMARK": "mmarco: each pair's own collection and dev topics (the paper's pairs: mMARCO v2 "
@@ -95,6 +96,9 @@ HELP = {
     "TRANSLATION_MODEL": "model of --translate-queries hf (name, HF id or path); empty = "
                          "nllb-200-600m",
     "WORKERS": "analysis processes when a BM25 index must be built; 0 = all cores",
+    "DTYPE": "precision of the neural models (encoders, re-ranker): auto = bf16 on a GPU, fp32 "
+             "on a CPU; fp32 (the paper's); fp8 (matmuls on fp8 tensor cores, emulated "
+             "elsewhere); recorded in the run files (README: what bf16 costs)",
     "OVERWRITE": "recompute run files (and nothing else) even if they exist",
 }
 paths = settings.configure(globals(), HELP)
@@ -105,7 +109,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from crossvariety import bm25, evaluation, flores, released, retrievers, translation
+from crossvariety import bm25, evaluation, flores, precision, released, retrievers, translation
+from crossvariety.batching import default_device
 from crossvariety.datasets import Dataset, read_queries, variety_queries_path, write_queries
 from crossvariety.errors import UsageError, UserError
 from crossvariety.models import model_label, resolve_model
@@ -128,6 +133,7 @@ if VARIETY_QUERIES and len(pairs) != 1:
     raise UsageError("--variety-queries names the queries of one pair; pass one --pairs")
 if BENCHMARK == "flores" and (COLLECTION or TOPICS):
     raise UsageError("--collection and --topics go with --benchmark mmarco; flores builds its own")
+neural_precision = precision.resolve(DTYPE, default_device())
 measures = MEASURES or evaluation.MMARCO_MEASURES
 evaluation.parse_measures(measures)  # fail on a typo before hours of retrieval
 
@@ -146,7 +152,7 @@ def retriever_for(collection_spec, analyzer, language):
     if MODEL != "bm25":  # BGE-M3 or ColBERT-XM (the adapter of the collection's language)
         return retrievers.retriever(MODEL, collection, paths["index_dir"], NUM_RESULTS,
                                     language=language, doc_lang_from_config=DOC_LANG_FROM_CONFIG,
-                                    max_length=MAX_LENGTH)
+                                    max_length=MAX_LENGTH, dtype=neural_precision)
     index = bm25.default_index_path(paths["index_dir"], collection.name,
                                     bm25.model_label(analyzer, CJK))
     if not bm25.index_built(index):
@@ -160,7 +166,7 @@ def retriever_for(collection_spec, analyzer, language):
 @functools.cache
 def reranker_for(model):
     from crossvariety.rerank import MonoT5ReRanker
-    return MonoT5ReRanker(model)
+    return MonoT5ReRanker(model, dtype=neural_precision)
 
 
 tables, topic_specs = [], []
@@ -225,7 +231,8 @@ for pair in pairs:
     for label, queries in query_sets:
         path = run_path(paths["runs_dir"], topics.name, first_stage(pair), label, "retrieve")
         runs[label] = cached_run(
-            path, lambda: retriever_for(collection.spec, pair.analyzer, pair.highres)(queries), OVERWRITE)
+            path, lambda: retriever_for(collection.spec, pair.analyzer, pair.highres)(queries),
+            OVERWRITE, None if MODEL == "bm25" else neural_precision)
 
     # 3. mT5 re-ranking of each first-stage run
     if RERANK:
@@ -234,7 +241,8 @@ for pair in pairs:
             path = run_path(paths["runs_dir"], topics.name, first_stage(pair), label,
                             f"rerank-{model_label(RERANK)}")
             runs[label] = cached_run(path, lambda: reranker_for(RERANK)(
-                attach_text(runs[label], queries, collection, RERANK_TOP_K)), OVERWRITE)
+                attach_text(runs[label], queries, collection, RERANK_TOP_K)), OVERWRITE,
+                neural_precision)
 
     # 4. the gap: variety (and translated) vs high-resource queries, paired over the same qids
     if EVALUATE:

@@ -34,6 +34,7 @@ LANGUAGE = ""  # ColBERT-XM adapter; empty = the documents' language as ir_datas
 DOC_LANG_FROM_CONFIG = False  # ColBERT-XM: documents with the checkpoint's saved adapter
 MEASURES = []  # empty = nDCG@20 R@1000 (neuCLIR), MRR@10 R@1000 (neuMARCO)
 CORRECTION = "bonferroni"
+DTYPE = "auto"  # auto (bf16 on a GPU, fp32 on a CPU), bf16, fp32 or fp8
 OVERWRITE = False
 HELP = {
     "DATASETS": "topic sets: irds:neumarco/{fa,ru,zh}/dev/small, "
@@ -55,6 +56,9 @@ HELP = {
                             "named {model}-doclang-config",
     "MEASURES": "ir_measures measures; empty = nDCG@20 R@1000 (neuCLIR), MRR@10 R@1000 (neuMARCO)",
     "CORRECTION": "correction of the paired t-tests: bonferroni holm holm-sidak fdr_bh none",
+    "DTYPE": "precision of the encoders and re-rankers: auto = bf16 on a GPU, fp32 on a CPU; "
+             "fp32 (the paper's); fp8 (matmuls on fp8 tensor cores, emulated elsewhere); "
+             "recorded in the run files",
     "OVERWRITE": "recompute run files even if they exist",
 }
 paths = settings.configure(globals(), HELP)
@@ -62,7 +66,8 @@ paths = settings.configure(globals(), HELP)
 import functools
 import logging
 
-from crossvariety import evaluation, retrievers
+from crossvariety import evaluation, precision, retrievers
+from crossvariety.batching import default_device
 from crossvariety.datasets import Dataset
 from crossvariety.errors import UsageError
 from crossvariety.models import model_label, resolve_model
@@ -78,11 +83,12 @@ for model in MODELS:
     retrievers.family(model)
 evaluation.parse_measures(MEASURES)
 datasets = [Dataset(d) for d in DATASETS]
+neural_precision = precision.resolve(DTYPE, default_device())
 
 
 @functools.cache
 def reranker_of(model):
-    return MonoT5ReRanker(model)
+    return MonoT5ReRanker(model, dtype=neural_precision)
 
 
 tables = []
@@ -105,8 +111,8 @@ for topics in datasets:
             return retrievers.retriever(model, collection, paths["index_dir"], NUM_RESULTS,
                                         language=LANGUAGE or None,
                                         doc_lang_from_config=DOC_LANG_FROM_CONFIG,
-                                        max_length=MAX_LENGTH)(queries)
-        runs[name] = cached_run(path, retrieve, OVERWRITE)
+                                        max_length=MAX_LENGTH, dtype=neural_precision)(queries)
+        runs[name] = cached_run(path, retrieve, OVERWRITE, neural_precision)
 
     # 2. the paper's mT5 rows: the first model's top-k re-ranked by each mT5 model
     if RERANK:
@@ -121,7 +127,7 @@ for topics in datasets:
                 frame = attach_text(first, queries, collection, RERANK_TOP_K)
                 return reranker_of(reranker_name)(frame)
             reranked[f"{first_label} >> {model_label(reranker_name)}"] = \
-                cached_run(path, rerank, OVERWRITE)
+                cached_run(path, rerank, OVERWRITE, neural_precision)
         runs = reranked
 
     # 3. every model against the first

@@ -41,7 +41,17 @@ def encode_chunks(docs, encode, index_dir, meta, shard="0/1", chunk_docs=100_000
     i, n = parse_shard(shard)
     parts = parts_dir(index_dir)
     parts.mkdir(parents=True, exist_ok=True)
-    (parts / "meta.json").write_text(json.dumps(dict(meta, chunk_docs=chunk_docs), indent=1))
+    meta = json.loads(json.dumps(dict(meta, chunk_docs=chunk_docs)))  # as it reads back
+    if (parts / "meta.json").is_file():  # chunks of another model or precision must not mix
+        before = json.loads((parts / "meta.json").read_text())
+        changed = sorted(key for key in meta.keys() | before.keys()
+                         if meta.get(key) != before.get(key))
+        if changed:
+            raise UserError(f"{parts} holds chunks encoded with other settings ("
+                            + ", ".join(f"{key}: {before.get(key)!r}, now {meta.get(key)!r}"
+                                        for key in changed)
+                            + "): pass the same settings, or --overwrite to start again")
+    (parts / "meta.json").write_text(json.dumps(meta, indent=1))
     start, encoded, k = time.time(), 0, -1
     progress = tqdm(total=total, unit="doc", desc=f"{desc} (shard {i}/{n})", mininterval=5)
     docs = iter(docs)

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import precision
 from .batching import default_device, padded_batches, tokenized_chunks
 from .errors import UsageError, UserError
 from .languages import canonical
@@ -208,10 +209,11 @@ class ColBERTXM(torch.nn.Module):
 
 
 @functools.cache
-def _shared_network(path, dtype, device):
+def _shared_network(path, precision_name, device):
     """One network per checkpoint, shared by the encoders of several languages (a run over
     seven pairs needs five adapters, not five copies): each encode call sets its adapter."""
-    return ColBERTXM(path, dtype=dtype).to(device).eval()
+    return precision.prepare(ColBERTXM(path, dtype=precision.WEIGHTS[precision_name]),
+                             precision_name, device)
 
 
 class Tokens:
@@ -266,20 +268,20 @@ class ColBERTXMEncoder:
     """
 
     def __init__(self, model="colbert-xm", language=None, doc_lang_from_config=False,
-                 batch_tokens=0, device=None, dtype=None, chunk=100_000, verbose=True):
+                 batch_tokens=0, device=None, dtype="auto", chunk=100_000, verbose=True):
         self.path = checkpoint_dir(model)
         self.model_name = resolve_model(model)
         self.settings = read_settings(self.path)
         self.device = default_device(device)
-        self.dtype = dtype or (torch.bfloat16 if self.device.type == "cuda" else torch.float32)
+        self.precision = precision.resolve(dtype, self.device)
         self.batch_tokens = batch_tokens or (131072 if self.device.type == "cuda" else 16384)
         self.chunk = chunk
         self.verbose = verbose
         self.tokenizer = load_tokenizer(self.path)
         self.tokens = Tokens(self.tokenizer, self.settings)
-        self.model = _shared_network(self.path, self.dtype, self.device)
+        self.model = _shared_network(self.path, self.precision, self.device)
         self.dim = self.model.linear.out_features
-        self.out_dtype = torch.float32 if self.dtype == torch.float32 else torch.float16
+        self.out_dtype = torch.float32 if self.precision == "fp32" else torch.float16
         self.saved_language = self.model.saved_language
         self.language = self.model.set_language(language) if language else self.saved_language
         self.doc_language = self.saved_language if doc_lang_from_config else self.language

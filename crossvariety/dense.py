@@ -5,7 +5,7 @@ The encoder has BGE-M3's dense semantics as FlagEmbedding computes them: the tok
 special tokens and truncation to ``max_length``, the [CLS] state, L2-normalised. It differs in how
 the work is done: a whole chunk of texts is sorted by length (not FlagEmbedding's chunks of 64
 that pyterrier-dr feeds it), batches are bounded by a token budget, bf16 and SDPA attention on a
-GPU, tokenisation overlaps the model's work.
+GPU (``dtype``: crossvariety.precision), tokenisation overlaps the model's work.
 """
 import logging
 import time
@@ -16,7 +16,7 @@ import pyterrier as pt
 import torch
 from tqdm.auto import tqdm
 
-from . import chunks
+from . import chunks, precision
 from .batching import default_device, padded_batches, tokenized_chunks
 from .chunks import parts_dir
 from .errors import UserError
@@ -31,24 +31,25 @@ class BgeM3Encoder:
     """texts -> L2-normalised [CLS] vectors (float32 numpy), in input order."""
 
     def __init__(self, model="bge-m3", max_length=MAX_LENGTH, batch_tokens=0, device=None,
-                 chunk=100_000, verbose=True):
+                 chunk=100_000, verbose=True, dtype="auto"):
         from transformers import AutoModel, AutoTokenizer
         self.model_name = resolve_model(model)
         self.max_length = max_length
         self.device = default_device(device)
-        self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        self.precision = precision.resolve(dtype, self.device)
         # Token budget per batch: large on a GPU (throughput), moderate on a CPU (memory).
         self.batch_tokens = batch_tokens or (262144 if self.device.type == "cuda" else 16384)
         self.chunk = chunk
         self.verbose = verbose
         self.tokenizer = from_pretrained(AutoTokenizer, self.model_name)
-        self.model = from_pretrained(AutoModel, self.model_name, dtype=self.dtype,
-                                     add_pooling_layer=False, attn_implementation="sdpa")
-        self.model.to(self.device).eval()
+        self.model = precision.prepare(
+            from_pretrained(AutoModel, self.model_name, dtype=precision.WEIGHTS[self.precision],
+                            add_pooling_layer=False, attn_implementation="sdpa"),
+            self.precision, self.device)
         self.dim = self.model.config.hidden_size
 
     def __str__(self):
-        return f"BgeM3Encoder({self.model_name}, max_length={self.max_length})"
+        return f"BgeM3Encoder({self.model_name}, max_length={self.max_length}, {self.precision})"
 
     def _tokenize(self, texts):
         return self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
@@ -97,7 +98,8 @@ def index_built(index_dir):
 def encode_chunks(docs, encoder, index_dir, shard="0/1", chunk_docs=100_000, total=None):
     """Encode this shard's chunks of ``docs`` ({"docno", "text"}) into {index}.parts/, skipping
     chunks already there. Returns the number of chunks of the whole collection."""
-    meta = {"model": encoder.model_name, "max_length": encoder.max_length}
+    meta = {"model": encoder.model_name, "max_length": encoder.max_length,
+            "dtype": encoder.precision}
     return chunks.encode_chunks(
         docs, lambda texts, k: {"vectors": encoder.encode(texts, desc=f"chunk {k}")}, index_dir,
         meta, shard, chunk_docs, total, desc="BGE-M3 index")

@@ -220,7 +220,8 @@ def encode_chunks(docs, encoder, index_dir, shard="0/1", chunk_docs=25_000, tota
 
     meta = {"model": encoder.model_name, "language": encoder.language,
             "doc_language": encoder.doc_language, "saved_language": encoder.saved_language,
-            "settings": encoder.settings, "nbits": nbits, "kmeans_niters": kmeans_niters}
+            "settings": encoder.settings, "nbits": nbits, "kmeans_niters": kmeans_niters,
+            "dtype": encoder.precision}
     return chunks.encode_chunks(docs(), encode, index_dir, meta, shard, chunk_docs, total,
                                 desc="ColBERT-XM index")
 

@@ -5,7 +5,7 @@ Semantics of pyterrier-t5's ``mT5ReRanker`` at batch size 1: the input is
 fits in 512 tokens; the score is log P(yes) over the ``yes``/``no`` logits of the first decoder
 step. What differs is only how the work is done:
 - pairs are sorted by length and batched by a token budget, so padding is small;
-- bf16 on a GPU (fp32 on a CPU), SDPA attention as transformers provides it;
+- bf16 on a GPU (fp32 on a CPU; ``dtype`` chooses, fp8 included: crossvariety.precision);
 - the 250k-word output layer is never computed: log P(yes) = logsigmoid(h . (w_yes - w_no));
 - every batch is padded and masked, so a score does not depend on its batch-mates or the batch
   size (pyterrier-t5 chops the last column of a padded batch, so its scores do);
@@ -19,6 +19,7 @@ import pyterrier as pt
 import torch
 from tqdm.auto import tqdm
 
+from . import precision
 from .batching import default_device, padded_batches, tokenized_chunks
 from .errors import UserError
 from .models import from_pretrained, resolve_model
@@ -53,12 +54,12 @@ class MonoT5ReRanker(pt.Transformer):
     """Scores (query, text) pairs of a run frame (qid, query, docno, text) and ranks them."""
 
     def __init__(self, model="mt5", text_field="text", batch_tokens=0, batch_size=None,
-                 device=None, chunk=65536, verbose=True):
+                 device=None, chunk=65536, verbose=True, dtype="auto"):
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
         self.model_name = resolve_model(model)
         self.text_field = text_field
         self.device = default_device(device)
-        self.dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        self.precision = precision.resolve(dtype, self.device)
         # A token budget per batch: on a GPU large batches are what makes it fast; on a CPU
         # smaller ones keep the memory of attention low.
         self.batch_tokens = batch_tokens or (65536 if self.device.type == "cuda" else 8192)
@@ -66,9 +67,8 @@ class MonoT5ReRanker(pt.Transformer):
         self.chunk = chunk
         self.verbose = verbose
         self.tokenizer = from_pretrained(AutoTokenizer, self.model_name)
-        seq2seq = from_pretrained(AutoModelForSeq2SeqLM, self.model_name, dtype=self.dtype)
-        seq2seq.to(self.device).eval()
-        self.encoder, self.decoder = seq2seq.get_encoder(), seq2seq.get_decoder()
+        seq2seq = from_pretrained(AutoModelForSeq2SeqLM, self.model_name,
+                                  dtype=precision.WEIGHTS[self.precision])
         self.start_id = seq2seq.config.decoder_start_token_id
         self.pad_id = self.tokenizer.pad_token_id
         yes, no = yes_no_ids(self.tokenizer, self.model_name)
@@ -77,10 +77,12 @@ class MonoT5ReRanker(pt.Transformer):
         if seq2seq.config.tie_word_embeddings:  # T5 scales the decoder output before a tied head
             direction = direction * seq2seq.config.d_model ** -0.5
         self.direction = direction.to(self.device)
-        del seq2seq.lm_head  # 250k x 768: never used
+        del seq2seq.lm_head  # 250k x 768: never used (and not to be made fp8)
+        seq2seq = precision.prepare(seq2seq, self.precision, self.device)
+        self.encoder, self.decoder = seq2seq.get_encoder(), seq2seq.get_decoder()
 
     def __str__(self):
-        return f"MonoT5ReRanker({self.model_name})"
+        return f"MonoT5ReRanker({self.model_name}, {self.precision})"
 
     def _tokenize(self, pairs):
         return encode_prompts(self.tokenizer, pairs)

@@ -41,13 +41,15 @@ def label(model, doc_lang_from_config=False):
 
 
 @functools.cache
-def encoder(model, language=None, doc_lang_from_config=False, max_length=1024):
-    """The model's encoder; ColBERT-XM's with the adapter of ``language``."""
+def encoder(model, language=None, doc_lang_from_config=False, max_length=1024, dtype="auto"):
+    """The model's encoder, in precision ``dtype``; ColBERT-XM's with the adapter of
+    ``language``."""
     if family(model) == "colbert-xm":
         from .colbert import ColBERTXMEncoder
-        return ColBERTXMEncoder(model, language=language, doc_lang_from_config=doc_lang_from_config)
+        return ColBERTXMEncoder(model, language=language, doc_lang_from_config=doc_lang_from_config,
+                                dtype=dtype)
     from .dense import BgeM3Encoder
-    return BgeM3Encoder(model, max_length=max_length)
+    return BgeM3Encoder(model, max_length=max_length, dtype=dtype)
 
 
 def index_path(index_dir, model, collection_name, doc_lang_from_config=False):
@@ -56,8 +58,9 @@ def index_path(index_dir, model, collection_name, doc_lang_from_config=False):
 
 
 def retriever(model, collection, index_dir, num_results=1000, language=None,
-              doc_lang_from_config=False, max_length=1024):
-    """``model``'s retriever over ``collection`` (a Dataset), its index built if missing.
+              doc_lang_from_config=False, max_length=1024, dtype="auto"):
+    """``model``'s retriever over ``collection`` (a Dataset), its index built if missing, its
+    queries (and a missing index's documents) encoded in precision ``dtype``.
     ``language``: the collection's (ColBERT-XM's adapter), by default what ir_datasets says."""
     index = index_path(index_dir, model, collection.name, doc_lang_from_config)
     if family(model) == "colbert-xm":
@@ -66,7 +69,7 @@ def retriever(model, collection, index_dir, num_results=1000, language=None,
         if not language:
             raise UsageError(f"the language of {collection.spec} is unknown; pass --language "
                              "(fr, nl, fa, ...) for ColBERT-XM's adapter")
-        enc = encoder(model, language, doc_lang_from_config)
+        enc = encoder(model, language, doc_lang_from_config, dtype=dtype)
         if not plaid.index_built(index):
             log.info("no ColBERT-XM index at %s: encoding %s (index_colbertxm.py shards big "
                      "ones)", index, collection.spec)
@@ -74,7 +77,7 @@ def retriever(model, collection, index_dir, num_results=1000, language=None,
         plaid.check_language(index, enc)
         return plaid.colbert_retriever(index, enc, num_results)
     from . import dense
-    enc = encoder(model, max_length=max_length)
+    enc = encoder(model, max_length=max_length, dtype=dtype)
     if not dense.index_built(index):
         log.info("no dense index at %s: encoding %s (index_bgem3.py shards big ones)", index,
                  collection.spec)

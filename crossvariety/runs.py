@@ -3,7 +3,10 @@
 A run file's name says dataset, model, query set and stage:
 ``{dataset}.{model}.q-{queries}.{stage}.res.gz``, e.g.
 ``mmarco-v2-fr-dev-small.bm25.q-ca.retrieve.res.gz`` (BM25 top-1000 for the Catalan queries).
+The run name (the TREC file's last column) is the file's name, followed by ``:{dtype}`` for a
+run a neural model made (``:bf16``, ``:fp32``, ``:fp8``; crossvariety.precision).
 """
+import gzip
 import contextlib
 import logging
 import os
@@ -56,12 +59,11 @@ def run_path(runs_dir, dataset, model, queries, stage):
     return Path(runs_dir) / f"{dataset}.{model}.q-{queries}.{stage}.res.gz"
 
 
-def write_run(results, path, run_name=None):
+def write_run(results, path, name=None):
     """Write a results DataFrame (qid, docno, rank, score) as a gzipped TREC run, atomically."""
     start = time.time()
     with atomic_path(path) as tmp:
-        pt.io.write_results(results, str(tmp), format="trec",
-                            run_name=run_name or Path(path).name.split(".res")[0])
+        pt.io.write_results(results, str(tmp), format="trec", run_name=name or run_name(path))
     log.info("wrote %s (%d rows, %d queries) in %.1fs", path, len(results),
              results["qid"].nunique() if len(results) else 0, time.time() - start)
 
@@ -80,14 +82,34 @@ def read_run(path):
     return run
 
 
-def cached_run(path, make, overwrite=False):
+def run_precision(path):
+    """The precision recorded in a run file's name column (None for BM25 and older runs)."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        fields = f.readline().split()
+    name = fields[5] if len(fields) >= 6 else ""
+    return name.rsplit(":", 1)[1] if ":" in name else None
+
+
+def cached_run(path, make, overwrite=False, precision=None):
     """The run at ``path``: read if it is there (unless ``overwrite``), else made by ``make()``
-    and written."""
+    and written; ``precision`` (a neural model's dtype) is recorded in it, and a finished run of
+    another precision is not reused silently."""
     if Path(path).is_file() and not overwrite:
+        made_in = run_precision(path) if precision else None
+        if made_in and made_in != precision:
+            raise UserError(f"{path} was made in {made_in}, not {precision}: pass --dtype "
+                            f"{made_in} to reuse it, --overwrite to replace it, or another "
+                            "--runs-dir")
         log.info("reusing %s (--overwrite recomputes it)", path)
         return read_run(path)
     start = time.time()
     results = make()
     log.info("computed %s in %.1fs", Path(path).name, time.time() - start)
-    write_run(results, path)
+    write_run(results, path, name=run_name(path, precision))
     return results
+
+
+def run_name(path, precision=None):
+    """The TREC run name of the file ``path``: its name, and ``:{precision}`` if given."""
+    return Path(path).name.split(".res")[0] + (f":{precision}" if precision else "")

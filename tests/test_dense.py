@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -61,6 +63,7 @@ class CountingEncoder:
     def __init__(self, encoder, fail_after=None):
         self.encoder, self.fail_after, self.calls = encoder, fail_after, 0
         self.model_name, self.max_length = encoder.model_name, encoder.max_length
+        self.precision = encoder.precision
 
     def encode(self, texts, desc=""):
         if self.fail_after is not None and self.calls >= self.fail_after:
@@ -86,6 +89,11 @@ def test_killed_and_sharded_builds_resume_and_merge(tmp_path, encoder):
     assert chunks.missing_chunks(index) == [1, 3]
     with pytest.raises(UserError, match="missing"):
         dense.merge_chunks(index)
+    in_bf16 = CountingEncoder(encoder)
+    in_bf16.precision = "bf16"  # a shard in another precision must not mix its chunks in
+    with pytest.raises(UserError, match="other settings \\(dtype: 'fp32', now 'bf16'\\)"):
+        dense.build_index(docs_iter(PASSAGES), in_bf16, index, shard="1/2", chunk_docs=50)
+    assert in_bf16.calls == 0
     other = CountingEncoder(encoder)
     assert dense.build_index(docs_iter(PASSAGES), other, index, shard="1/2", chunk_docs=50)
     assert other.calls == 2
@@ -117,6 +125,12 @@ def test_index_bgem3_and_run_mmarco_dense_end_to_end(workdir, tiny_xlmr):
         run = workdir / "runs" / f"mmarco-v2-fr-dev-small.{tiny_xlmr.name}.q-{queries}.retrieve.res.gz"
         assert run.is_file()
     assert "| ca-fr q-ca |" in proc.stdout
+    # the precision is recorded (a CPU's auto is fp32), and a run of another is not reused
+    assert json.loads((index / "crossvariety.json").read_text())["dtype"] == "fp32"
+    from crossvariety import runs
+    assert runs.run_precision(run) == "fp32"
+    with pytest.raises(UserError, match=r"made in fp32, not bf16: pass --dtype fp32 to reuse"):
+        runs.cached_run(run, lambda: pytest.fail("recomputed"), precision="bf16")
     proc = run_script("index_bgem3.py", "--dataset", "irds:mmarco/v2/fr", "--model", tiny_xlmr,
                       "--shard", "3/2", cwd=workdir, check=False)
     assert proc.returncode != 0 and "0 <= i < n" in proc.stderr
