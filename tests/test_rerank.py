@@ -89,8 +89,9 @@ def test_rerank_mt5_script_end_to_end(workdir, tiny_mt5):
     out = workdir / "runs" / f"mmarco-v2-fr-dev-small.bm25.q-ca.rerank-{tiny_mt5.name}.res.gz"
     rows = [line.split() for line in gzip.open(out, "rt").read().splitlines()]
     by_qid = {}
-    for qid, _, docno, rank, score, _ in rows:
+    for qid, _, docno, rank, score, name in rows:
         by_qid.setdefault(qid, []).append((int(rank), float(score)))
+        assert name == f"mmarco-v2-fr-dev-small.bm25.q-ca.rerank-{tiny_mt5.name}:fp32"
     assert all(len(v) <= 3 for v in by_qid.values()) and set(by_qid) <= set(CA_DEV_QUERIES)
     for ranked in by_qid.values():  # ranks follow the new scores
         assert [s for _, s in sorted(ranked)] == sorted((s for _, s in ranked), reverse=True)
@@ -98,6 +99,11 @@ def test_rerank_mt5_script_end_to_end(workdir, tiny_mt5):
     proc = run_script("rerank_mt5.py", "--run", first, "--dataset", "irds:mmarco/v2/fr",
                       "--queries", queries, "--model", tiny_mt5, cwd=workdir)
     assert "nothing to do" in proc.stderr
+    proc = run_script("rerank_mt5.py", "--run", first, "--dataset", "irds:mmarco/v2/fr",
+                      "--queries", queries, "--model", tiny_mt5, "--dtype", "bf16", cwd=workdir,
+                      check=False)
+    assert proc.returncode == 1
+    assert "was re-ranked in fp32, not bf16: pass --dtype fp32" in proc.stderr
 
     # the French queries are not the run's: qids match, but a query file of other qids fails
     wrong = workdir / "wrong.tsv"
@@ -117,3 +123,36 @@ def test_run_mmarco_with_rerank(workdir, tiny_mt5):
                                    f"{tiny_mt5.name}.res.gz").is_file()
     assert f"mmarco bm25 >> {tiny_mt5.name}" in proc.stdout
     assert "| ca-fr q-ca |" in proc.stdout
+
+
+def test_fp8_linear_layers_and_reranking(tiny_mt5):
+    """fp8 (emulated on a CPU: the same quantisation as the GPU's torch._scaled_mm path): every
+    value within e4m3's rounding of its row's scale, a layer's output close to the plain one,
+    and a re-ranker's ranking close to fp32's."""
+    import torch
+    from scipy.stats import kendalltau
+    from crossvariety import fp8
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 256, generator=generator) * torch.logspace(-3, 1, 64)[:, None]
+    x8, scale = fp8.quantize_rows(x)
+    assert x8.dtype == torch.float8_e4m3fn and scale.shape == (64, 1)
+    error = (x8.float() * scale - x).abs()
+    assert (error <= x.abs() / 16 + scale * 2.0 ** -9).all()  # 3 mantissa bits; subnormals
+    linear = torch.nn.Linear(256, 128)
+    fast = fp8.Float8Linear(linear, emulate=True)
+    plain = linear(x).detach()
+    relative = ((fast(x) - plain).norm(dim=1) / plain.norm(dim=1)).max().item()
+    assert 0 < relative < 0.1, relative
+    assert not fp8.supported(torch.device("cpu"))
+
+    frame = pairs_frame()
+    reference = MonoT5ReRanker(str(tiny_mt5), verbose=False).score(frame["query"], frame["text"])
+    reranker = MonoT5ReRanker(str(tiny_mt5), verbose=False, dtype="fp8")
+    layers = [m for m in reranker.encoder.modules() if isinstance(m, fp8.Float8Linear)]
+    assert len(layers) == 7 * reranker.encoder.config.num_layers  # q k v o wi_0 wi_1 wo
+    scores = reranker.score(frame["query"], frame["text"])
+    assert not np.array_equal(scores, reference)
+    taus = [kendalltau(reference[rows], scores[rows])[0]
+            for rows in frame.groupby("qid").indices.values()]
+    assert min(taus) > 0.7 and np.mean(taus) > 0.8, taus  # measured: 0.80-0.93
+
