@@ -128,7 +128,6 @@ if precision not in ("bf16", "fp32"):
     raise UsageError(f"--precision {PRECISION!r}: choose auto, bf16 or fp32")
 if precision == "bf16" and device.type != "cuda":
     raise UsageError("--precision bf16 needs a GPU; use fp32 on a CPU")
-training.setup_gpu(device)
 torch.manual_seed(SEED)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the loader workers tokenise
 

@@ -80,7 +80,7 @@ import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
 
 from crossvariety import checkpoints, released, training
-from crossvariety.batching import default_device
+from crossvariety.batching import default_device, no_cudnn_attention
 from crossvariety.errors import UsageError, UserError
 from crossvariety.models import from_pretrained, resolve_model
 from crossvariety.negatives import read_examples
@@ -102,7 +102,7 @@ if (out / "config.json").is_file() and not OVERWRITE:
     sys.exit(0)
 torch.manual_seed(SEED)
 device = default_device(DEVICE or None)
-training.setup_gpu(device)
+no_cudnn_attention(device)
 
 # 1. the training pairs, tokenised once (as one flat array: little memory for millions)
 model_path = resolve_model(MODEL)

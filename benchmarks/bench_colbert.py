@@ -65,7 +65,7 @@ with tempfile.TemporaryDirectory() as tmp:
                              vocab_size=8000, lexical=args.size == "tiny")
     # the checkpoint's saved adapter for both engines: colbert-ai encodes with it
     encoder = ColBERTXMEncoder(model, verbose=False)
-    results["encoder"] = {"dtype": str(encoder.dtype), "batch_tokens": encoder.batch_tokens}
+    results["encoder"] = {"dtype": encoder.precision, "batch_tokens": encoder.batch_tokens}
 
     # 1. ours: encoding alone, then the whole indexing path
     encoder.encode_docs(passages[:256])  # warm-up

@@ -36,6 +36,7 @@ parser.add_argument("--size", choices=["tiny", "large"], default="tiny")
 parser.add_argument("--docs", type=int, default=0, help="passages for our indexing path")
 parser.add_argument("--ref-docs", type=int, default=0, help="passages for pyterrier-dr's path")
 parser.add_argument("--max-length", type=int, default=1024)
+parser.add_argument("--dtype", default="auto", help="our precision: auto, bf16, fp32 or fp8")
 parser.add_argument("--search-docs", type=int, default=0, help="vectors in the search benchmark")
 parser.add_argument("--ref-search-docs", type=int, default=0,
                     help="vectors for np_retriever (slow; its time is scaled to --search-docs)")
@@ -62,7 +63,8 @@ passages = synthetic_passages(max(docs_n, ref_docs_n), seed=0)
 with tempfile.TemporaryDirectory() as tmp:
     tmp = Path(tmp)
     model = build_xlmr(tmp / "xlmr", passages[:5000], size=args.size, vocab_size=8000)
-    encoder = dense.BgeM3Encoder(str(model), max_length=args.max_length, verbose=False)
+    encoder = dense.BgeM3Encoder(str(model), max_length=args.max_length, verbose=False,
+                                 dtype=args.dtype)
     lengths = np.array([len(i) for i in encoder._tokenize(passages[:2000])])
     results["tokens_per_passage_mean"] = float(lengths.mean())
     params = sum(p.numel() for n, p in encoder.model.named_parameters() if "embeddings" not in n)
@@ -80,11 +82,13 @@ with tempfile.TemporaryDirectory() as tmp:
     seconds = time.time() - start
     results["ours"] = {"passages": docs_n, "seconds": seconds, "passages_per_s": docs_n / seconds,
                        "tokens_per_s": docs_n * lengths.mean() / seconds,
-                       "dtype": str(encoder.dtype).replace("torch.", ""),
+                       "dtype": encoder.precision,
                        "batch_tokens": encoder.batch_tokens}
     if gpu:
         results["ours"]["fraction_of_bf16_peak"] = flops(docs_n) / seconds / PEAK
-    print(f"ours: {docs_n / seconds:,.0f} passages/s", flush=True)
+    print(f"ours ({encoder.precision}): {docs_n / seconds:,.0f} passages/s"
+          + (f", {results['ours']['fraction_of_bf16_peak']:.0%} of the bf16 peak" if gpu else ""),
+          flush=True)
     del encoder
 
     from pyterrier_dr import BGEM3, FlexIndex

@@ -3,8 +3,9 @@
 Builds an mT5 re-ranker at random weights (throughput does not depend on the weights) with a
 sentencepiece tokenizer trained on synthetic passages of mMARCO-like length, then scores the
 same (query, passage) pairs with pyterrier-t5 at batch 4 (the original path) and batch 64, and
-with crossvariety.rerank.MonoT5ReRanker. Prints pairs/s, the ratios, and the largest score
-difference against pyterrier-t5 at batch 1 on a sample.
+with crossvariety.rerank.MonoT5ReRanker (--dtype; on a GPU with fp8 tensor cores also in fp8).
+Prints pairs/s, the fraction of the bf16 peak (GPU), the ratios, and the largest score difference
+against pyterrier-t5 at batch 1 on a sample.
 
   python benchmarks/bench_rerank.py                 # tiny 2-layer model on the CPU (a minute)
   python benchmarks/bench_rerank.py --size base     # mT5-base architecture; meant for a GPU
@@ -35,11 +36,23 @@ parser.add_argument("--size", choices=["tiny", "base"], default="tiny")
 parser.add_argument("--pairs", type=int, default=0, help="pairs for our path (default by size)")
 parser.add_argument("--ref-pairs", type=int, default=0, help="pairs for the reference paths")
 parser.add_argument("--batch-tokens", type=int, default=0, help="our token budget (0 = default)")
+parser.add_argument("--dtype", default="auto", help="our precision: auto, bf16, fp32 or fp8")
 parser.add_argument("--out", default="", help="also write the results as JSON here")
 args = parser.parse_args()
 gpu = torch.cuda.is_available()
 pairs = args.pairs or (40000 if gpu else 2000)
 ref_pairs = args.ref_pairs or (4000 if gpu else 500)
+PEAK = 798e12  # bf16 dense matmul measured on an H100 (shared/bench-reference)
+
+
+def flops_per_pair(config, tokens):
+    """Matmuls of the encoder layers and their attention, and of the decoder's cross-attention
+    keys and values (its one step is negligible otherwise), for pairs of ``tokens`` tokens."""
+    d, ff = config.d_model, config.d_ff
+    inner = config.num_heads * config.d_kv
+    encoder = config.num_layers * (2 * (4 * d * inner + 3 * d * ff) * tokens.mean()
+                                   + 4 * inner * (tokens ** 2).mean())
+    return encoder + config.num_decoder_layers * 4 * d * inner * tokens.mean()
 
 
 def timed(fn, frame, warmup):
@@ -68,15 +81,31 @@ with tempfile.TemporaryDirectory() as tmp:
     results = {"size": args.size, "device": torch.cuda.get_device_name() if gpu else
                f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} "
                "threads)", "torch": torch.__version__, "date": time.strftime("%Y-%m-%d")}
-    ours = MonoT5ReRanker(str(model), batch_tokens=args.batch_tokens, verbose=False)
-    tokens = [len(i) for i in ours._tokenize(list(zip(frame["query"][:2000], frame["text"][:2000])))]
-    results["tokens_per_pair_mean"] = float(np.mean(tokens))
-    scored, seconds = timed(ours, frame, warmup=64)
-    results["ours"] = {"pairs": pairs, "seconds": seconds, "pairs_per_s": pairs / seconds,
-                       "batch_tokens": ours.batch_tokens,
-                       "dtype": str(ours.dtype).replace("torch.", "")}
-    print(f"ours ({results['ours']['dtype']}, {ours.batch_tokens} tokens/batch): "
-          f"{pairs / seconds:,.0f} pairs/s", flush=True)
+    from transformers import AutoConfig
+    from crossvariety import fp8
+    config = AutoConfig.from_pretrained(model)
+    dtypes = [args.dtype] + (["fp8"] if gpu and args.dtype != "fp8" and
+                             fp8.supported(torch.device("cuda")) else [])
+    for dtype in dtypes:
+        ours = MonoT5ReRanker(str(model), batch_tokens=args.batch_tokens, verbose=False,
+                              dtype=dtype)
+        tokens = np.array([len(i) for i in ours._tokenize(
+            list(zip(frame["query"][:2000], frame["text"][:2000])))])
+        results["tokens_per_pair_mean"] = float(tokens.mean())
+        scored_in, seconds = timed(ours, frame, warmup=64)
+        key = "ours" if dtype == args.dtype else f"ours_{dtype}"
+        results[key] = {"pairs": pairs, "seconds": seconds, "pairs_per_s": pairs / seconds,
+                        "batch_tokens": ours.batch_tokens, "dtype": ours.precision}
+        peak = ""
+        if gpu:
+            results[key]["fraction_of_bf16_peak"] = \
+                pairs * flops_per_pair(config, tokens) / seconds / PEAK
+            peak = f", {results[key]['fraction_of_bf16_peak']:.0%} of the bf16 peak"
+        print(f"ours ({ours.precision}, {ours.batch_tokens} tokens/batch): "
+              f"{pairs / seconds:,.0f} pairs/s{peak}", flush=True)
+        if key == "ours":
+            scored = scored_in
+        del ours
     sample = frame.iloc[:ref_pairs]
     for batch_size in (4, 64):
         reference = mT5ReRanker(str(model), str(model), batch_size=batch_size, verbose=False)

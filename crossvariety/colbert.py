@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import precision
-from .batching import default_device, padded_batches, tokenized_chunks
+from .batching import default_device, no_cudnn_attention, padded_batches, tokenized_chunks
 from .errors import UsageError, UserError
 from .languages import canonical
 from .models import resolve_model
@@ -274,6 +274,7 @@ class ColBERTXMEncoder:
         self.settings = read_settings(self.path)
         self.device = default_device(device)
         self.precision = precision.resolve(dtype, self.device)
+        no_cudnn_attention(self.device)
         self.batch_tokens = batch_tokens or (131072 if self.device.type == "cuda" else 16384)
         self.chunk = chunk
         self.verbose = verbose

@@ -7,8 +7,7 @@ work and thousands of kernel launches: measured on an H200 (../shared/bench-refe
 that launches them is the bottleneck, ~10x the GPU time. So on a GPU the encoder is compiled with
 CUDA graphs (a step replays its recorded kernels in one launch), which needs a few static shapes:
 inputs are padded to a multiple of ``PAD_MULTIPLE`` tokens (masked, so no loss or gradient
-changes beyond float rounding). torch's cuDNN attention is turned off: it sets up a plan on the
-CPU (~1.1 ms) for every new shape, per call. Without CUDA graphs (a CPU, --compile off) inputs are
+changes beyond float rounding). torch's cuDNN attention is turned off (batching.no_cudnn_attention). Without CUDA graphs (a CPU, --compile off) inputs are
 padded to the batch's longest, as the references do: padding is then only lost work.
 """
 import functools
@@ -17,7 +16,7 @@ import os
 import numpy as np
 import torch
 
-from .batching import default_device
+from .batching import default_device, no_cudnn_attention
 from .errors import UsageError
 
 PAD_MULTIPLE = 64  # few distinct shapes (<= 4 for 256-token passages): few graphs to record
@@ -25,17 +24,20 @@ PAD_MULTIPLE = 64  # few distinct shapes (<= 4 for 256-token passages): few grap
 
 def processes(device_name=""):
     """(device, rank, world) of this process; under torchrun it joins the process group (NCCL on
-    GPUs, gloo on CPUs) and takes its local rank's GPU."""
+    GPUs, gloo on CPUs) and takes its local rank's GPU. cuDNN attention is off on a GPU."""
     world = int(os.environ.get("WORLD_SIZE", 1))
     rank = int(os.environ.get("RANK", 0))
     if world == 1:
-        return default_device(device_name or None), rank, world
+        device = default_device(device_name or None)
+        no_cudnn_attention(device)
+        return device, rank, world
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     device = torch.device(device_name or (f"cuda:{local_rank}" if torch.cuda.is_available()
                                           else "cpu"))
     if device.type == "cuda":
         torch.cuda.set_device(device)
     torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    no_cudnn_attention(device)
     return device, rank, world
 
 
@@ -58,13 +60,6 @@ def pad(id_lists, length, pad_id):
     for row, i in enumerate(id_lists):
         ids[row, :len(i)], mask[row, :len(i)] = i, 1
     return ids, mask
-
-
-def setup_gpu(device):
-    """Turn off torch's cuDNN attention on a GPU (a CPU plan per new shape; flash and
-    memory-efficient attention remain)."""
-    if device.type == "cuda":
-        torch.backends.cuda.enable_cudnn_sdp(False)
 
 
 def compile_module(module, setting, device, backend="inductor"):

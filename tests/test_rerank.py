@@ -44,6 +44,8 @@ def test_ranking_does_not_depend_on_batch_size(tiny_mt5):
     for size in (7, 64):
         np.testing.assert_allclose(results[size].score, results[1].score, atol=1e-6)
         assert list(results[size]["rank"]) == list(results[1]["rank"])
+    from crossvariety.batching import chunk_bounds  # small chunks first, then up to ``chunk``
+    assert chunk_bounds(20, 8, first=2) == [(0, 2), (2, 6), (6, 14), (14, 20)]
 
 
 def test_pyterrier_t5_scores_depend_on_batch_mates(tiny_mt5):

@@ -124,6 +124,8 @@ CASES = [
      r"noneg.jsonl:2: no negative \(1 such lines\); --group-size 2 needs one per line"),
     ("finetune_bgem3.py", ["--train", "paper:gd-en"], 2,
      r"paper:gd-en: the paper released training files for paper:ca-fr, paper:af-dt only"),
+    ("rerank_mt5.py", ["--run", "r.res", "--dataset", "d", "--queries", "q.tsv", "--dtype",
+                       "fp16"], 2, r"--dtype 'fp16': choose auto, bf16, fp32, fp8"),
     ("make_tables.py", ["--experiments", "rq9"], 2,
      r"unknown experiment\(s\) rq9; choose from rq1"),
     ("make_tables.py", ["--rename", "bge-m3-lt-cafr"], 2, r"--rename takes PAPER=OURS"),
