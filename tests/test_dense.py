@@ -134,3 +134,24 @@ def test_index_bgem3_and_run_mmarco_dense_end_to_end(workdir, tiny_xlmr):
     proc = run_script("index_bgem3.py", "--dataset", "irds:mmarco/v2/fr", "--model", tiny_xlmr,
                       "--shard", "3/2", cwd=workdir, check=False)
     assert proc.returncode != 0 and "0 <= i < n" in proc.stderr
+
+
+def test_flex_index_writer_equals_pyterrier_drs_indexer(tmp_path):
+    """merge_chunks writes the FlexIndex a whole array at a time: the same files, byte for byte,
+    as pyterrier-dr's indexer (a dict per vector)."""
+    from pyterrier_dr import FlexIndex
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((300, 8)).astype(np.float32)
+    docnos = [f"doc-{i * 7919 % 1000}" for i in range(300)]
+    FlexIndex(str(tmp_path / "theirs"), verbose=False).indexer(mode="overwrite").index(
+        {"docno": d, "doc_vec": v} for d, v in zip(docnos, vectors))
+    dense.write_flex_index(tmp_path / "ours", [(docnos[:100], vectors[:100]),
+                                               (np.array(docnos[100:]), vectors[100:])])
+    theirs = sorted(p.relative_to(tmp_path / "theirs") for p in (tmp_path / "theirs").rglob("*")
+                    if p.is_file())
+    assert theirs == sorted(p.relative_to(tmp_path / "ours") for p in
+                            (tmp_path / "ours").rglob("*") if p.is_file())
+    for name in theirs:
+        assert (tmp_path / "ours" / name).read_bytes() == (tmp_path / "theirs" / name).read_bytes()
+    found, vecs, _ = FlexIndex(str(tmp_path / "ours")).payload()
+    assert list(found.fwd[np.arange(300)]) == docnos and np.array_equal(np.asarray(vecs), vectors)
