@@ -67,7 +67,6 @@ import functools
 import logging
 
 from crossvariety import evaluation, precision, retrievers
-from crossvariety.batching import default_device
 from crossvariety.datasets import Dataset
 from crossvariety.errors import UsageError
 from crossvariety.models import model_label, resolve_model
@@ -83,12 +82,18 @@ for model in MODELS:
     retrievers.family(model)
 evaluation.parse_measures(MEASURES)
 datasets = [Dataset(d) for d in DATASETS]
-neural_precision = precision.resolve(DTYPE, default_device())
+precision.check(DTYPE)
+
+
+@functools.cache
+def neural_precision():
+    """--dtype on this machine (torch is loaded when a model runs, not for a usage error)."""
+    return precision.resolve(DTYPE)
 
 
 @functools.cache
 def reranker_of(model):
-    return MonoT5ReRanker(model, dtype=neural_precision)
+    return MonoT5ReRanker(model, dtype=neural_precision())
 
 
 tables = []
@@ -111,8 +116,9 @@ for topics in datasets:
             return retrievers.retriever(model, collection, paths["index_dir"], NUM_RESULTS,
                                         language=LANGUAGE or None,
                                         doc_lang_from_config=DOC_LANG_FROM_CONFIG,
-                                        max_length=MAX_LENGTH, dtype=neural_precision)(queries)
-        runs[name] = cached_run(path, retrieve, OVERWRITE, neural_precision)
+                                        max_length=MAX_LENGTH,
+                                        dtype=neural_precision())(queries)
+        runs[name] = cached_run(path, retrieve, OVERWRITE, neural_precision())
 
     # 2. the paper's mT5 rows: the first model's top-k re-ranked by each mT5 model
     if RERANK:
@@ -127,7 +133,7 @@ for topics in datasets:
                 frame = attach_text(first, queries, collection, RERANK_TOP_K)
                 return reranker_of(reranker_name)(frame)
             reranked[f"{first_label} >> {model_label(reranker_name)}"] = \
-                cached_run(path, rerank, OVERWRITE, neural_precision)
+                cached_run(path, rerank, OVERWRITE, neural_precision())
         runs = reranked
 
     # 3. every model against the first

@@ -212,7 +212,7 @@ class ColBERTXM(torch.nn.Module):
 def _shared_network(path, precision_name, device):
     """One network per checkpoint, shared by the encoders of several languages (a run over
     seven pairs needs five adapters, not five copies): each encode call sets its adapter."""
-    return precision.prepare(ColBERTXM(path, dtype=precision.WEIGHTS[precision_name]),
+    return precision.prepare(ColBERTXM(path, dtype=precision.weights(precision_name)),
                              precision_name, device)
 
 

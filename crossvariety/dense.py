@@ -45,7 +45,7 @@ class BgeM3Encoder:
         self.verbose = verbose
         self.tokenizer = from_pretrained(AutoTokenizer, self.model_name)
         self.model = precision.prepare(
-            from_pretrained(AutoModel, self.model_name, dtype=precision.WEIGHTS[self.precision],
+            from_pretrained(AutoModel, self.model_name, dtype=precision.weights(self.precision),
                             add_pooling_layer=False, attn_implementation="sdpa"),
             self.precision, self.device)
         self.dim = self.model.config.hidden_size

@@ -4,33 +4,46 @@ re-ranker, the index metadata and the run files.
 auto = bf16 on a GPU (the fast path), fp32 on a CPU; fp32 is the paper's precision; fp8 (opt-in)
 runs the linear layers as fp8 products (crossvariety.fp8) on GPUs with fp8 tensor cores, and
 emulates them elsewhere (slow; for measuring what fp8 does to a ranking). What bf16 and fp8 cost
-against fp32, measured, is in the README (``benchmarks/bench_precision.py``).
+against fp32, measured, is in the README (``benchmarks/bench_precision.py``). torch is imported
+only when a precision is resolved: a BM25 run never loads it.
 """
 import logging
 
-import torch
-
-from . import fp8
 from .errors import UsageError
 
 log = logging.getLogger(__name__)
 NAMES = ("auto", "bf16", "fp32", "fp8")
-WEIGHTS = {"bf16": torch.bfloat16, "fp32": torch.float32, "fp8": torch.bfloat16}
 
 
-def resolve(name, device):
-    """The precision ``name`` means on ``device``: bf16, fp32 or fp8."""
+def check(name):
+    """``name`` if it is a precision, else a usage error (before any work)."""
     if name not in NAMES:
         raise UsageError(f"--dtype {name!r}: choose {', '.join(NAMES)}")
-    if name == "auto":
+    return name
+
+
+def resolve(name, device=None):
+    """The precision ``name`` means on ``device`` (default: a GPU if there is one): bf16, fp32
+    or fp8."""
+    from . import fp8
+    from .batching import default_device
+    device = device if device is not None else default_device()
+    if check(name) == "auto":
         return "bf16" if device.type == "cuda" else "fp32"
     if name == "fp8" and not fp8.supported(device):
         log.warning("--dtype fp8 on %s, which has no fp8 tensor cores: emulated (slow)", device)
     return name
 
 
+def weights(name):
+    """The torch dtype of the weights of a model in precision ``name`` (fp8 converts from bf16)."""
+    import torch
+    return torch.float32 if name == "fp32" else torch.bfloat16
+
+
 def prepare(model, name, device):
-    """A model loaded with ``WEIGHTS[name]``, on ``device`` for inference in precision ``name``."""
+    """A model loaded with ``weights(name)``, on ``device`` for inference in precision ``name``."""
+    from . import fp8
     model = model.to(device).eval()
     if name == "fp8":
         fp8.convert(model)

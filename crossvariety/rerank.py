@@ -68,7 +68,7 @@ class MonoT5ReRanker(pt.Transformer):
         self.verbose = verbose
         self.tokenizer = from_pretrained(AutoTokenizer, self.model_name)
         seq2seq = from_pretrained(AutoModelForSeq2SeqLM, self.model_name,
-                                  dtype=precision.WEIGHTS[self.precision])
+                                  dtype=precision.weights(self.precision))
         self.start_id = seq2seq.config.decoder_start_token_id
         self.pad_id = self.tokenizer.pad_token_id
         yes, no = yes_no_ids(self.tokenizer, self.model_name)
