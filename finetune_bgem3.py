@@ -251,18 +251,14 @@ for q_ids, q_mask, p_ids, p_mask in loader:
     losses += loss.detach()
     step += 1
     job_steps += 1
-    if step % LOG_EVERY == 0 or step == total_steps:
-        n = LOG_EVERY if step % LOG_EVERY == 0 else step % LOG_EVERY
-        if world > 1:  # the mean over the processes
-            torch.distributed.all_reduce(losses)
-            losses /= world
-        last_loss = losses.item() / n
+    n = training.log_window(step, LOG_EVERY, total_steps)
+    if n:
+        last_loss = training.window_mean(losses, n, world)
         rate = n * per_step / (time.time() - logged)
         if rank == 0:
             log.info("step %d/%d loss %.4f (%.1f samples/s)", step, total_steps, last_loss, rate)
-        losses.zero_()
         logged = time.time()
-    stopping = STOP_AFTER and job_steps == STOP_AFTER and step < total_steps
+    stopping = training.stop_due(STOP_AFTER, job_steps, step, total_steps)
     if step % SAVE_EVERY == 0 or stopping:
         save_checkpoint()
     if stopping:

@@ -225,21 +225,17 @@ while step < MAX_STEPS:
     losses += loss.detach()
     step += 1
     job_steps += 1
-    if step % LOG_EVERY == 0 or step == MAX_STEPS:
-        n = LOG_EVERY if step % LOG_EVERY == 0 else step % LOG_EVERY
-        if world > 1:  # the mean over the processes' shares
-            torch.distributed.all_reduce(losses)
-            losses /= world
-        mean = losses.item() / n
+    n = training.log_window(step, LOG_EVERY, MAX_STEPS)
+    if n:
+        mean = training.window_mean(losses, n, world)  # over the processes' shares
         rate = n * BATCH_SIZE / (time.time() - logged)
         if rank == 0:
             log.info("step %d/%d loss %.4f (%.0f tuples/s)", step, MAX_STEPS, mean, rate)
         if wandb:
             wandb.log({"loss": mean, "tuples_per_s": rate, "lr": scheduler.get_last_lr()[0]},
                       step=step)
-        losses.zero_()
         logged = time.time()
-    stopping = STOP_AFTER and job_steps == STOP_AFTER and step < MAX_STEPS
+    stopping = training.stop_due(STOP_AFTER, job_steps, step, MAX_STEPS)
     if step % SAVE_EVERY == 0 or stopping:
         save_checkpoint()
     if stopping:

@@ -204,19 +204,19 @@ while step < total_steps:
     optimizer.zero_grad(set_to_none=True)
     step += 1
     job_steps += 1
-    if step % LOG_EVERY == 0 or step == total_steps:
-        n = LOG_EVERY if step % LOG_EVERY == 0 else step % LOG_EVERY
-        last_loss = losses.item() / n
+    n = training.log_window(step, LOG_EVERY, total_steps)
+    if n:
+        last_loss = training.window_mean(losses, n)
         rate = n * BATCH_SIZE / (time.time() - logged)
         log.info("step %d/%d loss %.4f (%.0f pairs/s)", step, total_steps, last_loss, rate)
         if wandb:
             wandb.log({"loss": last_loss, "pairs_per_s": rate, "lr": scheduler.get_last_lr()[0]},
                       step=step)
-        losses.zero_()
         logged = time.time()
-    if step % SAVE_EVERY == 0 or (STOP_AFTER and job_steps == STOP_AFTER and step < total_steps):
+    stopping = training.stop_due(STOP_AFTER, job_steps, step, total_steps)
+    if step % SAVE_EVERY == 0 or stopping:
         save_checkpoint()
-    if STOP_AFTER and job_steps == STOP_AFTER and step < total_steps:
+    if stopping:
         log.info("stopping after %d steps as asked (--stop-after); run again to continue", job_steps)
         sys.exit(0)
 

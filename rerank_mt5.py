@@ -55,10 +55,10 @@ from pathlib import Path
 from crossvariety import precision
 from crossvariety.batching import default_device
 from crossvariety.datasets import Dataset, load_queries
-from crossvariety.errors import UsageError, UserError
+from crossvariety.errors import UsageError
 from crossvariety.models import model_label, resolve_model
 from crossvariety.rerank import MonoT5ReRanker, attach_text
-from crossvariety.runs import read_run, run_name, run_precision, write_run
+from crossvariety.runs import check_precision, read_run, run_name, write_run
 
 log = logging.getLogger("rerank_mt5")
 for name in ("RUN", "DATASET", "QUERIES"):
@@ -73,10 +73,7 @@ else:
     out = run_file.with_name(f"{stem}.rerank-{model_label(MODEL)}.res.gz")
 wanted = precision.resolve(DTYPE, default_device(DEVICE or None))
 if out.is_file() and not OVERWRITE:
-    made_in = run_precision(out)
-    if made_in and made_in != wanted:
-        raise UserError(f"{out} was re-ranked in {made_in}, not {wanted}: pass --dtype "
-                        f"{made_in}, --overwrite to replace it, or another --out")
+    check_precision(out, wanted, made="re-ranked", elsewhere="--out")
     log.info("%s exists; nothing to do (--overwrite re-ranks again)", out)
     sys.exit(0)
 run = read_run(run_file)

@@ -132,13 +132,7 @@ if VARIETY_QUERIES and len(pairs) != 1:
     raise UsageError("--variety-queries names the queries of one pair; pass one --pairs")
 if BENCHMARK == "flores" and (COLLECTION or TOPICS):
     raise UsageError("--collection and --topics go with --benchmark mmarco; flores builds its own")
-precision.check(DTYPE)
-
-
-@functools.cache
-def neural_precision():
-    """--dtype on this machine (torch is loaded here, not for BM25)."""
-    return precision.resolve(DTYPE)
+precision.check(DTYPE)  # torch is loaded only when a model runs
 
 measures = MEASURES or evaluation.MMARCO_MEASURES
 evaluation.parse_measures(measures)  # fail on a typo before hours of retrieval
@@ -158,7 +152,7 @@ def retriever_for(collection_spec, analyzer, language):
     if MODEL != "bm25":  # BGE-M3 or ColBERT-XM (the adapter of the collection's language)
         return retrievers.retriever(MODEL, collection, paths["index_dir"], NUM_RESULTS,
                                     language=language, doc_lang_from_config=DOC_LANG_FROM_CONFIG,
-                                    max_length=MAX_LENGTH, dtype=neural_precision())
+                                    max_length=MAX_LENGTH, dtype=precision.resolve(DTYPE))
     index = bm25.default_index_path(paths["index_dir"], collection.name,
                                     bm25.model_label(analyzer, CJK))
     if not bm25.index_built(index):
@@ -172,7 +166,7 @@ def retriever_for(collection_spec, analyzer, language):
 @functools.cache
 def reranker_for(model):
     from crossvariety.rerank import MonoT5ReRanker
-    return MonoT5ReRanker(model, dtype=neural_precision())
+    return MonoT5ReRanker(model, dtype=precision.resolve(DTYPE))
 
 
 tables, topic_specs = [], []
@@ -238,7 +232,7 @@ for pair in pairs:
         path = run_path(paths["runs_dir"], topics.name, first_stage(pair), label, "retrieve")
         runs[label] = cached_run(
             path, lambda: retriever_for(collection.spec, pair.analyzer, pair.highres)(queries),
-            OVERWRITE, None if MODEL == "bm25" else neural_precision())
+            OVERWRITE, None if MODEL == "bm25" else precision.resolve(DTYPE))
 
     # 3. mT5 re-ranking of each first-stage run
     if RERANK:
@@ -248,7 +242,7 @@ for pair in pairs:
                             f"rerank-{model_label(RERANK)}")
             runs[label] = cached_run(path, lambda: reranker_for(RERANK)(
                 attach_text(runs[label], queries, collection, RERANK_TOP_K)), OVERWRITE,
-                neural_precision())
+                precision.resolve(DTYPE))
 
     # 4. the gap: variety (and translated) vs high-resource queries, paired over the same qids
     if EVALUATE:

@@ -82,18 +82,12 @@ for model in MODELS:
     retrievers.family(model)
 evaluation.parse_measures(MEASURES)
 datasets = [Dataset(d) for d in DATASETS]
-precision.check(DTYPE)
-
-
-@functools.cache
-def neural_precision():
-    """--dtype on this machine (torch is loaded when a model runs, not for a usage error)."""
-    return precision.resolve(DTYPE)
+precision.check(DTYPE)  # torch is loaded only when a model runs
 
 
 @functools.cache
 def reranker_of(model):
-    return MonoT5ReRanker(model, dtype=neural_precision())
+    return MonoT5ReRanker(model, dtype=precision.resolve(DTYPE))
 
 
 tables = []
@@ -117,8 +111,8 @@ for topics in datasets:
                                         language=LANGUAGE or None,
                                         doc_lang_from_config=DOC_LANG_FROM_CONFIG,
                                         max_length=MAX_LENGTH,
-                                        dtype=neural_precision())(queries)
-        runs[name] = cached_run(path, retrieve, OVERWRITE, neural_precision())
+                                        dtype=precision.resolve(DTYPE))(queries)
+        runs[name] = cached_run(path, retrieve, OVERWRITE, precision.resolve(DTYPE))
 
     # 2. the paper's mT5 rows: the first model's top-k re-ranked by each mT5 model
     if RERANK:
@@ -133,7 +127,7 @@ for topics in datasets:
                 frame = attach_text(first, queries, collection, RERANK_TOP_K)
                 return reranker_of(reranker_name)(frame)
             reranked[f"{first_label} >> {model_label(reranker_name)}"] = \
-                cached_run(path, rerank, OVERWRITE, neural_precision())
+                cached_run(path, rerank, OVERWRITE, precision.resolve(DTYPE))
         runs = reranked
 
     # 3. every model against the first

@@ -7,6 +7,7 @@ emulates them elsewhere (slow; for measuring what fp8 does to a ranking). What b
 against fp32, measured, is in the README (``benchmarks/bench_precision.py``). torch is imported
 only when a precision is resolved: a BM25 run never loads it.
 """
+import functools
 import logging
 
 from .errors import UsageError
@@ -22,9 +23,10 @@ def check(name):
     return name
 
 
+@functools.cache
 def resolve(name, device=None):
     """The precision ``name`` means on ``device`` (default: a GPU if there is one): bf16, fp32
-    or fp8."""
+    or fp8. Cached: a run script asks once per model, and warns once."""
     from . import fp8
     from .batching import default_device
     device = device if device is not None else default_device()

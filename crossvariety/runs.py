@@ -91,16 +91,20 @@ def run_precision(path):
     return name.rsplit(":", 1)[1] if ":" in name else None
 
 
+def check_precision(path, precision, made="made", elsewhere="--runs-dir"):
+    """A finished run of another precision than ``precision`` is an error, not reused."""
+    made_in = run_precision(path) if precision else None
+    if made_in and made_in != precision:
+        raise UserError(f"{path} was {made} in {made_in}, not {precision}: pass --dtype "
+                        f"{made_in} to reuse it, --overwrite to replace it, or another {elsewhere}")
+
+
 def cached_run(path, make, overwrite=False, precision=None):
     """The run at ``path``: read if it is there (unless ``overwrite``), else made by ``make()``
     and written; ``precision`` (a neural model's dtype) is recorded in it, and a finished run of
     another precision is not reused silently."""
     if Path(path).is_file() and not overwrite:
-        made_in = run_precision(path) if precision else None
-        if made_in and made_in != precision:
-            raise UserError(f"{path} was made in {made_in}, not {precision}: pass --dtype "
-                            f"{made_in} to reuse it, --overwrite to replace it, or another "
-                            "--runs-dir")
+        check_precision(path, precision)
         log.info("reusing %s (--overwrite recomputes it)", path)
         return read_run(path)
     start = time.time()

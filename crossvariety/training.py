@@ -77,3 +77,27 @@ def compile_module(module, setting, device, backend="inductor"):
     module.compile(backend=backend, fullgraph=True,
                    **({"mode": "reduce-overhead"} if graphs else {}))
     return graphs
+
+
+def log_window(step, every, total):
+    """Steps in the log window that ends at ``step``: ``every``, or fewer at the run's last
+    step; 0 when no log line is due."""
+    if step % every == 0:
+        return every
+    return step % every if step == total else 0
+
+
+def window_mean(losses, steps, world=1):
+    """The mean loss of a log window (``losses``: summed on the device over ``steps`` steps),
+    averaged over the processes; resets ``losses``. The one host sync of a log line."""
+    if world > 1:
+        torch.distributed.all_reduce(losses)
+        losses /= world
+    mean = losses.item() / steps
+    losses.zero_()
+    return mean
+
+
+def stop_due(stop_after, job_steps, step, total):
+    """Whether --stop-after ends this job now (checkpointed; never at the run's last step)."""
+    return bool(stop_after) and job_steps == stop_after and step < total
