@@ -25,10 +25,11 @@ import torch
 from tqdm.auto import tqdm
 
 from . import precision
-from .batching import default_device, no_cudnn_attention, padded_batches, tokenized_chunks
+from .batching import ChunkTokenizer, default_device, no_cudnn_attention, padded_batches
 from .errors import UsageError, UserError
 from .languages import canonical
 from .models import resolve_model
+from .tokens import from_lists
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +253,10 @@ class Tokens:
                        add_special_tokens=True)["input_ids"]
         return [[i[0], self.d_marker] + i[1:] for i in ids]
 
+    def doc_tokens(self, texts):
+        """``docs`` as tokens.Tokens (flat arrays), for the batching of crossvariety.batching."""
+        return from_lists(self.docs(texts))
+
     def keep(self, input_ids, attention_mask):
         """Which document positions give vectors: not padding, not punctuation."""
         skip = torch.tensor(sorted(self.skiplist), dtype=input_ids.dtype, device=input_ids.device)
@@ -312,15 +317,16 @@ class ColBERTXMEncoder:
         per_doc = [None] * len(texts)
         progress = tqdm(total=len(texts), unit="doc", desc=desc, mininterval=2,
                         disable=not self.verbose or len(texts) < 1000)
-        for offset, ids, token_counts in tokenized_chunks(self.tokens.docs, texts, self.chunk):
+        for offset, tokens in ChunkTokenizer(self.tokens.doc_tokens, self.chunk).chunks(texts):
             # per batch, on the device: positions, kept-token counts, all vectors, keep mask
             batches = []
-            for positions, input_ids, mask in padded_batches(
-                    ids, token_counts, self.tokens.pad_id, self.batch_tokens, self.device):
-                vectors = self.model(input_ids, mask).to(self.out_dtype)
-                keep = self.tokens.keep(input_ids, mask)
-                batches.append((positions, keep.sum(1), vectors.flatten(0, 1), keep.flatten()))
-                progress.update(len(positions))
+            for batch in padded_batches(tokens, self.tokens.pad_id, self.batch_tokens,
+                                        self.device):
+                vectors = self.model(batch.input_ids, batch.attention_mask).to(self.out_dtype)
+                keep = self.tokens.keep(batch.input_ids, batch.attention_mask)
+                batches.append((batch.positions, keep.sum(1), vectors.flatten(0, 1),
+                                keep.flatten()))
+                progress.update(len(batch.positions))
             # selecting the kept vectors needs their count: one host sync per chunk, not per batch
             kept = torch.cat([b[2] for b in batches])[torch.cat([b[3] for b in batches])].cpu()
             positions = torch.cat([b[0] for b in batches]).cpu().numpy() + offset

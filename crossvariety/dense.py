@@ -5,7 +5,8 @@ The encoder has BGE-M3's dense semantics as FlagEmbedding computes them: the tok
 special tokens and truncation to ``max_length``, the [CLS] state, L2-normalised. It differs in how
 the work is done: a whole chunk of texts is sorted by length (not FlagEmbedding's chunks of 64
 that pyterrier-dr feeds it), batches are bounded by a token budget, bf16 and SDPA attention on a
-GPU (``dtype``: crossvariety.precision), tokenisation overlaps the model's work.
+GPU (``dtype``: crossvariety.precision), compiled for long jobs on a GPU
+(crossvariety.compiling), tokenisation ahead of the model and off the GIL (crossvariety.tokens).
 """
 import json
 import logging
@@ -17,22 +18,40 @@ import pyterrier as pt
 import torch
 from tqdm.auto import tqdm
 
-from . import chunks, precision
-from .batching import default_device, no_cudnn_attention, padded_batches, tokenized_chunks
+from . import chunks, compiling, precision
+from .batching import ChunkTokenizer, default_device, no_cudnn_attention, padded_batches, \
+    worker_count
 from .chunks import parts_dir
 from .errors import UserError
 from .models import from_pretrained, model_label, resolve_model
 from .runs import atomic_path
+from .tokens import FlatTokenizer
 
 log = logging.getLogger(__name__)
 MAX_LENGTH = 1024  # the paper's setting (BGE-M3 allows 8192)
 
 
+class ClsVectors(torch.nn.Module):
+    """(input_ids, attention_mask) -> the L2-normalised [CLS] states (float32)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask):
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return torch.nn.functional.normalize(hidden[:, 0].float(), dim=-1)
+
+
 class BgeM3Encoder:
-    """texts -> L2-normalised [CLS] vectors (float32 numpy), in input order."""
+    """texts -> L2-normalised [CLS] vectors (float32 numpy), in input order.
+
+    ``compile``: auto (on a GPU, for long jobs), on, off; ``tokenizer_workers``: tokenizer
+    processes for long jobs (auto: some on a GPU, none on a CPU)."""
 
     def __init__(self, model="bge-m3", max_length=MAX_LENGTH, batch_tokens=0, device=None,
-                 chunk=100_000, verbose=True, dtype="auto"):
+                 chunk=100_000, verbose=True, dtype="auto", compile="auto",
+                 tokenizer_workers="auto"):
         from transformers import AutoModel, AutoTokenizer
         self.model_name = resolve_model(model)
         self.max_length = max_length
@@ -41,20 +60,20 @@ class BgeM3Encoder:
         no_cudnn_attention(self.device)
         # Token budget per batch: large on a GPU (throughput), moderate on a CPU (memory).
         self.batch_tokens = batch_tokens or (262144 if self.device.type == "cuda" else 16384)
-        self.chunk = chunk
         self.verbose = verbose
         self.tokenizer = from_pretrained(AutoTokenizer, self.model_name)
+        self.tokenization = ChunkTokenizer(FlatTokenizer(self.tokenizer, max_length), chunk,
+                                           worker_count(tokenizer_workers, self.device))
         self.model = precision.prepare(
             from_pretrained(AutoModel, self.model_name, dtype=precision.weights(self.precision),
                             add_pooling_layer=False, attn_implementation="sdpa"),
             self.precision, self.device)
         self.dim = self.model.config.hidden_size
+        self.compiler = compiling.Compiler(ClsVectors(self.model), compile, self.device,
+                                           "the BGE-M3 encoder")
 
     def __str__(self):
         return f"BgeM3Encoder({self.model_name}, max_length={self.max_length}, {self.precision})"
-
-    def _tokenize(self, texts):
-        return self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
 
     @torch.inference_mode()
     def encode(self, texts, desc="BGE-M3 encode"):
@@ -62,14 +81,14 @@ class BgeM3Encoder:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         progress = tqdm(total=len(texts), unit="text", desc=desc, mininterval=2,
                         disable=not self.verbose or len(texts) < 1000)
-        for offset, ids, lengths in tokenized_chunks(self._tokenize, texts, self.chunk):
-            vectors = torch.empty((len(ids), self.dim), dtype=torch.float32, device=self.device)
-            for positions, input_ids, mask in padded_batches(
-                    ids, lengths, self.tokenizer.pad_token_id, self.batch_tokens, self.device):
-                hidden = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
-                vectors[positions] = torch.nn.functional.normalize(hidden[:, 0].float(), dim=-1)
-                progress.update(len(positions))
-            out[offset:offset + len(ids)] = vectors.cpu().numpy()  # one host sync per chunk
+        cls_vectors = self.compiler.for_job(len(texts))
+        for offset, tokens in self.tokenization.chunks(texts):
+            vectors = torch.empty((len(tokens), self.dim), dtype=torch.float32, device=self.device)
+            for batch in padded_batches(tokens, self.tokenizer.pad_token_id, self.batch_tokens,
+                                        self.device):
+                vectors[batch.positions] = cls_vectors(batch.input_ids, batch.attention_mask)
+                progress.update(len(batch.positions))
+            out[offset:offset + len(tokens)] = vectors.cpu().numpy()  # one host sync per chunk
         progress.close()
         return out
 

@@ -43,10 +43,11 @@ def weights(name):
     return torch.float32 if name == "fp32" else torch.bfloat16
 
 
-def prepare(model, name, device):
-    """A model loaded with ``weights(name)``, on ``device`` for inference in precision ``name``."""
+def prepare(model, name, device, fp8_part=None):
+    """A model loaded with ``weights(name)``, on ``device`` for inference in precision ``name``;
+    fp8 converts the linear layers of ``fp8_part`` (default: the whole model)."""
     from . import fp8
     model = model.to(device).eval()
     if name == "fp8":
-        fp8.convert(model)
+        fp8.convert(model if fp8_part is None else fp8_part)
     return model

@@ -6,10 +6,12 @@ fits in 512 tokens; the score is log P(yes) over the ``yes``/``no`` logits of th
 step. What differs is only how the work is done:
 - pairs are sorted by length and batched by a token budget, so padding is small;
 - bf16 on a GPU (fp32 on a CPU; ``dtype`` chooses, fp8 included: crossvariety.precision);
-- the 250k-word output layer is never computed: log P(yes) = logsigmoid(h . (w_yes - w_no));
+- the forward pass is crossvariety.t5's: fused projections, the relative position bias inside
+  the attention kernel, a decoder step that never computes the cross-attention's keys and
+  values, only the yes/no direction of the output layer; compiled on a GPU (``compile``);
 - every batch is padded and masked, so a score does not depend on its batch-mates or the batch
   size (pyterrier-t5 chops the last column of a padded batch, so its scores do);
-- tokenisation of the next chunk of pairs overlaps the scoring of the current one.
+- tokenisation runs ahead of the model, off the GIL (crossvariety.tokens).
 """
 import logging
 import time
@@ -19,28 +21,33 @@ import pyterrier as pt
 import torch
 from tqdm.auto import tqdm
 
-from . import precision
-from .batching import default_device, padded_batches, tokenized_chunks
+from . import compiling, precision, t5
+from .batching import ChunkTokenizer, default_device, padded_batches, worker_count
 from .errors import UserError
 from .models import from_pretrained, resolve_model
+from .tokens import FlatTokenizer
 
 log = logging.getLogger(__name__)
 PROMPT = "Relevant:"
 MAX_LENGTH = 512  # mT5 has no n_positions; pyterrier-t5 uses 512 as well
+TEMPLATE = "Query: {} Document: {}"
 
 
 def prompt_ids(tokenizer):
     return tokenizer(PROMPT)["input_ids"]  # ends with </s>
 
 
-def encode_prompts(tokenizer, pairs, max_length=MAX_LENGTH):
-    """Token ids of ``Query: {q} Document: {d} Relevant:</s>`` for (query, text) pairs, the text
-    truncated so that the prompt always fits in ``max_length`` (pyterrier-t5's inputs). Training
-    and re-ranking share it."""
+def prompt_tokenizer(tokenizer, max_length=MAX_LENGTH):
+    """(query, text) pairs -> tokens.Tokens of ``Query: {q} Document: {d} Relevant:</s>``, the
+    text truncated so that the prompt always fits in ``max_length`` (pyterrier-t5's inputs)."""
     prompt = prompt_ids(tokenizer)
-    encoded = tokenizer([f"Query: {q} Document: {d}" for q, d in pairs], add_special_tokens=False,
-                        truncation=True, max_length=max_length - len(prompt))["input_ids"]
-    return [e + prompt for e in encoded]
+    return FlatTokenizer(tokenizer, max_length - len(prompt), add_special_tokens=False,
+                         suffix=prompt, template=TEMPLATE)
+
+
+def encode_prompts(tokenizer, pairs, max_length=MAX_LENGTH):
+    """The token id lists of ``prompt_tokenizer``: training and re-ranking share them."""
+    return prompt_tokenizer(tokenizer, max_length)(pairs).lists()
 
 
 def yes_no_ids(tokenizer, name):
@@ -51,10 +58,15 @@ def yes_no_ids(tokenizer, name):
 
 
 class MonoT5ReRanker(pt.Transformer):
-    """Scores (query, text) pairs of a run frame (qid, query, docno, text) and ranks them."""
+    """Scores (query, text) pairs of a run frame (qid, query, docno, text) and ranks them.
+
+    ``compile``: torch.compile the forward pass, with FlexAttention (auto: on a GPU, for long
+    jobs: crossvariety.compiling); without it, torch's SDPA. ``tokenizer_workers``: tokenizer
+    processes for long jobs (auto: some on a GPU, none on a CPU)."""
 
     def __init__(self, model="mt5", text_field="text", batch_tokens=0, batch_size=None,
-                 device=None, chunk=65536, verbose=True, dtype="auto"):
+                 device=None, chunk=65536, verbose=True, dtype="auto", compile="auto",
+                 tokenizer_workers="auto"):
         from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
         self.model_name = resolve_model(model)
         self.text_field = text_field
@@ -64,28 +76,28 @@ class MonoT5ReRanker(pt.Transformer):
         # smaller ones keep the memory of attention low.
         self.batch_tokens = batch_tokens or (65536 if self.device.type == "cuda" else 8192)
         self.batch_size = batch_size  # an optional cap on pairs per batch, besides the budget
-        self.chunk = chunk
         self.verbose = verbose
         self.tokenizer = from_pretrained(AutoTokenizer, self.model_name)
+        self.tokenization = ChunkTokenizer(prompt_tokenizer(self.tokenizer), chunk,
+                                           worker_count(tokenizer_workers, self.device))
         seq2seq = from_pretrained(AutoModelForSeq2SeqLM, self.model_name,
                                   dtype=precision.weights(self.precision))
-        self.start_id = seq2seq.config.decoder_start_token_id
         self.pad_id = self.tokenizer.pad_token_id
         yes, no = yes_no_ids(self.tokenizer, self.model_name)
         head = seq2seq.get_output_embeddings().weight.detach().float()
         direction = head[yes] - head[no]
         if seq2seq.config.tie_word_embeddings:  # T5 scales the decoder output before a tied head
             direction = direction * seq2seq.config.d_model ** -0.5
-        self.direction = direction.to(self.device)
-        del seq2seq.lm_head  # 250k x 768: never used (and not to be made fp8)
-        seq2seq = precision.prepare(seq2seq, self.precision, self.device)
-        self.encoder, self.decoder = seq2seq.get_encoder(), seq2seq.get_decoder()
+        network = t5.MonoT5Forward(seq2seq, direction, max_length=MAX_LENGTH)
+        del seq2seq  # the 250k x 768 output layer among it: never used (and not to be made fp8)
+        self.network = precision.prepare(network, self.precision, self.device,
+                                         fp8_part=network.encoder_layers)
+        self.compiler = compiling.Compiler(self.network, compile, self.device, "the mT5 forward",
+                                           eager={"attention": "sdpa"},
+                                           compiled={"attention": "flex"})
 
     def __str__(self):
         return f"MonoT5ReRanker({self.model_name}, {self.precision})"
-
-    def _tokenize(self, pairs):
-        return encode_prompts(self.tokenizer, pairs)
 
     @torch.inference_mode()
     def score(self, queries, texts):
@@ -94,19 +106,15 @@ class MonoT5ReRanker(pt.Transformer):
         out = np.empty(len(pairs), dtype=np.float32)
         progress = tqdm(total=len(pairs), unit="pair", desc="mT5 re-rank",
                         disable=not self.verbose or not pairs, mininterval=2)
-        for offset, ids, lengths in tokenized_chunks(self._tokenize, pairs, self.chunk):
-            scores = torch.empty(len(ids), dtype=torch.float32, device=self.device)
-            for positions, input_ids, mask in padded_batches(
-                    ids, lengths, self.pad_id, self.batch_tokens, self.device, self.batch_size):
-                hidden = self.encoder(input_ids=input_ids, attention_mask=mask).last_hidden_state
-                start_ids = torch.full((len(positions), 1), self.start_id, device=self.device)
-                out_state = self.decoder(input_ids=start_ids, encoder_hidden_states=hidden,
-                                         encoder_attention_mask=mask,
-                                         use_cache=False).last_hidden_state
-                logit = out_state[:, 0].float() @ self.direction  # logit(yes) - logit(no)
-                scores[positions] = torch.nn.functional.logsigmoid(logit)
-                progress.update(len(positions))
-            out[offset:offset + len(ids)] = scores.cpu().numpy()  # one host sync per chunk
+        logits = self.compiler.for_job(len(pairs))  # logit(yes) - logit(no)
+        for offset, tokens in self.tokenization.chunks(pairs):
+            scores = torch.empty(len(tokens), dtype=torch.float32, device=self.device)
+            for batch in padded_batches(tokens, self.pad_id, self.batch_tokens, self.device,
+                                        self.batch_size):
+                logit = logits(batch.input_ids, batch.lengths)
+                scores[batch.positions] = torch.nn.functional.logsigmoid(logit)
+                progress.update(len(batch.positions))
+            out[offset:offset + len(tokens)] = scores.cpu().numpy()  # one host sync per chunk
         progress.close()
         return out
 

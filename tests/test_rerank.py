@@ -150,11 +150,87 @@ def test_fp8_linear_layers_and_reranking(tiny_mt5):
     frame = pairs_frame()
     reference = MonoT5ReRanker(str(tiny_mt5), verbose=False).score(frame["query"], frame["text"])
     reranker = MonoT5ReRanker(str(tiny_mt5), verbose=False, dtype="fp8")
-    layers = [m for m in reranker.encoder.modules() if isinstance(m, fp8.Float8Linear)]
-    assert len(layers) == 7 * reranker.encoder.config.num_layers  # q k v o wi_0 wi_1 wo
+    layers = [m for m in reranker.network.modules() if isinstance(m, fp8.Float8Linear)]
+    # the encoder's (q k v) o (wi_0 wi_1) wo; the decoder's layers act on one row per pair
+    assert len(layers) == 4 * len(reranker.network.encoder_layers)
     scores = reranker.score(frame["query"], frame["text"])
     assert not np.array_equal(scores, reference)
     taus = [kendalltau(reference[rows], scores[rows])[0]
             for rows in frame.groupby("qid").indices.values()]
     assert min(taus) > 0.7 and np.mean(taus) > 0.8, taus  # measured: 0.80-0.93
 
+
+
+def t5_reference_logits(model, input_ids, mask, direction):
+    """logit(yes) - logit(no) through transformers' own modules, for padded inputs."""
+    import torch
+    encoded = model.get_encoder()(input_ids=input_ids, attention_mask=mask).last_hidden_state
+    start = torch.full((len(input_ids), 1), model.config.decoder_start_token_id)
+    state = model.get_decoder()(input_ids=start, encoder_hidden_states=encoded,
+                                encoder_attention_mask=mask, use_cache=False).last_hidden_state
+    return state[:, 0] @ direction
+
+
+@pytest.mark.parametrize("shape", [
+    dict(feed_forward_proj="gated-gelu", tie_word_embeddings=True),  # mT5 (tiny: tied)
+    dict(feed_forward_proj="gated-gelu", tie_word_embeddings=False),  # mT5-base as published
+    dict(feed_forward_proj="relu", tie_word_embeddings=False),  # T5 v1.0 (monoT5 English)
+])
+def test_t5_forward_equals_transformers(shape):
+    """crossvariety.t5 (fused projections, the bias in the attention, the decoder step without
+    cross-attention keys and values) against transformers' modules in fp32, with both attention
+    paths, ragged lengths, several decoder layers; and its compiled graph (dynamic shapes, one
+    graph) against its eager path."""
+    import torch
+    from transformers import MT5Config, MT5ForConditionalGeneration
+    from crossvariety import compiling, t5
+    torch.manual_seed(0)
+    config = MT5Config(vocab_size=300, d_model=48, d_kv=8, d_ff=96, num_layers=3,
+                       num_decoder_layers=2, num_heads=6, relative_attention_num_buckets=16,
+                       relative_attention_max_distance=20, decoder_start_token_id=0,
+                       dropout_rate=0.0, **shape)
+    model = MT5ForConditionalGeneration(config).eval()
+    direction = torch.randn(48)
+    network = t5.MonoT5Forward(model, direction, max_length=64)
+    lengths = torch.tensor([50, 23, 1, 37])  # beyond max_distance: the far buckets too
+    input_ids = torch.randint(2, 300, (4, 50))
+    mask = (torch.arange(50)[None, :] < lengths[:, None]).long()
+    input_ids = input_ids.masked_fill(mask == 0, 0)
+    with torch.no_grad():
+        reference = t5_reference_logits(model, input_ids, mask, direction)
+        assert reference.std() > 1e-3
+        for attention in ("sdpa", "flex"):
+            ours = network(input_ids, lengths, attention=attention)
+            torch.testing.assert_close(ours, reference, atol=1e-5, rtol=1e-5)
+        alone = network(input_ids[1:2, :23], lengths[1:2])  # no padding at all
+        torch.testing.assert_close(alone, reference[1:2], atol=1e-5, rtol=1e-5)
+        compiler = compiling.Compiler(network, "on", torch.device("cpu"), "test", backend="aot_eager",
+                                      eager={"attention": "sdpa"}, compiled={"attention": "flex"})
+        run = compiler.for_job(4)
+        torch.testing.assert_close(run(input_ids, lengths), reference, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(run(input_ids[:1, :40], lengths[:1].clamp(max=40)),
+                                   network(input_ids[:1, :40], lengths[:1].clamp(max=40)),
+                                   atol=1e-5, rtol=1e-5)
+        assert compiler.working is True
+
+
+def test_compile_failure_falls_back_to_eager(caplog):
+    import torch
+    from crossvariety import compiling
+
+    class Untraceable(torch.nn.Module):
+        def forward(self, x):
+            if x.sum().item() > 0:  # data-dependent branch: no full graph
+                return x * 2
+            return x
+
+    compiler = compiling.Compiler(Untraceable(), "on", torch.device("cpu"), "a test module",
+                                  backend="aot_eager")
+    x = torch.ones(3, 2)
+    assert torch.equal(compiler.for_job(3)(x), x * 2)
+    assert compiler.working is False and "going on without it" in caplog.text
+    assert not compiler.wanted(10**6)
+    auto = compiling.Compiler(Untraceable(), "auto", torch.device("cpu"), "x")
+    assert not auto.wanted(10**6)  # auto: never on a CPU
+    with pytest.raises(ValueError, match="--compile 'yes': choose auto, on, off"):
+        compiling.Compiler(Untraceable(), "yes", torch.device("cpu"), "x")
