@@ -2,8 +2,10 @@
 
 Reads the run, keeps each query's top-k, attaches the query text (from --queries) and the
 document text (from --dataset), scores every pair with log P(yes) as pyterrier-t5's mT5ReRanker
-does, and writes a TREC run. Fast path: length-sorted token-budget batches, bf16 on a GPU, only
-the yes/no logits, scores independent of batch-mates. A run whose qids are not in the query set
+does, and writes a TREC run. Fast path: length-sorted token-budget batches, bf16 on a GPU, a
+fused forward pass (the relative position bias inside the attention kernel, no cross-attention
+keys and values, only the yes/no logits) compiled on a GPU, tokenisation in worker processes,
+scores independent of batch-mates. A run whose qids are not in the query set
 or whose docnos are not in the collection is an error. A finished output is kept unless
 --overwrite.
 
@@ -27,6 +29,8 @@ TOP_K = 1000  # documents re-ranked per query
 BATCH_TOKENS = 0  # padded tokens per batch; 0 = 65536 on a GPU, 8192 on a CPU
 DEVICE = ""  # cuda, cuda:1, cpu; empty = a GPU if there is one
 DTYPE = "auto"  # auto (bf16 on a GPU, fp32 on a CPU), bf16, fp32 or fp8
+COMPILE = "auto"  # torch.compile the forward pass: auto (on a GPU), on, off
+TOKENIZER_WORKERS = "auto"  # tokenizer processes: auto (on a GPU: up to 4), or a number
 OVERWRITE = False  # re-rank even if the output exists
 HELP = {
     "RUN": "first-stage TREC run (.res or .res.gz) to re-rank",
@@ -43,6 +47,11 @@ HELP = {
     "DTYPE": "precision: auto = bf16 on a GPU, fp32 on a CPU; fp32 (the paper's); fp8 (matmuls "
              "on fp8 tensor cores, emulated elsewhere); recorded in the run's name column "
              "(README: what bf16 and fp8 cost)",
+    "COMPILE": "torch.compile the forward pass with FlexAttention (fused kernels; ~1 min of "
+               "compilation once): auto = on a GPU for 50,000 pairs or more; on; off",
+    "TOKENIZER_WORKERS": "tokenizer processes beside the GPU's (off the GIL of the process that "
+                         "drives it): auto = a quarter of the cores, at most 4, on a GPU, none "
+                         "on a CPU; or a number (0 = tokenise on a thread)",
     "OVERWRITE": "re-rank even if the output file exists",
 }
 paths = settings.configure(globals(), HELP)
@@ -52,8 +61,8 @@ import sys
 import time
 from pathlib import Path
 
-from crossvariety import precision
-from crossvariety.batching import default_device
+from crossvariety import compiling, precision
+from crossvariety.batching import default_device, worker_count
 from crossvariety.datasets import Dataset, load_queries
 from crossvariety.errors import UsageError
 from crossvariety.models import model_label, resolve_model
@@ -65,6 +74,8 @@ for name in ("RUN", "DATASET", "QUERIES"):
     if not globals()[name]:
         raise UsageError(f"--{name.lower().replace('_', '-')} is required (see --help)")
 resolve_model(MODEL)  # an unknown name fails before the run is read
+compiling.check(COMPILE)
+worker_count(TOKENIZER_WORKERS, "cpu")
 run_file = Path(RUN)
 if OUT:
     out = Path(OUT)
@@ -81,7 +92,8 @@ queries = load_queries(QUERIES, QUERY_FIELD or None)
 log.info("read %s (%d rows, %d queries) and %d queries from %s", run_file, len(run),
          run.qid.nunique(), len(queries), QUERIES)
 frame = attach_text(run, queries, Dataset(DATASET), TOP_K)
-reranker = MonoT5ReRanker(MODEL, batch_tokens=BATCH_TOKENS, device=DEVICE or None, dtype=wanted)
+reranker = MonoT5ReRanker(MODEL, batch_tokens=BATCH_TOKENS, device=DEVICE or None, dtype=wanted,
+                          compile=COMPILE, tokenizer_workers=TOKENIZER_WORKERS)
 start = time.time()
 results = reranker(frame)
 seconds = time.time() - start

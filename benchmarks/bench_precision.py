@@ -3,7 +3,8 @@
 Re-ranking: an mT5 re-ranker at random weights (the pessimistic case: trained models separate
 relevant from irrelevant passages by wide margins, random ones score near-ties) scores lists of
 --passages synthetic passages for --queries queries in fp32, bf16 and fp8; per query, Kendall's
-tau and the top-10 overlap of each against fp32. Encoding: a BGE-M3-architecture XLM-R at random
+tau and the top-10 overlap of each against fp32. On a GPU bf16 and fp8 run compiled (FlexAttention,
+what a long re-ranking job runs), fp32 eager. Encoding: a BGE-M3-architecture XLM-R at random
 weights encodes --vectors passages in each precision; the cosine of each vector with its fp32
 twin. fp8 is emulated where the device has no fp8 tensor cores (same quantisation, plain matmul),
 and bf16 on a CPU runs torch's CPU bf16 kernels (slow: tiny models only there).
@@ -60,7 +61,9 @@ with tempfile.TemporaryDirectory() as tmp:
                       size=args.size, vocab_size=8000)
     scores = {}
     for precision in PRECISIONS:
-        reranker = MonoT5ReRanker(str(model), verbose=False, dtype=precision)
+        reranker = MonoT5ReRanker(str(model), verbose=False, dtype=precision,
+                                  compile="on" if gpu and precision != "fp32" else "off")
+        reranker.score(queries[:1] * 64, passages[:64])  # compilation, first-call costs
         start = time.time()
         scores[precision] = np.stack([reranker.score([q] * args.passages,
                                                      passages[:args.passages]) for q in queries])

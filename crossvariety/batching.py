@@ -40,7 +40,7 @@ def worker_count(setting, device):
     """Tokenizer worker processes for ``setting`` (an int, or "auto": on a GPU a quarter of the
     cores, at most 4; none on a CPU, whose cores run the model)."""
     if setting in (None, "auto"):
-        if device.type != "cuda":
+        if torch.device(device).type != "cuda":
             return 0
         return max(1, min(4, (os.cpu_count() or 4) // 4))
     try:

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyterrier as pt
 import torch
 from tqdm.auto import tqdm
@@ -180,48 +181,90 @@ def build_index(docs, encoder, index_dir, shard="0/1", chunk_docs=100_000, total
 
 class TorchSearch(pt.Transformer):
     """Exhaustive inner-product search: every document vector on the device (fp16 on a GPU),
-    queries in batches, matmul + top-k. The GPU path of dense retrieval; also runs on a CPU."""
+    queries in batches, matmul + top-k. The GPU path of dense retrieval; also runs on a CPU.
 
-    def __init__(self, index_dir, num_results=1000, device=None, query_batch=256,
+    The run frame is built while the device works: a batch's top-k is copied to the host and
+    turned into docnos while the next batch is scored, and the frame's columns are numpy
+    arrays of Python strings (no per-row pandas work, no conversion to Arrow strings)."""
+
+    def __init__(self, index_dir, num_results=1000, device=None, query_batch=0,
                  doc_block=4_000_000):
         from pyterrier_dr import FlexIndex
-        self.device = default_device(device)
-        self.num_results = num_results
-        self.query_batch = query_batch
+        device = default_device(device)
         docnos, vectors, meta = FlexIndex(str(index_dir)).payload()
-        # every docno as a Python string once: looking up a run's 6.98M docnos in the npids
-        # file for each query set takes seconds; indexing this array takes 0.1 s
-        self.docnos = np.asarray(docnos.fwd[np.arange(meta["doc_count"])], dtype=object)
-        dtype = torch.float16 if self.device.type == "cuda" else torch.float32
         start = time.time()
         # Copied in blocks: the memmap never has to fit in host memory at once.
-        self.vectors = torch.empty((meta["doc_count"], meta["vec_size"]), dtype=dtype,
-                                   device=self.device)
+        on_device = torch.empty((meta["doc_count"], meta["vec_size"]), device=device,
+                                dtype=torch.float16 if device.type == "cuda" else torch.float32)
         for b in range(0, meta["doc_count"], doc_block):
             block = torch.from_numpy(np.array(vectors[b:b + doc_block]))  # a writable copy
-            self.vectors[b:b + doc_block] = block.to(self.device, dtype)
+            on_device[b:b + doc_block] = block.to(device, on_device.dtype)
+        # every docno as a Python string once: looking up a run's 6.98M docnos in the npids
+        # file for each query set takes seconds; indexing this array takes 0.1 s
+        self._setup(docnos.fwd[np.arange(meta["doc_count"])], on_device, num_results, query_batch)
         log.info("loaded %d vectors of %s onto %s (%s) in %.1fs", meta["doc_count"], index_dir,
-                 self.device, str(dtype).replace("torch.", ""), time.time() - start)
+                 device, str(on_device.dtype).replace("torch.", ""), time.time() - start)
+
+    @classmethod
+    def from_vectors(cls, docnos, vectors, num_results=1000, query_batch=0):
+        """Search over ``vectors`` (a [docs, dim] tensor, on its device) named by ``docnos``."""
+        search = cls.__new__(cls)
+        search._setup(docnos, vectors, num_results, query_batch)
+        return search
+
+    def _setup(self, docnos, vectors, num_results, query_batch):
+        self.docnos = np.asarray(docnos, dtype=object)
+        self.vectors, self.device, self.num_results = vectors, vectors.device, num_results
+        # Queries per batch: the batch's score matrix [batch, docs] within a memory budget (a
+        # quarter of the GPU's free memory; 1 GB on a CPU), at most 1024 queries.
+        budget = torch.cuda.mem_get_info(self.device)[0] // 4 if self.device.type == "cuda" \
+            else 2 ** 30
+        per_query = max(1, len(vectors)) * vectors.element_size()
+        self.query_batch = query_batch or int(max(1, min(1024, budget // per_query)))
 
     @torch.inference_mode()
     def transform(self, topics):
         k = min(self.num_results, len(self.vectors))
         query_vecs = np.stack(topics["query_vec"].to_list()).astype(np.float32)
-        scores, ids = [], []
-        for b in range(0, len(query_vecs), self.query_batch):
-            q = torch.from_numpy(query_vecs[b:b + self.query_batch]).to(self.device,
-                                                                          self.vectors.dtype)
+        n = len(query_vecs)
+        scores = np.empty((n, k), dtype=np.float32)
+        docids = np.empty((n, k), dtype=np.int64)
+        docnos = np.empty(n * k, dtype=object)
+        gpu = self.device.type == "cuda"
+
+        def collect(start, values, indices, done):
+            if done is not None:
+                done.synchronize()
+            end = start + len(values)
+            scores[start:end], docids[start:end] = values.numpy(), indices.numpy()
+            docnos[start * k:end * k] = self.docnos[docids[start:end].ravel()]
+
+        pending = None
+        for start in range(0, n, self.query_batch):
+            q = torch.from_numpy(query_vecs[start:start + self.query_batch]).to(
+                self.device, self.vectors.dtype)
             top = torch.topk(q @ self.vectors.T, k, dim=1)
-            scores.append(top.values.float().cpu().numpy())
-            ids.append(top.indices.cpu().numpy())
-        scores, ids = np.concatenate(scores), np.concatenate(ids)
-        rows = np.repeat(np.arange(len(topics)), k)
-        out = topics.drop(columns=["query_vec"]).iloc[rows].reset_index(drop=True)
-        out["docid"] = ids.ravel()
-        out["docno"] = self.docnos[ids.ravel()]
-        out["score"] = scores.ravel()
-        out["rank"] = np.tile(np.arange(k), len(topics))
-        return out
+            values, indices = top.values.float(), top.indices
+            done = None
+            if gpu:  # copied into pinned memory without waiting; collected after the next launch
+                host = (torch.empty(values.shape, dtype=values.dtype, pin_memory=True),
+                        torch.empty(indices.shape, dtype=indices.dtype, pin_memory=True))
+                host[0].copy_(values, non_blocking=True)
+                host[1].copy_(indices, non_blocking=True)
+                values, indices = host
+                done = torch.cuda.Event()
+                done.record()
+            if pending is not None:
+                collect(*pending)
+            pending = (start, values, indices, done)
+        if pending is not None:
+            collect(*pending)
+        columns = {c: topics[c].to_numpy().repeat(k) for c in topics.columns if c != "query_vec"}
+        columns.update(docid=docids.ravel(), docno=docnos, score=scores.ravel(),
+                       rank=np.tile(np.arange(k), n))
+        # object columns stay object: pandas would otherwise convert 6.98M strings to Arrow
+        return pd.DataFrame({c: pd.Series(v, dtype=object, copy=False) if v.dtype == object
+                             else v for c, v in columns.items()}, copy=False)
 
 
 def dense_retriever(index_dir, encoder, num_results=1000, device=None):

@@ -46,8 +46,12 @@ def test_torch_search_matches_np_retriever(tmp_path, encoder):
                             "query": [" ".join(p.split()[:5]) for p in PASSAGES[:20]]})
     with_vecs = dense.QueryEncoder(encoder)(queries)
     reference = FlexIndex(str(index)).np_retriever(num_results=10)(with_vecs)
-    ours = dense.TorchSearch(index, num_results=10, device="cpu")(with_vecs)
+    search = dense.TorchSearch(index, num_results=10, device="cpu", query_batch=3)
+    ours = search(with_vecs)  # 7 batches: each collected while the next one is scored
     assert len(ours) == len(reference) == 200
+    assert list(ours.columns) == ["qid", "query", "docid", "docno", "score", "rank"]
+    again = dense.TorchSearch.from_vectors(search.docnos, search.vectors, 10)(with_vecs)
+    pd.testing.assert_frame_equal(again, ours)
     for qid in queries.qid:
         a = reference[reference.qid == qid].sort_values("rank")
         b = ours[ours.qid == qid].sort_values("rank")

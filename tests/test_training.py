@@ -216,8 +216,10 @@ def test_padded_and_compiled_steps_equal_plain_steps(tmp_path, tiny_xlmr, tiny_m
         for loss, grads in results[1:]:
             assert abs(loss - plain_loss) <= 1e-5 * abs(plain_loss)
             assert grads.keys() == plain.keys()
-            for key in plain:
-                torch.testing.assert_close(grads[key], plain[key], rtol=1e-4, atol=1e-6)
+            for key in plain:  # within float noise: 1e-6, or 1e-5 of the tensor's scale
+                noise = max(1e-6, 1e-5 * plain[key].abs().max().item())
+                torch.testing.assert_close(grads[key], plain[key], rtol=1e-4, atol=noise,
+                                           msg=lambda m: f"{key}: {m}")
     assert training.padded_length(65, 256) == 128 and training.padded_length(300, 256) == 256
     assert training.padded_length(65, 256, multiple=1) == 65
     assert not training.compile_module(None, "auto", cpu)  # auto: only on a GPU
