@@ -5,8 +5,9 @@ BGE-M3, with --size large) encodes synthetic passages of mMARCO-like length into
 once with pyterrier-dr (``BGEM3(...).doc_encoder() >> FlexIndex``, fp32, batch 64: the original
 path) and with index_bgem3.py's path (crossvariety.dense.build_index: tokenisation, chunk
 files and the merge included), compiled (its compilation timed apart, on a warm-up sample) and
-eager. Prints passages/s, tokens/s, the fraction of the bf16 peak (GPU), the ratios, and the
-smallest cosine between our and pyterrier-dr's vectors.
+eager, and on a GPU with fp8 tensor cores also compiled in fp8. Prints passages/s, tokens/s,
+the fraction of the bf16 peak (GPU), the ratios, and the smallest cosine between our and
+pyterrier-dr's vectors.
 
 Search: --queries random unit queries over --search-docs random unit vectors (made on the
 device: writing 8.8M vectors to disk is not what is measured), top-1000; our TorchSearch (fp16
@@ -31,7 +32,7 @@ import pandas as pd
 import pyterrier_dr  # noqa: F401  (imported before any timing: it imports FlagEmbedding, ~1 s)
 import torch
 
-from crossvariety import dense
+from crossvariety import dense, fp8
 from crossvariety.random_models import build_xlmr, synthetic_passages
 
 parser = argparse.ArgumentParser(description=__doc__,
@@ -71,9 +72,12 @@ warmup, passages = passages[-warmup_n:], passages[:-warmup_n]
 with tempfile.TemporaryDirectory() as tmp:
     tmp = Path(tmp)
     model = build_xlmr(tmp / "xlmr", passages[:5000], size=args.size, vocab_size=8000)
-    for key, compile_setting in (("compiled", "on"), ("eager", "off")):
+    variants = [("compiled", args.dtype, "on"), ("eager", args.dtype, "off")]
+    if gpu and args.dtype != "fp8" and fp8.supported(torch.device("cuda")):
+        variants.append(("compiled_fp8", "fp8", "on"))
+    for key, dtype, compile_setting in variants:
         encoder = dense.BgeM3Encoder(str(model), max_length=args.max_length, verbose=False,
-                                     dtype=args.dtype, compile=compile_setting)
+                                     dtype=dtype, compile=compile_setting)
         if "tokens_per_passage_mean" not in results:
             lengths = encoder.tokenization.tokenize(passages[:2000]).lengths
             results["tokens_per_passage_mean"] = float(lengths.mean())
@@ -106,9 +110,10 @@ with tempfile.TemporaryDirectory() as tmp:
               + (f", {record['fraction_of_bf16_peak']:.0%} of the bf16 peak" if gpu else "")
               + f" (warm-up {record['warmup_seconds']:.0f}s)", flush=True)
         del encoder
-    results["compiled_vs_eager"] = results["compiled"]["passages_per_s"] / \
-        results["eager"]["passages_per_s"]
-    best = max(results["compiled"]["passages_per_s"], results["eager"]["passages_per_s"])
+    for key, _, _ in variants[:1] + variants[2:]:
+        results[f"{key}_vs_eager"] = results[key]["passages_per_s"] / \
+            results["eager"]["passages_per_s"]
+    best = max(results[key]["passages_per_s"] for key, _, _ in variants)
 
     from pyterrier_dr import BGEM3, FlexIndex
     reference = BGEM3(model_name=str(model), batch_size=64, max_length=args.max_length,
@@ -125,7 +130,7 @@ with tempfile.TemporaryDirectory() as tmp:
     print(f"pyterrier-dr BGEM3 fp32 batch 64: {ref_docs_n / seconds:,.0f} passages/s -> our best "
           f"is {results['best_vs_pyterrier_dr']:.1f}x", flush=True)
     ref_vecs = np.asarray(FlexIndex(str(tmp / "ref")).payload()[1])
-    for key in ("compiled", "eager"):
+    for key, _, _ in variants:
         ours_vecs = np.asarray(FlexIndex(str(tmp / key)).payload()[1][:ref_docs_n])
         results[f"{key}_min_cosine_vs_pyterrier_dr"] = float((ours_vecs * ref_vecs).sum(1).min())
         print(f"{key}: smallest cosine with pyterrier-dr's vectors: "
