@@ -59,11 +59,19 @@ def run_path(runs_dir, dataset, model, queries, stage):
     return Path(runs_dir) / f"{dataset}.{model}.q-{queries}.{stage}.res.gz"
 
 
+GZIP_LEVEL = 1  # a 6.98M-row run: 31 s at pandas' default level 9, 13 s at 1 (22% larger)
+
+
 def write_run(results, path, name=None):
-    """Write a results DataFrame (qid, docno, rank, score) as a gzipped TREC run, atomically."""
+    """Write a results DataFrame (qid, docno, rank, score) as a TREC run (pt.io.write_results),
+    gzipped when ``path`` ends in .gz, atomically."""
     start = time.time()
     with atomic_path(path) as tmp:
-        pt.io.write_results(results, str(tmp), format="trec", run_name=name or run_name(path))
+        if str(path).endswith(".gz"):
+            with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=GZIP_LEVEL) as f:
+                pt.io.write_results(results, f, format="trec", run_name=name or run_name(path))
+        else:
+            pt.io.write_results(results, str(tmp), format="trec", run_name=name or run_name(path))
     log.info("wrote %s (%d rows, %d queries) in %.1fs", path, len(results),
              results["qid"].nunique() if len(results) else 0, time.time() - start)
 
