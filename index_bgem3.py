@@ -3,8 +3,8 @@
 Vectors have BGE-M3's dense semantics (FlagEmbedding: [CLS] state, L2-normalised, the model's
 tokenizer with truncation to --max-length, 1024 as in the paper), computed fast: chunks of
 documents sorted by length, batches bounded by a token budget, bf16 and SDPA attention on a GPU,
-compiled there (torch.compile), tokenisation ahead of the GPU in worker processes, each chunk
-saved while the next one is encoded. The index is readable by FlexIndex(DIR).np_retriever()
+compiled there (torch.compile), tokenisation ahead of the GPU in worker processes, the next
+chunk read and the last one saved while a chunk is encoded. The index is readable by FlexIndex(DIR).np_retriever()
 and .torch_retriever(). neuCLIR documents are encoded as title + newline + text.
 
 Resumable and shardable: documents are encoded in chunks saved under {index}.parts/; a killed

@@ -56,11 +56,12 @@ def encode_chunks(docs, encode, index_dir, meta, shard="0/1", chunk_docs=100_000
     start, encoded, k = time.time(), 0, -1
     progress = tqdm(total=total, unit="doc", desc=f"{desc} (shard {i}/{n})", mininterval=5)
     docs = iter(docs)
-    # A chunk is saved on a thread while the next one is encoded: the device does not wait
-    # for the disk (a chunk of 100k BGE-M3 vectors is 400 MB).
+    # The next chunk is read and this one saved on threads while a chunk is encoded: the device
+    # waits neither for the collection's parser nor for the disk (a chunk of 100k BGE-M3 vectors
+    # is 400 MB).
     with concurrent.futures.ThreadPoolExecutor(1) as saver:
         saving = None
-        for k, batch in enumerate(iter(lambda: list(itertools.islice(docs, chunk_docs)), [])):
+        for k, batch in enumerate(_read_ahead(docs, chunk_docs)):
             progress.update(len(batch))
             part = parts / f"part-{k:06d}.npz"
             if k % n != i or part.is_file():
@@ -79,6 +80,18 @@ def encode_chunks(docs, encode, index_dir, meta, shard="0/1", chunk_docs=100_000
     log.info("shard %d/%d: encoded %d documents in %.1fs (%.0f docs/s); %d chunks in all", i, n,
              encoded, seconds, encoded / max(seconds, 1e-9), chunks)
     return chunks
+
+
+def _read_ahead(docs, size):
+    """Lists of ``size`` items of ``docs``, the next one read on a thread meanwhile."""
+    with concurrent.futures.ThreadPoolExecutor(1) as reader:
+        pending = reader.submit(lambda: list(itertools.islice(docs, size)))
+        while True:
+            batch = pending.result()
+            if not batch:
+                return
+            pending = reader.submit(lambda: list(itertools.islice(docs, size)))
+            yield batch
 
 
 def _save(part, docnos, arrays):

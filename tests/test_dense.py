@@ -109,6 +109,21 @@ def test_killed_and_sharded_builds_resume_and_merge(tmp_path, encoder):
     np.testing.assert_allclose(np.asarray(vecs_a), np.asarray(vecs_b), atol=1e-6)
 
 
+def test_a_collection_that_fails_midway_keeps_the_chunks_before(tmp_path, encoder):
+    """The collection is read a chunk ahead on a thread: its error still ends the job, after
+    the chunks read before it are saved whole, and nothing half-written is left."""
+    def failing_docs():
+        yield from docs_iter(PASSAGES[:100])
+        raise UserError("docs.tsv:101: no tab between docno and text")
+
+    index = tmp_path / "failing"
+    with pytest.raises(UserError, match="docs.tsv:101"):
+        dense.build_index(failing_docs(), encoder, index, chunk_docs=40)
+    assert sorted(p.name for p in chunks.parts_dir(index).iterdir()) == \
+        ["meta.json", "part-000000.npz", "part-000001.npz"]
+    assert not dense.index_built(index)
+
+
 def test_bad_shard_spec():
     for bad in ("2/2", "1", "a/b", "-1/3"):
         with pytest.raises(ValueError, match="i/n"):
