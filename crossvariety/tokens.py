@@ -118,9 +118,10 @@ class Workers:
         self.free = queue.Queue()
         try:
             for _ in range(n):
+                # started in the repository: ``-m`` puts the working directory first on the path
                 proc = subprocess.Popen([sys.executable, "-m", "crossvariety.tokens"],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, env=env)
+                                        stderr=subprocess.PIPE, env=env, cwd=REPO_ROOT)
                 self.procs.append(proc)
                 # stderr drained on a thread: a worker that logs a lot never blocks on it
                 proc.stderr_tail = []
