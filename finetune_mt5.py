@@ -84,7 +84,7 @@ from crossvariety.batching import default_device, no_cudnn_attention
 from crossvariety.errors import UsageError, UserError
 from crossvariety.models import from_pretrained, resolve_model
 from crossvariety.negatives import read_examples
-from crossvariety.rerank import MAX_LENGTH, encode_prompts, yes_no_ids
+from crossvariety.rerank import MAX_LENGTH, prompt_tokenizer, yes_no_ids
 from crossvariety.runs import atomic_path
 
 log = logging.getLogger("finetune_mt5")
@@ -124,13 +124,12 @@ if TRIPLES:
 tokenizer = from_pretrained(AutoTokenizer, model_path)
 yes, no = yes_no_ids(tokenizer, model_path)
 start = time.time()
-lengths, flat = [], []
-for b in range(0, len(pairs), 50_000):
-    ids = encode_prompts(tokenizer, [(q, d) for q, d, _ in pairs[b:b + 50_000]])
-    lengths += [len(i) for i in ids]
-    flat += [np.asarray(i, dtype=np.int32) for i in ids]
+tokenize = prompt_tokenizer(tokenizer)  # the re-ranker's inputs, as flat arrays
+blocks = [tokenize([(q, d) for q, d, _ in pairs[b:b + 50_000]])
+          for b in range(0, len(pairs), 50_000)]
+lengths = np.concatenate([block.lengths for block in blocks])
 offsets = np.concatenate([[0], np.cumsum(lengths)])
-flat = np.concatenate(flat)
+flat = np.concatenate([block.ids for block in blocks])
 labels = np.array([yes if rel else no for _, _, rel in pairs])
 log.info("%d training pairs (%d yes, %d no) from %s%s, tokenised in %.1fs", len(pairs),
          int((labels == yes).sum()), int((labels == no).sum()), TRAIN,

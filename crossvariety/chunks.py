@@ -84,13 +84,12 @@ def encode_chunks(docs, encode, index_dir, meta, shard="0/1", chunk_docs=100_000
 
 def _read_ahead(docs, size):
     """Lists of ``size`` items of ``docs``, the next one read on a thread meanwhile."""
+    def read():
+        return list(itertools.islice(docs, size))
     with concurrent.futures.ThreadPoolExecutor(1) as reader:
-        pending = reader.submit(lambda: list(itertools.islice(docs, size)))
-        while True:
-            batch = pending.result()
-            if not batch:
-                return
-            pending = reader.submit(lambda: list(itertools.islice(docs, size)))
+        pending = reader.submit(read)
+        while batch := pending.result():
+            pending = reader.submit(read)
             yield batch
 
 

@@ -28,6 +28,11 @@ def check(setting):
     return setting
 
 
+def allow_recompiles(limit=32):
+    """Room for the graphs of a few shapes (dynamo's default recompile limit is 8)."""
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, limit)
+
+
 class Compiler:
     """Calls ``module(*tensors, **eager)`` or its compiled version with ``**compiled`` keyword
     arguments (the tensors' first dimension is the batch). ``backend``: torch.compile's (the
@@ -55,8 +60,7 @@ class Compiler:
         if self.working is False:
             return self.module(*tensors, **self.eager)
         if self._fn is None:
-            # dynamic shapes guard on a few value ranges; room for their graphs
-            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 32)
+            allow_recompiles()  # dynamic shapes still guard on a few value ranges
             self._fn = torch.compile(self.module, dynamic=True, fullgraph=True,
                                      backend=self.backend)
         rows = tensors[0].shape[0]

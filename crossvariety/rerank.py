@@ -39,15 +39,11 @@ def prompt_ids(tokenizer):
 
 def prompt_tokenizer(tokenizer, max_length=MAX_LENGTH):
     """(query, text) pairs -> tokens.Tokens of ``Query: {q} Document: {d} Relevant:</s>``, the
-    text truncated so that the prompt always fits in ``max_length`` (pyterrier-t5's inputs)."""
+    text truncated so that the prompt always fits in ``max_length`` (pyterrier-t5's inputs).
+    Training (finetune_mt5.py) and re-ranking share it."""
     prompt = prompt_ids(tokenizer)
     return FlatTokenizer(tokenizer, max_length - len(prompt), add_special_tokens=False,
                          suffix=prompt, template=TEMPLATE)
-
-
-def encode_prompts(tokenizer, pairs, max_length=MAX_LENGTH):
-    """The token id lists of ``prompt_tokenizer``: training and re-ranking share them."""
-    return prompt_tokenizer(tokenizer, max_length)(pairs).lists()
 
 
 def yes_no_ids(tokenizer, name):

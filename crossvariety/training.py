@@ -16,8 +16,8 @@ import os
 import numpy as np
 import torch
 
+from . import compiling
 from .batching import default_device, no_cudnn_attention
-from .errors import UsageError
 
 PAD_MULTIPLE = 64  # few distinct shapes (<= 4 for 256-token passages): few graphs to record
 
@@ -67,13 +67,11 @@ def compile_module(module, setting, device, backend="inductor"):
     ``setting`` is on, or auto on a GPU: CUDA graphs there, plain inductor code on a CPU. Returns
     whether CUDA graphs are used, in which case every step must begin with
     ``torch.compiler.cudagraph_mark_step_begin()``."""
-    if setting not in ("auto", "on", "off"):
-        raise UsageError(f"--compile {setting!r}: choose auto, on or off")
-    if setting == "off" or (setting == "auto" and device.type != "cuda"):
+    if compiling.check(setting) == "off" or (setting == "auto" and device.type != "cuda"):
         return False
     graphs = device.type == "cuda" and backend == "inductor"
     # the padded lengths are few, but the recipes' batch shapes come on top: room to record them
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 32)
+    compiling.allow_recompiles()
     module.compile(backend=backend, fullgraph=True,
                    **({"mode": "reduce-overhead"} if graphs else {}))
     return graphs
