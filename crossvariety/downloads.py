@@ -73,9 +73,9 @@ def recorded(path):
     return fields[0].lower()
 
 
-def _mismatch(path, got, expected, where, fix):
+def _mismatch(path, got, expected, where, fix, what="the file is damaged or was replaced"):
     return UserError(f"{path}: its SHA-256 is {got[:16]}..., not {expected[:16]}... as {where}; "
-                     f"the file is damaged or was replaced: {fix}")
+                     f"{what}: {fix}")
 
 
 def check(path):
@@ -110,9 +110,9 @@ class _PublisherChecksum(urllib.request.HTTPRedirectHandler):
         return super().redirect_request(req, fp, code, msg, headers, newurl)
 
 
-def fetch(url, path, expected_sha256=None):
-    """Download ``url`` to ``path`` atomically; check it against ``expected_sha256`` or the
-    checksum the server states (if any); record its SHA-256 beside it. Returns the SHA-256.
+def fetch(url, path):
+    """Download ``url`` to ``path`` atomically; check it against the checksum the server states
+    (if it states one); record its SHA-256 beside it. Returns the SHA-256.
     A file that fails the check is not kept; a failed download raises its OSError."""
     path = Path(path)
     publisher = _PublisherChecksum()
@@ -128,11 +128,11 @@ def fetch(url, path, expected_sha256=None):
                 out.write(block)
                 size += len(block)
         got = digest.hexdigest()
-        expected = (expected_sha256 or publisher.sha256 or "").lower()
+        expected = publisher.sha256
         if expected and got != expected:
-            raise _mismatch(url, got, expected, "its publisher states", "the download was "
-                            "damaged on the way or the file changed upstream; nothing was kept: "
-                            "run again, or download it yourself and pass its path")
+            raise _mismatch(url, got, expected, "its publisher states", "nothing was kept: "
+                            "run again, or download it yourself and pass its path",
+                            "damaged on the way, or the file changed upstream")
         record(path, got)  # before the file is in place: a downloaded file never lacks one
     log.info("downloaded %s (%.1f MB, SHA-256 %s%s) in %.1fs", path, size / 1e6, got,
              ", as its publisher states" if expected else "", time.time() - start)
