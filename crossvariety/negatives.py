@@ -11,6 +11,7 @@ Two sources of candidates, each a {qid: (positive docnos, negative docnos)} map:
   and for any pair.
 Examples are then sampled: one positive and N negatives per query, in seeded rounds.
 """
+import gc
 import gzip
 import json
 import logging
@@ -35,27 +36,31 @@ class _Refused(Exception):
 
 
 class _FloatDType:
-    """What a score pickle's ``numpy.dtype('f4' or 'f8')`` is rebuilt as: its byte order and
-    size, nothing else (no numpy code runs while the file is read)."""
+    """What a score pickle's ``numpy.dtype('f4' or 'f8')`` is rebuilt as: the unpacking of its
+    bytes, nothing else (no numpy code runs while the file is read)."""
 
     def __init__(self, name, align=False, copy=True):
         if name not in ("f4", "f8"):
             raise _Refused(f"numpy.dtype({name!r})")
-        self.size, self.order = int(name[1]), "<"
+        self.code = "f" if name == "f4" else "d"
+        self.unpack = struct.Struct("<" + self.code).unpack
 
     def __setstate__(self, state):
-        if not (isinstance(state, tuple) and len(state) >= 5 and state[1] in "<>=|"
+        if not (isinstance(state, tuple) and len(state) >= 5 and state[1] in ("<", ">", "=", "|")
                 and state[2:5] == (None, None, None)):
             raise _Refused("numpy.dtype state of a structured or sub-array dtype")
-        self.order = {"<": "<", ">": ">"}.get(state[1], "<" if sys.byteorder == "little" else ">")
+        order = {"<": "<", ">": ">"}.get(state[1], "<" if sys.byteorder == "little" else ">")
+        self.unpack = struct.Struct(order + self.code).unpack
 
 
 def _float_scalar(dtype, data):
-    """numpy's scalar(dtype, bytes) for a float32/float64 score, as a Python float (exact)."""
-    if not (isinstance(dtype, _FloatDType) and isinstance(data, bytes)
-            and len(data) == dtype.size):
-        raise _Refused("numpy scalar other than float32/float64")
-    return struct.unpack(dtype.order + ("f" if dtype.size == 4 else "d"), data)[0]
+    """numpy's scalar(dtype, bytes) for a float32/float64 score, as a Python float (exact).
+    Only a _FloatDType has an ``unpack`` (nothing else a score pickle can build does); one of
+    the wrong length is an error."""
+    try:
+        return dtype.unpack(data)[0]
+    except (AttributeError, TypeError, struct.error):
+        raise _Refused("a numpy scalar other than float32/float64") from None
 
 
 def _latin1(text, encoding):
@@ -87,6 +92,16 @@ def read_ce_scores(path):
     (``scores[qid][pid] -> score``, int ids). Read with an unpickler that builds only dicts,
     numbers and numpy float scalars: a pickle naming anything else (a function that would run)
     is refused."""
+    collecting = gc.isenabled()
+    gc.disable()  # 160M scores in dicts, no cycles: the collector's passes would double the time
+    try:
+        return _read_ce_scores(path)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _read_ce_scores(path):
     try:
         with gzip.open(path, "rb") as f:
             scores = _ScoresUnpickler(f).load()
