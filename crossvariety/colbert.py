@@ -24,11 +24,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import precision
+from . import models, precision
 from .batching import ChunkTokenizer, default_device, no_cudnn_attention, padded_batches
 from .errors import UsageError, UserError
 from .languages import canonical
-from . import models
 from .models import resolve_model
 from .tokens import from_lists
 

@@ -128,9 +128,10 @@ def fetch(model, family):
     if Path(path).is_dir():
         _, missing = select_files(_local_files(path), family)
         if missing:
+            holds = "tokenizer.json or spiece.model, tokenizer_config.json" if \
+                what == "tokenizer" else "config.json, model.safetensors, the tokenizer's files"
             raise UserError(f"{path}: no {' and no '.join(missing)} in this folder; a {what} "
-                            "folder holds the files save_pretrained writes (config.json, "
-                            "model.safetensors, tokenizer files)")
+                            f"folder holds what save_pretrained writes ({holds})")
         return Path(path)
     from huggingface_hub import constants
     return _fetch_from_hub(path, family, what, constants.HF_HUB_CACHE)
