@@ -110,6 +110,8 @@ no_cudnn_attention(device)
 
 # 1. the training pairs, tokenised once (as one flat array: little memory for millions)
 model_path = resolve_model(MODEL)
+if TOKENIZER:
+    resolve_model(TOKENIZER)  # an unknown name fails before the data is read
 TRAIN = released.resolve(TRAIN, "training")  # paper:ca-fr -> the paper's released file
 examples = read_examples(TRAIN)
 pairs = [(e["query"], p, 1) for e in examples for p in e["pos"][:1]] + \
