@@ -116,6 +116,46 @@ def test_two_shards_finishing_together(tmp_path, tiny_xlmr, collection, one_proc
     assert sum("merged 10 chunks" in log for log in logs) == 1
 
 
+def test_two_shards_saving_their_last_chunks_at_once_merge_once(tmp_path, tiny_xlmr,
+                                                                 one_process_index,
+                                                                 monkeypatch):
+    """Shards 0/2 and 1/2 (threads here) encode their last chunks at the same moment, so both
+    find every chunk saved: one merges, the other finds the index merged (before: both merged,
+    the second from chunks the first had removed)."""
+    merges, both_last = [], threading.Barrier(2, timeout=300)
+    merge_chunks = dense.merge_chunks
+    monkeypatch.setattr(dense, "merge_chunks", lambda index: merges.append(index) or
+                        merge_chunks(index))
+    index = tmp_path / "indexes" / "index"
+    results = {}
+    encoders = [dense.BgeM3Encoder(str(tiny_xlmr), max_length=64, verbose=False)
+                for _ in range(2)]  # (loading a model is not thread-safe)
+
+    def shard(i):
+        encoder = encoders[i]
+        original = encoder.encode
+
+        def encode(texts, desc=""):
+            vectors = original(texts)
+            if desc == f"chunk {8 + i}":  # its last
+                both_last.wait()
+            return vectors
+        encoder.encode = encode
+        docs = ({"docno": f"d{k}", "text": t} for k, t in enumerate(PASSAGES))
+        try:
+            results[i] = dense.build_index(docs, encoder, index, shard=f"{i}/2",
+                                           chunk_docs=CHUNK_DOCS)
+        except Exception as e:
+            results[i] = e
+    threads = [threading.Thread(target=shard, args=(i,)) for i in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == {0: True, 1: True} and merges == [index]
+    assert_same_index(index, one_process_index)
+
+
 def test_torchrun_index_bgem3_equals_one_process(tmp_path, tiny_xlmr, collection,
                                                  one_process_index):
     """torchrun --nproc_per_node 2 (gloo on a CPU): each rank encodes half the chunks, rank 0
@@ -129,6 +169,30 @@ def test_torchrun_index_bgem3_equals_one_process(tmp_path, tiny_xlmr, collection
     assert_same_index(index, one_process_index)
     assert "shard 0/2: encoded 20 documents" in text and "shard 1/2: encoded 20 documents" in text
     assert text.count("merged 10 chunks") == 1
+
+
+def test_torchrun_index_colbertxm_equals_one_process(tmp_path, tiny_colbert_xm, collection):
+    """The same for a PLAID index: the first rank trains the codec, the other waits for it on
+    its lock; each rank compresses half the chunks, rank 0 merges: the one-process index."""
+    from crossvariety import plaid
+    from crossvariety.colbert import ColBERTXMEncoder
+    whole = tmp_path / "one" / "index"
+    encoder = ColBERTXMEncoder(tiny_colbert_xm, language="fr", device="cpu", verbose=False)
+    assert plaid.build_index(lambda: ({"docno": f"d{i}", "text": t}
+                                      for i, t in enumerate(PASSAGES)),
+                             encoder, whole, chunk_docs=CHUNK_DOCS)
+    index = tmp_path / "indexes" / "index"
+    log = tmp_path / "torchrun.log"
+    process = start("-m", "torch.distributed.run", "--nproc_per_node", "2",
+                    REPO / "index_colbertxm.py", "--dataset", collection, "--language", "fr",
+                    "--model", tiny_colbert_xm, "--index", index, "--chunk-docs", CHUNK_DOCS,
+                    cwd=tmp_path, log=log)
+    [text] = finish([process], [log])
+    assert text.count("codec: ") == 1 and text.count("merged 10 chunks") == 1
+    assert "shard 0/2: encoded 20 documents" in text and "shard 1/2: encoded 20 documents" in text
+    for name in ("codes.npy", "residuals.npy", "doclens.npy", "ivf.npy", "ivf_lengths.npy"):
+        assert np.array_equal(np.load(whole / name), np.load(index / name)), name
+    assert sorted(p.name for p in index.parent.iterdir()) == [index.name]
 
 
 def test_torchrun_rerank_mt5_equals_one_process(tmp_path, tiny_mt5, collection):
@@ -174,18 +238,21 @@ def test_leftovers_of_killed_processes_are_removed(tmp_path):
         env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert killed.wait(timeout=300) == -signal.SIGKILL
     [leftover] = tmp_path.glob(".partial-*")
-    assert leftover.name == f".partial-{runs.HOST}@{killed.pid}.index"
+    assert (leftover / "vecs.f4").is_file() and str(killed.pid) in leftover.name
+    runs.write_text(tmp_path / "table.md", "| a |\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table.md"]
 
+    assert leftover.name == f".partial-{runs.HOST}@{killed.pid}.index"
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         kept = [tmp_path / f".partial-{runs.HOST}@{alive.pid}.run.res.gz",  # being written
-                tmp_path / f".partial-elsewhere.example.org@{killed.pid}.run.res.gz"]
-        for path in kept:
+                tmp_path / f".partial-elsewhere.example.org@{killed.pid}.run.res.gz",
+                tmp_path / "table.md"]
+        for path in kept[:2]:
             path.write_text("")
-        old_style = tmp_path / f".partial-{killed.pid}.table.md"  # from before the host
-        old_style.write_text("")
-        runs.write_text(tmp_path / "table.md", "| a |\n")
-        assert sorted(tmp_path.iterdir()) == sorted(kept + [tmp_path / "table.md"])
+        (tmp_path / f".partial-{killed.pid}.table.md").write_text("")  # from before the host
+        runs.write_text(tmp_path / "table.md", "| b |\n")
+        assert sorted(tmp_path.iterdir()) == sorted(kept)
     finally:
         alive.kill()
         alive.wait()
