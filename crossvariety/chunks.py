@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from . import ranks
 from .errors import UsageError, UserError
-from .runs import atomic_path, partial_path, write_text
+from .runs import atomic_path, write_text
 
 log = logging.getLogger(__name__)
 
@@ -63,28 +63,35 @@ def lock_path(index_dir):
     return index_dir.with_name(f".{index_dir.name}.lock")
 
 
-@contextlib.contextmanager
 def index_lock(index_dir, shared=False):
-    """Hold the lock of the index at ``index_dir``: shared by the jobs encoding its chunks,
-    exclusive for merging or removing them. The lock file may be deleted by the holder of the
-    exclusive lock (unlock_file): a job that was waiting on it locks the new file instead."""
+    """The lock of the index at ``index_dir``: shared by the jobs encoding its chunks, exclusive
+    for merging or removing them (a context manager)."""
     path = lock_path(index_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
+    return locked(path, f"another job merging or removing {index_dir}" if shared else
+                  f"the other jobs on {index_dir} (encoding or merging it)", shared)
+
+
+@contextlib.contextmanager
+def locked(path, waiting_for, shared=False, remove=False):
+    """Hold a lock on the file ``path``, created if need be: exclusive, or ``shared``. The
+    holder of the exclusive lock may delete the file (``remove``: when done): a job that was
+    waiting on it then locks the file that is there now."""
     while True:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
-            lock(fd, f"another job merging or removing {index_dir}" if shared else
-                 f"the other jobs on {index_dir} (encoding or merging it)",
-                 fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            lock(fd, waiting_for, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
             if _same_file(fd, path):
                 break
         except BaseException:
             os.close(fd)
             raise
-        os.close(fd)  # deleted while we waited: lock the file that is there now
+        os.close(fd)  # deleted while we waited
     try:
         yield
     finally:
+        if remove:
+            path.unlink(missing_ok=True)
         os.close(fd)
 
 
@@ -214,19 +221,13 @@ def encode_chunks(docs, encode, index_dir, meta, shard="0/1", chunk_docs=100_000
 
 def _agree_on_meta(parts, meta):
     """Record the chunks' settings in meta.json, or check them against those recorded: chunks
-    of another model or precision must not mix. Two jobs starting together: the first one's
-    file is created whole (a hard link), the second one's checked against it."""
+    of another model or precision must not mix."""
     meta = json.loads(json.dumps(meta))  # as it reads back
     path = parts / "meta.json"
-    if not path.is_file():
-        tmp = partial_path(path)
-        tmp.write_text(json.dumps(meta, indent=1))
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
+    with locked(parts / "meta.lock", f"another job recording its settings in {path}",
+                remove=True):
+        if not path.is_file():
+            write_text(path, json.dumps(meta, indent=1))
     before = json.loads(path.read_text())
     changed = sorted(key for key in meta.keys() | before.keys()
                      if meta.get(key) != before.get(key))

@@ -24,7 +24,6 @@ only complete.
 import json
 import logging
 import math
-import os
 import shutil
 import time
 from pathlib import Path
@@ -167,13 +166,10 @@ def codec_for(parts, train):
     the codec, it is the same."""
     codec_file = parts / "codec.pt"
     if not codec_file.is_file():
-        fd = os.open(parts / "codec.lock", os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            chunks.lock(fd, f"another job training the codec ({codec_file})")
+        with chunks.locked(parts / "codec.lock", f"another job training the codec ({codec_file})",
+                           remove=True):
             if not codec_file.is_file():
                 return train()
-        finally:
-            os.close(fd)
     return Codec.load(codec_file)
 
 

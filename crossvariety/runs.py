@@ -37,7 +37,7 @@ def atomic_path(path):
     created = [d for d in [path.parent, *path.parent.parents] if not d.exists()]
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(path.parent)
-    tmp = partial_path(path)
+    tmp = path.with_name(f"{PARTIAL}{HOST}@{os.getpid()}.{path.name}")
     _writing.add(os.path.abspath(tmp))
     try:
         yield tmp
@@ -58,12 +58,6 @@ def atomic_path(path):
 PARTIAL = ".partial-"  # temporary paths: .partial-{host}@{pid}.{name}
 HOST = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname())  # never "@": it ends the host
 _writing = set()  # this process's temporary paths in use
-
-
-def partial_path(path):
-    """The temporary path of this process beside ``path``."""
-    path = Path(path)
-    return path.with_name(f"{PARTIAL}{HOST}@{os.getpid()}.{path.name}")
 
 
 def remove_leftovers(folder):
