@@ -105,23 +105,13 @@ def test_the_same_index_command_twice_at_once(tmp_path, tiny_xlmr, collection,
     assert sum("is complete (merged by another job)" in log for log in logs) == 1
 
 
-def test_two_shards_finishing_together(tmp_path, tiny_xlmr, collection, one_process_index):
-    index = tmp_path / "indexes" / "index"
-    command = [REPO / "index_bgem3.py", "--dataset", collection, "--model", tiny_xlmr,
-               "--index", index, *INDEX_ARGS]
-    logs = index_jobs_at_once([command + ["--shard", "0/2"], command + ["--shard", "1/2"]],
-                              index, tmp_path)
-    assert_same_index(index, one_process_index)
-    assert encoded(logs) == [20, 20]
-    assert sum("merged 10 chunks" in log for log in logs) == 1
-
-
 def test_two_shards_saving_their_last_chunks_at_once_merge_once(tmp_path, tiny_xlmr,
                                                                  one_process_index,
                                                                  monkeypatch):
-    """Shards 0/2 and 1/2 (threads here) encode their last chunks at the same moment, so both
-    find every chunk saved: one merges, the other finds the index merged (before: both merged,
-    the second from chunks the first had removed)."""
+    """Two --shard jobs finishing together: shards 0/2 and 1/2 (threads here, in step through a
+    barrier; two processes go through the same chunks.build as the test above) encode their
+    last chunks at the same moment, so both find every chunk saved: one merges, the other finds
+    the index merged (before: both merged, or read a half-written shard-*.done)."""
     merges, both_last = [], threading.Barrier(2, timeout=300)
     merge_chunks = dense.merge_chunks
     monkeypatch.setattr(dense, "merge_chunks", lambda index: merges.append(index) or
