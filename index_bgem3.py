@@ -8,12 +8,16 @@ chunk read and the last one saved while a chunk is encoded. The index is readabl
 and .torch_retriever(). neuCLIR documents are encoded as title + newline + text.
 
 Resumable and shardable: documents are encoded in chunks saved under {index}.parts/; a killed
-job restarts at its first missing chunk, and --shard i/n encodes only every n-th chunk so that n
-GPUs or machines split a collection (sharing the index folder). The shard that finds every chunk
-done merges them into the index; --merge-only merges after the fact.
+job restarts at its first missing chunk. Several GPUs or machines split a collection (sharing
+the index folder) as the ranks of one torchrun job (each rank encodes its share of the chunks;
+rank 0 merges them when all are done) or as the jobs of a job array (--shard i/n encodes every
+n-th chunk; the job that finds every chunk done merges them; --merge-only merges after the
+fact). Jobs on one index at once (shards finishing together, the same command twice) share the
+work through file locks and merge once (crossvariety/chunks.py).
 
 Examples:
   python index_bgem3.py --dataset irds:mmarco/v2/fr --model bge-m3
+  torchrun --nproc_per_node 4 index_bgem3.py --dataset irds:mmarco/v2/fr --model bge-m3
   python index_bgem3.py --dataset irds:mmarco/v2/fr --model bge-m3-lt-cafr --shard 0/4   # + 1/4 2/4 3/4
   python index_bgem3.py --dataset irds:neuclir/1/fa --model ./models/bge-m3-cafr
 """
@@ -40,9 +44,11 @@ HELP = {
     "MAX_LENGTH": "truncate documents to this many tokens (the paper: 1024; BGE-M3 allows 8192)",
     "BATCH_TOKENS": "padded tokens per batch; 0 = 262144 on a GPU, 16384 on a CPU",
     "CHUNK_DOCS": "documents per saved chunk: the unit of resumption and of sharding",
-    "SHARD": "i/n: this job encodes chunks k with k mod n == i (all jobs share the index folder)",
+    "SHARD": "i/n: this job of a job array encodes chunks k with k mod n == i (all jobs share "
+             "the index folder); under torchrun, rank r of w takes shard i*w+r of n*w",
     "MERGE_ONLY": "encode nothing; merge the chunks that the shards encoded into the index",
-    "DEVICE": "torch device; empty = cuda if available, else cpu",
+    "DEVICE": "torch device; empty = cuda if available (the local rank's under torchrun), "
+              "else cpu",
     "DTYPE": "precision: auto = bf16 on a GPU, fp32 on a CPU; fp32 (the paper's); fp8 "
              "(matmuls on fp8 tensor cores, emulated elsewhere); recorded in the index "
              "(crossvariety.json); every shard must use the same",
@@ -56,11 +62,10 @@ HELP = {
 paths = settings.configure(globals(), HELP)
 # -----------------------------------------------------------------------------
 import logging
-import shutil
 import sys
 from pathlib import Path
 
-from crossvariety import chunks, compiling, dense
+from crossvariety import chunks, compiling, dense, ranks
 from crossvariety.batching import worker_count
 from crossvariety.datasets import Dataset
 from crossvariety.models import resolve_model
@@ -73,20 +78,23 @@ resolve_model(MODEL)  # an unknown name fails before the collection is opened
 dataset = Dataset(DATASET)
 index = Path(INDEX) if INDEX else dense.default_index_path(paths["index_dir"], MODEL,
                                                           dataset.name)
-if OVERWRITE:
-    shutil.rmtree(chunks.parts_dir(index), ignore_errors=True)
-    shutil.rmtree(index, ignore_errors=True)
+device, rank, world = ranks.join_stage(DEVICE)
+if OVERWRITE and rank == 0:
+    chunks.remove(index)
+ranks.barrier()
 if dense.index_built(index):
     log.info("%s is already built; nothing to do (--overwrite rebuilds it)", index)
     sys.exit(0)
 if MERGE_ONLY:
-    dense.merge_chunks(index)
+    if rank == 0:
+        chunks.merge_when_complete(index, dense.index_built, dense.merge_chunks, required=True)
     sys.exit(0)
+shard = chunks.rank_shard(SHARD, rank, world)
 encoder = dense.BgeM3Encoder(MODEL, max_length=MAX_LENGTH, batch_tokens=BATCH_TOKENS,
-                             device=DEVICE or None, dtype=DTYPE, compile=COMPILE,
+                             device=device, dtype=DTYPE, compile=COMPILE,
                              tokenizer_workers=TOKENIZER_WORKERS)
 log.info("encoding %s with %s on %s (%s, %d tokens/batch) into %s, shard %s", DATASET,
          encoder.model_name, encoder.device, encoder.precision, encoder.batch_tokens, index,
-         SHARD)
-dense.build_index(dataset.docs_iter(), encoder, index, shard=SHARD, chunk_docs=CHUNK_DOCS,
+         shard)
+dense.build_index(dataset.docs_iter, encoder, index, shard=shard, chunk_docs=CHUNK_DOCS,
                   total=dataset.docs_count())

@@ -8,11 +8,13 @@ centroids trained on colbert-ai's sample of the collection, residuals quantised 
 search with run_mmarco.py / run_neuclir.py --model (same model, same language). Docnos are the
 collection's own strings (neuCLIR's included): no id-mapping files.
 
-Resumable and shardable: shard 0 first trains the codec (it encodes colbert-ai's sample of the
-collection), then every shard encodes and compresses its chunks (k mod n = i) into
-{index}.parts/; a killed job restarts at its first missing chunk; the shard that finds every
-chunk done merges them into the index; --merge-only merges after the fact. Shards 1..n-1 wait
-for shard 0's codec.
+Resumable and shardable: the first job trains the codec (it encodes colbert-ai's sample of the
+collection; the other jobs wait for it), then every job encodes and compresses its chunks into
+{index}.parts/; a killed job restarts at its first missing chunk. Several GPUs or machines split
+a collection (sharing the index folder) as the ranks of one torchrun job (each rank its share of
+the chunks; rank 0 merges them when all are done) or as the jobs of a job array (--shard i/n:
+chunks k mod n = i; the job that finds every chunk done merges them; --merge-only merges after
+the fact). Jobs on one index at once share the work through file locks and merge once.
 
 --doc-lang-from-config encodes the documents with the checkpoint's saved default_language
 (en_XX for colbert-xm, nl_XX for colbert-xm-lt-afdt), as the original code did by accident;
@@ -20,6 +22,7 @@ the index (and its runs) are then named {model}-doclang-config.
 
 Examples:
   python index_colbertxm.py --dataset irds:mmarco/v2/fr --model colbert-xm
+  torchrun --nproc_per_node 4 index_colbertxm.py --dataset irds:mmarco/v2/fr --model colbert-xm
   python index_colbertxm.py --dataset irds:mmarco/v2/dt --model colbert-xm-lt-afdt --shard 0/4   # + 1/4 2/4 3/4
   python index_colbertxm.py --dataset irds:neuclir/1/fa --model ./models/colbert-xm-ft-cafr
   python index_colbertxm.py --dataset data/my-collection --language gl --model colbert-xm
@@ -56,10 +59,12 @@ HELP = {
     "KMEANS_NITERS": "k-means iterations of the centroids",
     "BATCH_TOKENS": "padded tokens per batch; 0 = 131072 on a GPU, 16384 on a CPU",
     "CHUNK_DOCS": "documents per saved chunk: the unit of resumption and of sharding",
-    "SHARD": "i/n: this job encodes chunks k with k mod n == i (all jobs share the index "
-             "folder; shard 0 trains the codec, the others wait for it)",
+    "SHARD": "i/n: this job of a job array encodes chunks k with k mod n == i (all jobs share "
+             "the index folder; the first to start trains the codec, the others wait for it); "
+             "under torchrun, rank r of w takes shard i*w+r of n*w",
     "MERGE_ONLY": "encode nothing; merge the chunks that the shards encoded into the index",
-    "DEVICE": "torch device; empty = cuda if available, else cpu",
+    "DEVICE": "torch device; empty = cuda if available (the local rank's under torchrun), "
+              "else cpu",
     "DTYPE": "precision: auto = bf16 on a GPU, fp32 on a CPU; fp32; fp8 (matmuls on fp8 "
              "tensor cores, emulated elsewhere); recorded in the index; every shard the same",
     "OVERWRITE": "re-encode from scratch even if the index or encoded chunks exist",
@@ -67,11 +72,10 @@ HELP = {
 paths = settings.configure(globals(), HELP)
 # -----------------------------------------------------------------------------
 import logging
-import shutil
 import sys
 from pathlib import Path
 
-from crossvariety import chunks, plaid, retrievers
+from crossvariety import chunks, plaid, ranks, retrievers
 from crossvariety.colbert import ColBERTXMEncoder
 from crossvariety.datasets import Dataset
 from crossvariety.errors import UsageError
@@ -91,20 +95,22 @@ if not language:
     raise UsageError(f"the language of {DATASET} is unknown; pass --language (fr, nl, fa, ...)")
 index = Path(INDEX) if INDEX else retrievers.index_path(paths["index_dir"], MODEL, dataset.name,
                                                         DOC_LANG_FROM_CONFIG)
-if OVERWRITE:
-    shutil.rmtree(chunks.parts_dir(index), ignore_errors=True)
-    shutil.rmtree(index, ignore_errors=True)
+device, rank, world = ranks.join_stage(DEVICE)
+if OVERWRITE and rank == 0:
+    chunks.remove(index)
+ranks.barrier()
 if plaid.index_built(index):
     log.info("%s is already built; nothing to do (--overwrite rebuilds it)", index)
     sys.exit(0)
 if MERGE_ONLY:
-    plaid.merge_chunks(index)
+    if rank == 0:
+        chunks.merge_when_complete(index, plaid.index_built, plaid.merge_chunks, required=True)
     sys.exit(0)
+shard = chunks.rank_shard(SHARD, rank, world)
 encoder = ColBERTXMEncoder(MODEL, language=language, doc_lang_from_config=DOC_LANG_FROM_CONFIG,
-                           batch_tokens=BATCH_TOKENS, device=DEVICE or None, dtype=DTYPE)
+                           batch_tokens=BATCH_TOKENS, device=device, dtype=DTYPE)
 log.info("indexing %s with %s (queries %s, documents %s) on %s (%s, %d tokens/batch) into %s, "
          "shard %s", DATASET, encoder.model_name, encoder.language, encoder.doc_language,
-         encoder.device, encoder.precision, encoder.batch_tokens, index,
-         SHARD)
-plaid.build_index(dataset.docs_iter, encoder, index, shard=SHARD, chunk_docs=CHUNK_DOCS,
+         encoder.device, encoder.precision, encoder.batch_tokens, index, shard)
+plaid.build_index(dataset.docs_iter, encoder, index, shard=shard, chunk_docs=CHUNK_DOCS,
                   total=dataset.docs_count(), nbits=NBITS, kmeans_niters=KMEANS_NITERS)

@@ -7,7 +7,8 @@ fused forward pass (the relative position bias inside the attention kernel, no c
 keys and values, only the yes/no logits) compiled on a GPU, tokenisation in worker processes,
 scores independent of batch-mates. A run whose qids are not in the query set
 or whose docnos are not in the collection is an error. A finished output is kept unless
---overwrite.
+--overwrite. Several GPUs or machines: torchrun; each rank re-ranks its share of the queries and
+rank 0 writes the run.
 
 Examples:
   python rerank_mt5.py --run runs/mmarco-v2-fr-dev-small.bge-m3.q-ca.retrieve.res.gz \\
@@ -15,6 +16,8 @@ Examples:
       --model mt5-lt-cafr
   python rerank_mt5.py --run RUN.res.gz --dataset irds:mmarco/v2/fr \\
       --queries irds:mmarco/v2/fr/dev/small --model ./models/my-mt5 --top-k 100 --out OUT.res.gz
+  torchrun --nproc_per_node 4 rerank_mt5.py --run RUN.res.gz --dataset irds:mmarco/v2/fr \
+      --queries irds:mmarco/v2/fr/dev/small --model mt5
 """
 from crossvariety import settings
 
@@ -47,7 +50,8 @@ HELP = {
     "OUT": "run file to write; empty = the input's name with the stage rerank-{model}",
     "TOP_K": "documents re-ranked per query (the rest of the run is dropped)",
     "BATCH_TOKENS": "padded tokens per batch; 0 = 65536 on a GPU, 8192 on a CPU",
-    "DEVICE": "torch device; empty = cuda if available, else cpu",
+    "DEVICE": "torch device; empty = cuda if available (the local rank's under torchrun), "
+              "else cpu",
     "DTYPE": "precision: auto = bf16 on a GPU, fp32 on a CPU; fp32 (the paper's); fp8 (matmuls "
              "on fp8 tensor cores, emulated elsewhere); recorded in the run's name column "
              "(README: what bf16 and fp8 cost)",
@@ -65,8 +69,10 @@ import sys
 import time
 from pathlib import Path
 
-from crossvariety import compiling, precision
-from crossvariety.batching import default_device, worker_count
+import pandas as pd
+
+from crossvariety import compiling, precision, ranks
+from crossvariety.batching import worker_count
 from crossvariety.datasets import Dataset, load_queries
 from crossvariety.errors import UsageError
 from crossvariety.models import model_label, resolve_model
@@ -88,7 +94,8 @@ if OUT:
 else:
     stem = run_file.name.removesuffix(".gz").removesuffix(".res").removesuffix(".retrieve")
     out = run_file.with_name(f"{stem}.rerank-{model_label(MODEL)}.res.gz")
-wanted = precision.resolve(DTYPE, default_device(DEVICE or None))
+device, rank, world = ranks.join_stage(DEVICE)
+wanted = precision.resolve(DTYPE, device)
 if out.is_file() and not OVERWRITE:
     check_precision(out, wanted, made="re-ranked", elsewhere="--out")
     log.info("%s exists; nothing to do (--overwrite re-ranks again)", out)
@@ -97,14 +104,19 @@ run = read_run(run_file)
 queries = load_queries(QUERIES, QUERY_FIELD or None)
 log.info("read %s (%d rows, %d queries) and %d queries from %s", run_file, len(run),
          run.qid.nunique(), len(queries), QUERIES)
+if world > 1:  # this rank's share of the queries
+    run = run[run.qid.isin(sorted(run.qid.unique())[rank::world])]
 frame = attach_text(run, queries, Dataset(DATASET), TOP_K)
-reranker = MonoT5ReRanker(MODEL, batch_tokens=BATCH_TOKENS, device=DEVICE or None, dtype=wanted,
+reranker = MonoT5ReRanker(MODEL, batch_tokens=BATCH_TOKENS, device=device, dtype=wanted,
                           compile=COMPILE, tokenizer_workers=TOKENIZER_WORKERS,
                           tok_model=TOKENIZER or None)
 start = time.time()
 results = reranker(frame)
 seconds = time.time() - start
-log.info("re-ranked %d pairs with %s on %s (%s) in %.1fs (%.0f pairs/s)", len(frame),
-         reranker.model_name, reranker.device, reranker.precision, seconds,
-         len(frame) / max(seconds, 1e-9))
-write_run(results, out, name=run_name(out, reranker.precision))
+log.info("re-ranked %d pairs%s with %s on %s (%s) in %.1fs (%.0f pairs/s)", len(frame),
+         f" (rank {rank} of {world})" if world > 1 else "", reranker.model_name,
+         reranker.device, reranker.precision, seconds, len(frame) / max(seconds, 1e-9))
+shares = ranks.gather(results)
+if rank == 0:  # the rows in the order one process gives: by qid, each query's as ranked
+    results = pd.concat(shares).sort_values("qid", kind="stable") if world > 1 else results
+    write_run(results, out, name=run_name(out, reranker.precision))

@@ -121,8 +121,9 @@ def index_built(index_dir):
 
 
 def encode_chunks(docs, encoder, index_dir, shard="0/1", chunk_docs=100_000, total=None):
-    """Encode this shard's chunks of ``docs`` ({"docno", "text"}) into {index}.parts/, skipping
-    chunks already there. Returns the number of chunks of the whole collection."""
+    """Encode this shard's chunks of ``docs`` ({"docno", "text"}, or a function giving them)
+    into {index}.parts/, skipping chunks already there (chunks.encode_chunks). Returns the
+    number of chunks of the whole collection."""
     meta = {"model": encoder.model_name, "max_length": encoder.max_length,
             "dtype": encoder.precision}
     return chunks.encode_chunks(
@@ -174,10 +175,12 @@ def merge_chunks(index_dir):
 
 
 def build_index(docs, encoder, index_dir, shard="0/1", chunk_docs=100_000, total=None):
-    """Encode this shard's chunks; merge into the FlexIndex once every chunk is encoded.
-    Returns True when the index is complete."""
-    encode_chunks(docs, encoder, index_dir, shard, chunk_docs, total)
-    return chunks.merge_if_complete(index_dir, merge_chunks)
+    """Encode this shard's chunks; merge into the FlexIndex once every chunk is encoded, once,
+    whichever job or rank gets there (chunks.build). ``docs``: documents, or a function giving
+    a fresh iterator of them. Returns True when the index is complete."""
+    return chunks.build(
+        index_dir, index_built,
+        lambda: encode_chunks(docs, encoder, index_dir, shard, chunk_docs, total), merge_chunks)
 
 
 # ----------------------------------------------------------------------------- search

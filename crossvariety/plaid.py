@@ -17,8 +17,9 @@ C++ JIT extensions or faiss:
 
 An index is a folder: meta.json, codec.pt, codes.npy, residuals.npy, doclens.npy, ivf.npy,
 ivf_lengths.npy and docnos.npids (the collection's own docno strings). Like the dense indexes it
-is built in chunks under {index}.parts/ (resumable, shardable with --shard i/n: shard 0 trains
-the codec, the others wait for it), then merged into the folder, which appears only complete.
+is built in chunks under {index}.parts/ (resumable, shardable with --shard i/n or torchrun: the
+first job trains the codec, the others wait for it), then merged into the folder, which appears
+only complete.
 """
 import json
 import logging
@@ -34,7 +35,7 @@ from tqdm.auto import tqdm
 
 from . import chunks
 from .batching import default_device
-from .chunks import parse_shard, parts_dir
+from .chunks import parts_dir
 from .errors import UserError
 from .runs import atomic_path
 
@@ -158,6 +159,20 @@ def index_built(index_dir):
     return (Path(index_dir) / "meta.json").is_file()
 
 
+def codec_for(parts, train):
+    """The codec of the chunks in ``parts``: the one saved there, or ``train()`` (which saves it)
+    by the first job to come; the others wait for it on a lock, not polling, and if it stops
+    before saving the codec, the next one trains it. Training is seeded: whichever job trains
+    the codec, it is the same."""
+    codec_file = parts / "codec.pt"
+    if not codec_file.is_file():
+        with chunks.locked(parts / "codec.lock", f"another job training the codec ({codec_file})",
+                           remove=True):
+            if not codec_file.is_file():
+                return train()
+    return Codec.load(codec_file)
+
+
 def train_codec(docs, encoder, parts, total, nbits, kmeans_niters):
     """Encode colbert-ai's sample of the collection and train the codec into {parts}/codec.pt."""
     codec_file = parts / "codec.pt"
@@ -193,22 +208,16 @@ def train_codec(docs, encoder, parts, total, nbits, kmeans_niters):
 
 
 def encode_chunks(docs, encoder, index_dir, shard="0/1", chunk_docs=25_000, total=None, nbits=2,
-                  kmeans_niters=4, wait_seconds=30):
-    """Train the codec (shard 0) or wait for it, then encode and compress this shard's chunks of
-    the collection into {index}.parts/, skipping chunks already there. ``docs`` is a function
-    giving a fresh iterator of {"docno", "text"}. Returns the number of chunks."""
-    i, n = parse_shard(shard)
+                  kmeans_niters=4):
+    """Train the codec, or wait for the job training it, then encode and compress this shard's
+    chunks of the collection into {index}.parts/, skipping chunks already there. ``docs`` is a
+    function giving a fresh iterator of {"docno", "text"}. Returns the number of chunks."""
     parts = parts_dir(index_dir)
     parts.mkdir(parents=True, exist_ok=True)
-    codec_file = parts / "codec.pt"
     if total is None:
         total = sum(1 for _ in docs())
-    while not codec_file.is_file() and i != 0:
-        log.info("shard %d/%d: waiting for shard 0 to train the codec (%s)", i, n, codec_file)
-        time.sleep(wait_seconds)
-    codec = Codec.load(codec_file) if codec_file.is_file() else \
-        train_codec(docs, encoder, parts, total, nbits, kmeans_niters)
-    codec = codec.to(encoder.device)
+    codec = codec_for(parts, lambda: train_codec(docs, encoder, parts, total, nbits,
+                                                 kmeans_niters)).to(encoder.device)
 
     def encode(texts, k):
         vectors, lengths = encoder.encode_docs(texts, desc=f"chunk {k}")
@@ -222,7 +231,7 @@ def encode_chunks(docs, encoder, index_dir, shard="0/1", chunk_docs=25_000, tota
             "doc_language": encoder.doc_language, "saved_language": encoder.saved_language,
             "settings": encoder.settings, "nbits": nbits, "kmeans_niters": kmeans_niters,
             "dtype": encoder.precision}
-    return chunks.encode_chunks(docs(), encode, index_dir, meta, shard, chunk_docs, total,
+    return chunks.encode_chunks(docs, encode, index_dir, meta, shard, chunk_docs, total,
                                 desc="ColBERT-XM index")
 
 
@@ -282,10 +291,13 @@ def index_bytes(index_dir):
 
 def build_index(docs, encoder, index_dir, shard="0/1", chunk_docs=25_000, total=None, nbits=2,
                 kmeans_niters=4):
-    """Encode this shard's chunks; merge into the index once every chunk is encoded. ``docs``:
-    a function giving a fresh iterator of {"docno", "text"}. Returns True when complete."""
-    encode_chunks(docs, encoder, index_dir, shard, chunk_docs, total, nbits, kmeans_niters)
-    return chunks.merge_if_complete(index_dir, merge_chunks)
+    """Encode this shard's chunks; merge into the index once every chunk is encoded, once,
+    whichever job or rank gets there (chunks.build). ``docs``: a function giving a fresh
+    iterator of {"docno", "text"}. Returns True when complete."""
+    return chunks.build(
+        index_dir, index_built,
+        lambda: encode_chunks(docs, encoder, index_dir, shard, chunk_docs, total, nbits,
+                              kmeans_niters), merge_chunks)
 
 
 # ----------------------------------------------------------------------------- search

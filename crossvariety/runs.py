@@ -10,7 +10,9 @@ import gzip
 import contextlib
 import logging
 import os
+import re
 import shutil
+import socket
 import time
 from pathlib import Path
 
@@ -28,18 +30,22 @@ def atomic_path(path):
     Works for files and directories (an index). The temporary name keeps the suffixes
     (``.res.gz``) so that writers pick the right format, and starts with a dot so that an
     interrupted run leaves nothing that looks complete (nor the folders made for it). An
-    existing ``path`` is replaced.
+    existing ``path`` is replaced. Temporary paths that killed processes left in the folder
+    are removed first (remove_leftovers).
     """
     path = Path(path)
     created = [d for d in [path.parent, *path.parent.parents] if not d.exists()]
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".partial-{os.getpid()}.{path.name}")
+    remove_leftovers(path.parent)
+    tmp = path.with_name(f"{PARTIAL}{HOST}@{os.getpid()}.{path.name}")
+    _writing.add(os.path.abspath(tmp))
     try:
         yield tmp
         if path.is_dir() and tmp.is_dir():
             shutil.rmtree(path)
         os.replace(tmp, path)
     finally:
+        _writing.discard(os.path.abspath(tmp))
         if tmp.is_dir():
             shutil.rmtree(tmp)
         elif tmp.exists():
@@ -47,6 +53,43 @@ def atomic_path(path):
         for directory in created:  # a failed write leaves no empty folders behind either
             if directory.is_dir() and not any(directory.iterdir()):
                 directory.rmdir()
+
+
+PARTIAL = ".partial-"  # temporary paths: .partial-{host}@{pid}.{name}
+HOST = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname())  # never "@": it ends the host
+_writing = set()  # this process's temporary paths in use
+
+
+def remove_leftovers(folder):
+    """Remove the temporary paths in ``folder`` that processes of this host left when they were
+    killed (kill -9, out of memory): those whose process is gone. A process alive under the
+    same pid (even an unrelated one that reused it) keeps its leftovers, and so does every
+    other host's process (a shared filesystem). Names without a host (.partial-{pid}.*, from
+    before the host was recorded) count as this host's."""
+    for leftover in Path(folder).glob(f"{PARTIAL}*"):
+        named = re.match(r"\.partial-([A-Za-z0-9._-]*)@(\d+)\.", leftover.name) or \
+            re.match(r"\.partial-()(\d+)\.", leftover.name)
+        if not named or named[1] not in ("", HOST):
+            continue
+        pid = int(named[2])
+        if os.path.abspath(leftover) in _writing or (pid != os.getpid() and _alive(pid)):
+            continue
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+        log.info("removed %s, left by process %d, which stopped before finishing it", leftover,
+                 pid)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 def write_text(path, text):

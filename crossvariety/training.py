@@ -11,34 +11,14 @@ changes beyond float rounding). torch's cuDNN attention is turned off (batching.
 padded to the batch's longest, as the references do: padding is then only lost work.
 """
 import functools
-import os
 
 import numpy as np
 import torch
 
 from . import compiling
-from .batching import default_device, no_cudnn_attention
+from .ranks import join as processes  # noqa: F401  (device, rank, world); NCCL on GPUs
 
 PAD_MULTIPLE = 64  # few distinct shapes (<= 4 for 256-token passages): few graphs to record
-
-
-def processes(device_name=""):
-    """(device, rank, world) of this process; under torchrun it joins the process group (NCCL on
-    GPUs, gloo on CPUs) and takes its local rank's GPU. cuDNN attention is off on a GPU."""
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    rank = int(os.environ.get("RANK", 0))
-    if world == 1:
-        device = default_device(device_name or None)
-        no_cudnn_attention(device)
-        return device, rank, world
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    device = torch.device(device_name or (f"cuda:{local_rank}" if torch.cuda.is_available()
-                                          else "cpu"))
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    no_cudnn_attention(device)
-    return device, rank, world
 
 
 @functools.lru_cache(maxsize=2)
