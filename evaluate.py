@@ -49,7 +49,7 @@ from pathlib import Path
 from crossvariety import evaluation
 from crossvariety.datasets import Dataset
 from crossvariety.errors import UsageError
-from crossvariety.runs import atomic_path, read_run, write_text
+from crossvariety.runs import atomic_path, check_writable, read_run, write_text
 
 log = logging.getLogger("evaluate")
 if not RUNS:
@@ -69,6 +69,9 @@ else:
                      "none")
 measures = MEASURES or evaluation.default_measures(QRELS)
 evaluation.parse_measures(measures)
+for output, option in ((OUT, "--out"), (PER_QUERY, "--per-query")):
+    if output:
+        check_writable(output, option=option)
 names = NAMES or [Path(r).name.removesuffix(".gz").removesuffix(".res") for r in RUNS]
 if len(set(names)) != len(names):
     raise UsageError("two runs share a name; label them with --names")

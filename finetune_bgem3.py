@@ -118,8 +118,9 @@ from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 from crossvariety import checkpoints, released, training
 from crossvariety.models import resolve_model
 from crossvariety.negatives import read_examples
-from crossvariety.runs import atomic_path
+from crossvariety.runs import atomic_path, check_writable
 
+check_writable(out.parent, folder=True, option="--out")  # before, not after, the training
 device, rank, world = training.processes(DEVICE)
 if OVERWRITE and rank == 0:
     shutil.rmtree(checkpoints_dir, ignore_errors=True)

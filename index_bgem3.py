@@ -64,6 +64,7 @@ from crossvariety import chunks, compiling, dense
 from crossvariety.batching import worker_count
 from crossvariety.datasets import Dataset
 from crossvariety.models import resolve_model
+from crossvariety.runs import check_writable
 
 log = logging.getLogger("index_bgem3")
 chunks.parse_shard(SHARD)
@@ -79,6 +80,7 @@ if OVERWRITE:
 if dense.index_built(index):
     log.info("%s is already built; nothing to do (--overwrite rebuilds it)", index)
     sys.exit(0)
+check_writable(index.parent, folder=True, option="--index")
 if MERGE_ONLY:
     dense.merge_chunks(index)
     sys.exit(0)

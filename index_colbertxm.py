@@ -76,6 +76,7 @@ from crossvariety.colbert import ColBERTXMEncoder
 from crossvariety.datasets import Dataset
 from crossvariety.errors import UsageError
 from crossvariety.models import resolve_model
+from crossvariety.runs import check_writable
 
 log = logging.getLogger("index_colbertxm")
 chunks.parse_shard(SHARD)
@@ -97,6 +98,7 @@ if OVERWRITE:
 if plaid.index_built(index):
     log.info("%s is already built; nothing to do (--overwrite rebuilds it)", index)
     sys.exit(0)
+check_writable(index.parent, folder=True, option="--index")
 if MERGE_ONLY:
     plaid.merge_chunks(index)
     sys.exit(0)

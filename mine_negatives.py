@@ -76,7 +76,7 @@ from crossvariety import negatives, released
 from crossvariety.datasets import Dataset, read_queries, variety_queries_path
 from crossvariety.errors import UsageError, UserError
 from crossvariety.pairs import PAIRS as BUILT_IN, get_pairs
-from crossvariety.runs import atomic_path, read_run
+from crossvariety.runs import atomic_path, check_writable, read_run
 
 log = logging.getLogger("mine_negatives")
 pair = get_pairs([PAIR])[0]
@@ -92,6 +92,7 @@ out = Path(OUT) if OUT else paths["data_dir"] / "training" / f"{pair.name}.{SOUR
 if out.is_file() and not OVERWRITE:
     log.info("%s exists; nothing to do (--overwrite rebuilds it)", out)
     sys.exit(0)
+check_writable(out, option="--out")
 
 
 def local_copy(path, url):

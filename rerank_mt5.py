@@ -67,7 +67,7 @@ from crossvariety.datasets import Dataset, load_queries
 from crossvariety.errors import UsageError
 from crossvariety.models import model_label, resolve_model
 from crossvariety.rerank import MonoT5ReRanker, attach_text
-from crossvariety.runs import check_precision, read_run, run_name, write_run
+from crossvariety.runs import check_precision, check_writable, read_run, run_name, write_run
 
 log = logging.getLogger("rerank_mt5")
 for name in ("RUN", "DATASET", "QUERIES"):
@@ -87,7 +87,8 @@ if out.is_file() and not OVERWRITE:
     check_precision(out, wanted, made="re-ranked", elsewhere="--out")
     log.info("%s exists; nothing to do (--overwrite re-ranks again)", out)
     sys.exit(0)
-run = read_run(run_file)
+check_writable(out, option="--out")
+run = read_run(run_file, duplicates=True)  # attach_text drops them, with a warning
 queries = load_queries(QUERIES, QUERY_FIELD or None)
 log.info("read %s (%d rows, %d queries) and %d queries from %s", run_file, len(run),
          run.qid.nunique(), len(queries), QUERIES)

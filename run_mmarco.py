@@ -114,7 +114,7 @@ from crossvariety.datasets import Dataset, read_queries, variety_queries_path, w
 from crossvariety.errors import UsageError, UserError
 from crossvariety.models import model_label, resolve_model
 from crossvariety.pairs import PAIRS as BUILT_IN, get_pairs
-from crossvariety.runs import cached_run, run_path, write_text
+from crossvariety.runs import cached_run, check_writable, run_path, write_text
 
 log = logging.getLogger("run_mmarco")
 if BENCHMARK not in ("mmarco", "flores"):
@@ -136,6 +136,9 @@ precision.check(DTYPE)  # torch is loaded only when a model runs
 
 measures = MEASURES or evaluation.MMARCO_MEASURES
 evaluation.parse_measures(measures)  # fail on a typo before hours of retrieval
+check_writable(paths["runs_dir"], folder=True, option="--runs-dir")  # before, not after, the work
+if TRANSLATE_QUERIES:
+    check_writable(paths["translations_dir"], folder=True, option="--translations-dir")
 
 
 def first_stage(pair):

@@ -71,7 +71,7 @@ from crossvariety.datasets import Dataset
 from crossvariety.errors import UsageError
 from crossvariety.models import model_label, resolve_model
 from crossvariety.rerank import MonoT5ReRanker, attach_text
-from crossvariety.runs import cached_run, run_path, write_text
+from crossvariety.runs import cached_run, check_writable, run_path, write_text
 
 log = logging.getLogger("run_neuclir")
 if not MODELS:
@@ -81,6 +81,7 @@ for model in MODELS + RERANK:
 for model in MODELS:
     retrievers.family(model)
 evaluation.parse_measures(MEASURES)
+check_writable(paths["runs_dir"], folder=True, option="--runs-dir")  # before, not after, the work
 datasets = [Dataset(d) for d in DATASETS]
 precision.check(DTYPE)  # torch is loaded only when a model runs
 

@@ -12,6 +12,7 @@ fails), and an index build shows one progress bar of ours instead.
 import collections
 import contextlib
 import ctypes
+import errno
 import itertools
 import json
 import logging
@@ -27,7 +28,7 @@ from tqdm.auto import tqdm
 
 from . import analysis
 from .analysis import get_analyzer
-from .errors import UserError
+from .errors import UserError, ignore_interrupts
 from .runs import atomic_path
 
 log = logging.getLogger(__name__)
@@ -46,14 +47,15 @@ def pisa_quiet():
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
-    failed = False  # by an error of PISA's, not the user's input nor Ctrl-C
+    failed = False  # by an error of PISA's, not the user's input, a full disk nor Ctrl-C
     with tempfile.TemporaryFile() as capture, os.fdopen(os.dup(saved[1]), "w") as terminal:
         os.dup2(capture.fileno(), 1)
         os.dup2(capture.fileno(), 2)
         try:
             yield terminal
         except Exception as e:
-            failed = not isinstance(e, UserError)
+            failed = not isinstance(e, UserError) and \
+                getattr(e, "errno", None) not in (errno.ENOSPC, errno.EDQUOT)
             raise
         finally:
             sys.stdout.flush()
@@ -114,7 +116,10 @@ def build_index(docs, lang, index_dir, workers=0, total=None, batch_size=2000, c
     start, count = time.time(), 0
     with atomic_path(index_dir) as tmp:
         # fork: stage scripts are flat top-level code, which spawn would re-run in every worker.
-        with multiprocessing.get_context("fork").Pool(workers) as pool, pisa_quiet() as terminal, \
+        # Ctrl-C is the main process's to answer (crossvariety.errors): the pool's workers ignore
+        # it, and leaving the block terminates them.
+        with multiprocessing.get_context("fork").Pool(workers, ignore_interrupts) as pool, \
+                pisa_quiet() as terminal, \
                 tqdm(total=total, unit="doc", desc=f"BM25 index ({label})", mininterval=2,
                      file=terminal, disable=not log.isEnabledFor(logging.INFO)) as progress:
 
@@ -125,9 +130,13 @@ def build_index(docs, lang, index_dir, workers=0, total=None, batch_size=2000, c
                     count += len(batch)
                     progress.update(len(batch))
 
-            PisaIndex(str(tmp), stemmer="none", stops="none").toks_indexer(scale=1).index(stream())
-        if count == 0:
-            raise UserError(f"no documents to index for {index_dir}: the collection is empty")
+            analysed = stream()
+            first = next(analysed, None)  # PISA fails on an empty stream (UnboundLocalError)
+            if first is None:
+                raise UserError(f"no documents to index for {index_dir}: the collection is "
+                                "empty")
+            PisaIndex(str(tmp), stemmer="none", stops="none").toks_indexer(scale=1).index(
+                itertools.chain([first], analysed))
         (tmp / META).write_text(json.dumps({"lang": spec[0], "cjk": spec[1], "documents": count}))
     log.info("indexed %d documents (%s analysis) into %s in %.1fs", count, label, index_dir,
              time.time() - start)

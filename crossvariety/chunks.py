@@ -54,12 +54,13 @@ def encode_chunks(docs, encode, index_dir, meta, shard="0/1", chunk_docs=100_000
                             + "): pass the same settings, or --overwrite to start again")
     (parts / "meta.json").write_text(json.dumps(meta, indent=1))
     start, encoded, k = time.time(), 0, -1
-    progress = tqdm(total=total, unit="doc", desc=f"{desc} (shard {i}/{n})", mininterval=5)
     docs = iter(docs)
     # The next chunk is read and this one saved on threads while a chunk is encoded: the device
     # waits neither for the collection's parser nor for the disk (a chunk of 100k BGE-M3 vectors
-    # is 400 MB).
-    with concurrent.futures.ThreadPoolExecutor(1) as saver:
+    # is 400 MB). The bar is closed on an error too: left open, it prints when it is collected,
+    # long after (after pytest's summary, in the tests).
+    with concurrent.futures.ThreadPoolExecutor(1) as saver, \
+            tqdm(total=total, unit="doc", desc=f"{desc} (shard {i}/{n})", mininterval=5) as progress:
         saving = None
         for k, batch in enumerate(_read_ahead(docs, chunk_docs)):
             progress.update(len(batch))
@@ -73,7 +74,6 @@ def encode_chunks(docs, encode, index_dir, meta, shard="0/1", chunk_docs=100_000
             encoded += len(batch)
         if saving is not None:
             saving.result()
-    progress.close()
     chunks = k + 1
     (parts / f"shard-{i}-of-{n}.done").write_text(str(chunks))
     seconds = time.time() - start
