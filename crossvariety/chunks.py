@@ -60,7 +60,8 @@ def encode_chunks(docs, encode, index_dir, meta, shard="0/1", chunk_docs=100_000
     # is 400 MB). The bar is closed on an error too: left open, it prints when it is collected,
     # long after (after pytest's summary, in the tests).
     with concurrent.futures.ThreadPoolExecutor(1) as saver, \
-            tqdm(total=total, unit="doc", desc=f"{desc} (shard {i}/{n})", mininterval=5) as progress:
+            tqdm(total=total, unit="doc", desc=f"{desc} (shard {i}/{n})", mininterval=5,
+                 disable=not log.isEnabledFor(logging.INFO)) as progress:
         saving = None
         for k, batch in enumerate(_read_ahead(docs, chunk_docs)):
             progress.update(len(batch))

@@ -123,7 +123,7 @@ RUN_FORMAT = "qid Q0 docno rank score name"
 def read_run(path, fix=None, duplicates=False):
     """Read a TREC run (gzipped or not) into a DataFrame (qid, docno, rank, score), ids as str.
 
-    A file that is not a run (truncated, not UTF-8, a malformed line, empty), a (qid, docno)
+    A file that is not a run (truncated, not UTF-8, a malformed line), a (qid, docno)
     ranked twice (trec_eval refuses it too; allowed with ``duplicates``: the re-ranker drops
     them itself) and a NaN or infinite score are UserErrors that name the line, with ``fix``
     as the fix if given (a cached run: --overwrite)."""
@@ -140,8 +140,6 @@ def read_run(path, fix=None, duplicates=False):
         raise UserError(f"{where}; {fix or 'fix the file or rerun the stage that wrote it'}") \
             from None
     fix = fix or "fix the file or rerun the stage that wrote it"
-    if run.empty:
-        raise UserError(f"{path}: an empty run file (no results); {fix}")
     run["qid"] = run["qid"].astype(str)
     run["docno"] = run["docno"].astype(str)
     if not np.isfinite(run["score"].to_numpy()).all():
