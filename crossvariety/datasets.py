@@ -47,7 +47,8 @@ def read_queries(path, known_qids=None, max_errors=20):
     """
     path = Path(path)
     if not path.is_file():
-        raise QueryFileError(f"{path}: query file not found")
+        raise QueryFileError(f"{path}: " + ("a folder, not a query file (qid<TAB>query lines)"
+                                            if path.is_dir() else "query file not found"))
     errors, rows, seen = [], [], {}
     known = None if known_qids is None else set(known_qids)
     raw = path.read_bytes()

@@ -129,7 +129,8 @@ def read_run(path, fix=None, duplicates=False):
     as the fix if given (a cached run: --overwrite)."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"run file {path} not found")
+        raise UserError(f"run file {path} " + ("is a folder: name the run file in it"
+                                               if path.is_dir() else "not found"))
     try:
         run = pt.io.read_results(str(path))
     except Exception as e:  # pandas raises several kinds on a malformed file

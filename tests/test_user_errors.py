@@ -156,6 +156,8 @@ CASES = [
      r"nan.res:1: score nan is not a finite number"),
     ("finetune_bgem3.py", ["--train", "pos_string.jsonl"], 1,
      r'pos_string.jsonl:1: "pos" is "a string", not a list of strings'),
+    ("finetune_bgem3.py", ["--train", "good.jsonl"], 1,
+     r"cannot load model BAAI/bge-m3: not in the local Hugging Face cache"),
     ("finetune_mt5.py", ["--train", "good.jsonl", "--triples", "latin1.tsv"], 1,
      r"latin1.tsv:1: not UTF-8 \(byte 0xe9 at byte offset 3 of the file"),
 ]
