@@ -4,6 +4,9 @@ Each run is scored per query with ir_measures over every judged query (a judged 
 from a run scores 0); the table holds each measure's mean and, for every run but the baseline,
 the p-value of a paired t-test against the baseline, corrected across the runs (Bonferroni by
 default). Runs whose qids or docnos do not match the qrels are reported, never silently scored.
+A document ranked twice for one query in a run, or judged twice for one query in the qrels, is
+an error naming both lines, as in trec_eval (ir_measures would keep the last one silently); so
+is a NaN or infinite score (it would rank first).
 
 Examples:
   python evaluate.py runs/mmarco-v2-fr-dev-small.bm25.q-fr.retrieve.res.gz \\

@@ -80,7 +80,7 @@ if OVERWRITE:
 if dense.index_built(index):
     log.info("%s is already built; nothing to do (--overwrite rebuilds it)", index)
     sys.exit(0)
-check_writable(index.parent, folder=True, option="--index")
+check_writable(index, folder=True, option="--index", replaced=True)
 if MERGE_ONLY:
     dense.merge_chunks(index)
     sys.exit(0)

@@ -6,7 +6,8 @@ does, and writes a TREC run. Fast path: length-sorted token-budget batches, bf16
 fused forward pass (the relative position bias inside the attention kernel, no cross-attention
 keys and values, only the yes/no logits) compiled on a GPU, tokenisation in worker processes,
 scores independent of batch-mates. A run whose qids are not in the query set
-or whose docnos are not in the collection is an error. A finished output is kept unless
+or whose docnos are not in the collection is an error; a document the run lists twice for a
+query is re-ranked once, from its best rank, with a warning. A finished output is kept unless
 --overwrite.
 
 Examples:

@@ -65,18 +65,19 @@ def atomic_path(path):
                 directory.rmdir()
 
 
-def check_writable(path, folder=False, option=None):
-    """Fail at once, with one line, if the file ``path`` (the folder ``path`` if ``folder``)
-    cannot be written: it is a folder (a file), a file stands where a folder must be, or the
-    nearest existing folder refuses a new file (read-only, no permission). ``option`` names the
-    flag that chooses the path, for the fix. Called at a script's start, before the long work."""
+def check_writable(path, folder=False, option=None, replaced=False):
+    """Fail at once, with one line, if the file ``path`` (the folder ``path`` if ``folder``, to
+    write into, or to be replaced as a whole, an index, if ``replaced``) cannot be written: it
+    is a folder (a file), a file stands where a folder must be, or the nearest existing folder
+    refuses a new file (read-only, no permission). ``option`` names the flag that chooses the
+    path, for the fix. Called at a script's start, before the long work."""
     path = Path(path)
     fix = f"pass another {option}" if option else "choose another path"
     if folder and path.exists() and not path.is_dir():
         raise UserError(f"{path} is a file, not a folder to write into; {fix}")
     if not folder and path.is_dir():
         raise UserError(f"{path} is a folder, not a file to write; name a file ({fix})")
-    existing = path if folder else path.parent
+    existing = path if folder and not replaced else path.parent
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
