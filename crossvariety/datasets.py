@@ -151,9 +151,16 @@ def write_queries(queries, path):
 
 @contextlib.contextmanager
 def _downloads(spec):
-    """Turn ir_datasets' failed downloads into a UserError naming the file and where it goes."""
+    """Turn ir_datasets' failed downloads into a UserError naming the file and where it goes,
+    and a file of its cache that is truncated, corrupt or not UTF-8 into one naming the file."""
     try:
         yield
+    except (EOFError, zlib.error, gzip.BadGzipFile, UnicodeDecodeError) as e:
+        problem = f"not UTF-8 ({e.reason})" if isinstance(e, UnicodeDecodeError) else \
+            "truncated" if isinstance(e, EOFError) else f"corrupt ({e})"
+        raise UserError(f"{spec}: {_file_in_traceback(e) or 'a file of ir_datasets'} is {problem}; "
+                        "delete it so that ir_datasets fetches it again, or put a complete copy "
+                        "there") from None
     except (OSError, RuntimeError) as e:
         if isinstance(e, RuntimeError) and "download" not in str(e).lower():
             raise
@@ -176,6 +183,25 @@ def _downloads(spec):
                             "ir_datasets/etc/downloads.json lists") from None
         raise UserError(f"{spec}: ir_datasets could not download {url or 'a file'} (no network?); "
                         f"download it and put it at {cache}, then run again") from None
+
+
+def _file_in_traceback(error):
+    """The file that ``error`` was raised reading: the innermost open file (``.name``) or
+    ir_datasets download (``.dlc.path()``) among the locals of its traceback's frames."""
+    found, traceback = None, error.__traceback__
+    while traceback:
+        for value in list(traceback.tb_frame.f_locals.values()):
+            name = getattr(value, "name", None)
+            dlc = getattr(value, "dlc", None)
+            if isinstance(name, str) and Path(name).is_file():
+                found = name
+            elif callable(getattr(dlc, "path", None)):
+                try:
+                    found = str(dlc.path(force=False))  # force would download a missing file
+                except TypeError:
+                    pass
+        traceback = traceback.tb_next
+    return found
 
 
 class Dataset:

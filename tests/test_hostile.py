@@ -47,6 +47,20 @@ def index_of(folder):
     return build
 
 
+def irds_docs(name):
+    """Read the documents of an ir_datasets dataset whose cached file is ``name`` (tmp/name)."""
+    def read(tmp):
+        import ir_datasets
+        from ir_datasets.formats import TsvDocs
+        from ir_datasets.util import GzipExtract, LocalDownload
+        download = LocalDownload(tmp / name)
+        dataset_id = f"hostile/{tmp.name}"
+        ir_datasets.registry.register(dataset_id, ir_datasets.Dataset(TsvDocs(
+            GzipExtract(download) if name.endswith(".gz") else download)))
+        return list(Dataset(f"irds:{dataset_id}").docs_iter())
+    return read
+
+
 def configure(*argv, config=None):
     """settings.configure of a script with a few typical settings, from these flags."""
     def call(tmp):
@@ -91,6 +105,11 @@ CASES = [
      r"c/docs.tsv: no documents in the file; write one document a line \(docno<TAB>text\)"),
     ("empty-stream", {}, lambda tmp: bm25.build_index(iter([]), "fr", tmp / "idx"), 1,
      r"no documents to index for \S+idx: the collection is empty"),
+    ("irds-cache-truncated", {"docs.tsv.gz": truncated_gzip(DOCS)}, irds_docs("docs.tsv.gz"), 1,
+     r"irds:hostile/\S+: \S+/docs.tsv.gz is truncated; delete it so that ir_datasets fetches "
+     r"it again"),
+    ("irds-cache-latin1", {"docs.tsv": b"d0\tcaf\xe9\n"}, irds_docs("docs.tsv"), 1,
+     r"irds:hostile/\S+: \S+/docs.tsv is not UTF-8 \(invalid continuation byte\); delete it"),
     # qrels and queries
     ("qrels-twice", {"c/qrels.txt": "1 0 d1 1\n2 0 d2 1\n1 0 d1 0\n"},
      lambda tmp: Dataset(tmp / "c").qrels(), 1,
