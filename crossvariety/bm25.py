@@ -21,6 +21,7 @@ import os
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import pyterrier as pt
@@ -87,18 +88,75 @@ def default_index_path(index_dir, dataset_name, label="bm25"):
     return Path(index_dir) / label / dataset_name
 
 
-def _analysed_batches(docs, spec, pool, batch_size, window):
-    """Analyse batches of documents on the pool, in order, with at most ``window`` batches in
-    flight: the documents are read here, in the main thread, so that memory stays bounded and an
-    error (or Ctrl-C) while reading them stops the build at once."""
-    pending = collections.deque()
+def _serve(pipe):
+    """A worker process: analyse the batches that come down ``pipe`` and send each back."""
+    ignore_interrupts()  # Ctrl-C is the main process's to answer; it then kills the workers
+    while True:
+        try:
+            job = pipe.recv()
+        except EOFError:  # the main process is gone
+            return
+        try:
+            result = True, _analyse(job)
+        except Exception:  # a bug: raised again in the main process, with this traceback
+            result = False, traceback.format_exc()
+        pipe.send(result)
+
+
+@contextlib.contextmanager
+def _analysis_workers(n):
+    """``n`` worker processes (fork: stage scripts are flat top-level code, which spawn would
+    re-run in every worker), each with a pipe of its own. Nothing is shared between them, so
+    killing them when the block ends, however it ends (an error, Ctrl-C), can never leave this
+    process waiting for a lock a killed worker held, as multiprocessing.Pool.terminate() can
+    (a worker stopped while it sends a large result keeps the result queue's lock)."""
+    context = multiprocessing.get_context("fork")
+    pipes, procs = [], []
+    try:
+        for _ in range(n):
+            pipe, theirs = context.Pipe()
+            proc = context.Process(target=_serve, args=(theirs,), daemon=True)
+            proc.start()
+            theirs.close()
+            pipes.append(pipe)
+            procs.append(proc)
+        yield pipes
+    finally:
+        for proc in procs:
+            proc.kill()
+        for proc in procs:
+            proc.join()
+        for pipe in pipes:
+            pipe.close()
+
+
+def _analysed_batches(docs, spec, pipes, batch_size):
+    """Analyse batches of documents on the workers (one batch out per worker), in order: the
+    documents are read here, in the main thread, so that memory stays bounded and an error (or
+    Ctrl-C) while reading them stops the build at once. A worker is sent its next batch only
+    once its last result is read, so neither side can wait on a full pipe for the other."""
     pairs = ((d["docno"], d["text"]) for d in docs)
-    while batch := list(itertools.islice(pairs, batch_size)):
-        pending.append(pool.apply_async(_analyse, ((spec, batch),)))
-        if len(pending) >= window:
-            yield pending.popleft().get()
-    while pending:
-        yield pending.popleft().get()
+    batches = iter(lambda: list(itertools.islice(pairs, batch_size)), [])
+    busy = collections.deque()  # the workers with a batch out, in the order they were sent one
+    for pipe in pipes:
+        batch = next(batches, None)
+        if batch is None:
+            break
+        pipe.send((spec, batch))
+        busy.append(pipe)
+    while busy:
+        pipe = busy.popleft()
+        try:
+            ok, result = pipe.recv()
+        except EOFError:
+            raise RuntimeError("a BM25 analysis worker died (out of memory?)") from None
+        if not ok:
+            raise RuntimeError(f"a BM25 analysis worker failed:\n{result}")
+        batch = next(batches, None)
+        if batch is not None:
+            pipe.send((spec, batch))
+            busy.append(pipe)
+        yield result
 
 
 def index_built(index_dir):
@@ -115,17 +173,13 @@ def build_index(docs, lang, index_dir, workers=0, total=None, batch_size=2000, c
     workers = workers or os.cpu_count()
     start, count = time.time(), 0
     with atomic_path(index_dir) as tmp:
-        # fork: stage scripts are flat top-level code, which spawn would re-run in every worker.
-        # Ctrl-C is the main process's to answer (crossvariety.errors): the pool's workers ignore
-        # it, and leaving the block terminates them.
-        with multiprocessing.get_context("fork").Pool(workers, ignore_interrupts) as pool, \
-                pisa_quiet() as terminal, \
+        with _analysis_workers(workers) as pipes, pisa_quiet() as terminal, \
                 tqdm(total=total, unit="doc", desc=f"BM25 index ({label})", mininterval=2,
                      file=terminal, disable=not log.isEnabledFor(logging.INFO)) as progress:
 
             def stream():
                 nonlocal count
-                for batch in _analysed_batches(docs, spec, pool, batch_size, window=4 * workers):
+                for batch in _analysed_batches(docs, spec, pipes, batch_size):
                     yield from batch
                     count += len(batch)
                     progress.update(len(batch))

@@ -54,7 +54,6 @@ def install_handler(prog):
 
 
 def ignore_interrupts():
-    """For worker processes (a pool's initializer): Ctrl-C reaches every process of the
-    terminal's process group, but only the main process should answer it (with one line);
-    the workers are stopped by it."""
+    """For a worker process, which its main process ends: Ctrl-C reaches every process of the
+    terminal's process group, but only the main process should answer it (with one line)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
