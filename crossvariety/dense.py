@@ -82,7 +82,8 @@ class BgeM3Encoder:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         cls_vectors = self.compiler.for_job(len(texts))
         with tqdm(total=len(texts), unit="text", desc=desc, mininterval=2,
-                  disable=not self.verbose or len(texts) < 1000) as progress:
+                  disable=not self.verbose or len(texts) < 1000
+                  or not log.isEnabledFor(logging.INFO)) as progress:
             for offset, tokens in self.tokenization.chunks(texts):
                 vectors = torch.empty((len(tokens), self.dim), dtype=torch.float32,
                                       device=self.device)

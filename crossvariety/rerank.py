@@ -104,7 +104,8 @@ class MonoT5ReRanker(pt.Transformer):
         logits = self.compiler.for_job(len(pairs))  # logit(yes) - logit(no)
         # closed on an error too: a bar left open prints when it is collected, long after
         with tqdm(total=len(pairs), unit="pair", desc="mT5 re-rank",
-                  disable=not self.verbose or not pairs, mininterval=2) as progress:
+                  disable=not self.verbose or not pairs
+                  or not log.isEnabledFor(logging.INFO), mininterval=2) as progress:
             for offset, tokens in self.tokenization.chunks(pairs):
                 scores = torch.empty(len(tokens), dtype=torch.float32, device=self.device)
                 for batch in padded_batches(tokens, self.pad_id, self.batch_tokens, self.device,
