@@ -113,7 +113,9 @@ def config_tables(path, section="SCRIPT"):
     after a script."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist (configs/ holds the examples)")
+        raise ConfigError(f"config file {path} " + ("is a folder; name a .toml file in it"
+                                                    if path.is_dir() else "does not exist")
+                          + " (configs/ holds the examples)")
     raw = path.read_bytes()
     try:
         config = tomllib.loads(raw.decode("utf-8"))
