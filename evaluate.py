@@ -78,8 +78,8 @@ for output, option in ((OUT, "--out"), (PER_QUERY, "--per-query")):
 names = NAMES or [Path(r).name.removesuffix(".gz").removesuffix(".res") for r in RUNS]
 if len(set(names)) != len(names):
     raise UsageError("two runs share a name; label them with --names")
+qrels = Dataset(QRELS).qrels()  # before the runs, which can be large
 runs = {name: read_run(path) for name, path in zip(names, RUNS)}
-qrels = Dataset(QRELS).qrels()
 log.info("read %d runs; %d qrels for %d queries from %s", len(runs), len(qrels),
          qrels.qid.nunique(), QRELS)
 table, per_query, problems = evaluation.evaluate(runs, qrels, measures, baseline=baseline,

@@ -211,6 +211,7 @@ for pair in pairs:
                         "paired, so translate every query")
     log.info("%s: %d %s queries (%s), %d %s queries (%s)", pair.name, len(highres_queries),
              pair.highres, topics.spec, len(lowres_queries), pair.variety, variety_file)
+    qrels = topics.qrels() if EVALUATE else None  # a broken qrels file fails before the runs
     topic_specs.append(topics.spec)
 
     query_sets = [(pair.highres, highres_queries), (pair.variety, lowres_queries)]
@@ -250,7 +251,7 @@ for pair in pairs:
     # 4. the gap: variety (and translated) vs high-resource queries, paired over the same qids
     if EVALUATE:
         named = {f"{pair.name} q-{label}": run for label, run in runs.items()}
-        table, _, problems = evaluation.evaluate(named, topics.qrels(), measures, baseline=0,
+        table, _, problems = evaluation.evaluate(named, qrels, measures, baseline=0,
                                                  correction=CORRECTION)
         for problem in problems:
             log.warning(problem)

@@ -100,6 +100,7 @@ for topics in datasets:
     label = field or "en"
     log.info("%s: %d queries (%s), documents from %s", topics.spec, len(queries), label,
              collection.spec)
+    qrels = topics.qrels()  # a broken qrels file fails before the runs
 
     # 1. each model retrieves over its own index of the collection
     runs = {}
@@ -133,7 +134,7 @@ for topics in datasets:
 
     # 3. every model against the first
     measures = MEASURES or evaluation.default_measures(topics.spec)
-    table, _, problems = evaluation.evaluate(runs, topics.qrels(), measures, baseline=0,
+    table, _, problems = evaluation.evaluate(runs, qrels, measures, baseline=0,
                                              correction=CORRECTION)
     for problem in problems:
         log.warning(problem)
