@@ -114,7 +114,7 @@ CASES = [
      r"could not get queries/train/mmarco.v2.fr_ca.train.judged.tsv of the paper's released"),
     ("mine_negatives.py", ["--source", "run", "--run", "run.res", "--queries", "nope.tsv"], 1,
      r"nope.tsv: query file not found"),
-    ("finetune_mt5.py", ["--train", "bad.jsonl"], 1, r"bad.jsonl:2: no pos; a training example is"),
+    ("finetune_mt5.py", ["--train", "bad.jsonl"], 1, r"bad.jsonl:2: no pos, neg; a training example is"),
     ("finetune_mt5.py", ["--train", "good.jsonl", "--triples", "nope.tsv"], 1,
      r"triples file nope.tsv not found"),
     ("finetune_bgem3.py", ["--train", "nope.jsonl"], 1, r"training file nope.jsonl not found"),
