@@ -4,6 +4,9 @@ Each run is scored per query with ir_measures over every judged query (a judged 
 from a run scores 0); the table holds each measure's mean and, for every run but the baseline,
 the p-value of a paired t-test against the baseline, corrected across the runs (Bonferroni by
 default). Runs whose qids or docnos do not match the qrels are reported, never silently scored.
+A document ranked twice for one query in a run, or judged twice for one query in the qrels, is
+an error naming both lines, as in trec_eval (ir_measures would keep the last one silently); so
+is a NaN or infinite score (it would rank first).
 
 Examples:
   python evaluate.py runs/mmarco-v2-fr-dev-small.bm25.q-fr.retrieve.res.gz \\
@@ -49,7 +52,7 @@ from pathlib import Path
 from crossvariety import evaluation
 from crossvariety.datasets import Dataset
 from crossvariety.errors import UsageError
-from crossvariety.runs import atomic_path, read_run, write_text
+from crossvariety.runs import atomic_path, check_writable, read_run, write_text
 
 log = logging.getLogger("evaluate")
 if not RUNS:
@@ -69,11 +72,14 @@ else:
                      "none")
 measures = MEASURES or evaluation.default_measures(QRELS)
 evaluation.parse_measures(measures)
+for output, option in ((OUT, "--out"), (PER_QUERY, "--per-query")):
+    if output:
+        check_writable(output, option=option)
 names = NAMES or [Path(r).name.removesuffix(".gz").removesuffix(".res") for r in RUNS]
 if len(set(names)) != len(names):
     raise UsageError("two runs share a name; label them with --names")
+qrels = Dataset(QRELS).qrels()  # before the runs, which can be large
 runs = {name: read_run(path) for name, path in zip(names, RUNS)}
-qrels = Dataset(QRELS).qrels()
 log.info("read %d runs; %d qrels for %d queries from %s", len(runs), len(qrels),
          qrels.qid.nunique(), QRELS)
 table, per_query, problems = evaluation.evaluate(runs, qrels, measures, baseline=baseline,

@@ -116,10 +116,11 @@ import torch
 from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
 from crossvariety import checkpoints, released, training
-from crossvariety.models import resolve_model
+from crossvariety.models import from_pretrained, resolve_model
 from crossvariety.negatives import read_examples
-from crossvariety.runs import atomic_path
+from crossvariety.runs import atomic_path, check_writable
 
+check_writable(out.parent, folder=True, option="--out")  # before, not after, the training
 device, rank, world = training.processes(DEVICE)
 if OVERWRITE and rank == 0:
     shutil.rmtree(checkpoints_dir, ignore_errors=True)
@@ -143,7 +144,7 @@ if GROUP_SIZE > 1:
 per_step = BATCH_SIZE * world
 per_epoch = math.ceil(len(examples) / per_step)  # the last batch is filled from the start
 total_steps = MAX_STEPS or EPOCHS * per_epoch
-tokenizer = AutoTokenizer.from_pretrained(model_path)
+tokenizer = from_pretrained(AutoTokenizer, model_path)  # a missing model: one line
 
 
 class Groups(torch.utils.data.Dataset):

@@ -94,7 +94,7 @@ from crossvariety.colbert import (ColBERTXM, Tokens, checkpoint_dir, load_tokeni
 from crossvariety.errors import UsageError, UserError
 from crossvariety.negatives import read_examples
 from crossvariety.pairs import pair_from_name
-from crossvariety.runs import atomic_path
+from crossvariety.runs import atomic_path, check_writable
 
 log = logging.getLogger("finetune_colbertxm")
 if not TRAIN:
@@ -114,6 +114,7 @@ if OVERWRITE and rank == 0:
 if (out / "artifact.metadata").is_file() and not OVERWRITE:
     log.info("%s exists; nothing to do (--overwrite trains again)", out)
     sys.exit(0)
+check_writable(out.parent, folder=True, option="--out")  # before, not after, the training
 torch.manual_seed(SEED)
 
 # 1. the training tuples (query, positive, negative), in a seeded order per epoch

@@ -89,7 +89,8 @@ from crossvariety.errors import UsageError, UserError
 from crossvariety.models import fetch, from_pretrained, load_tokenizer, resolve_model
 from crossvariety.negatives import read_examples
 from crossvariety.rerank import MAX_LENGTH, prompt_tokenizer, yes_no_ids
-from crossvariety.runs import atomic_path
+from crossvariety.runs import atomic_path, check_writable
+from crossvariety.textfiles import read_lines
 
 log = logging.getLogger("finetune_mt5")
 if not TRAIN:
@@ -104,6 +105,7 @@ if OVERWRITE:
 if (out / "config.json").is_file() and not OVERWRITE:
     log.info("%s exists; nothing to do (--overwrite trains again)", out)
     sys.exit(0)
+check_writable(out.parent, folder=True, option="--out")  # before, not after, the training
 torch.manual_seed(SEED)
 device = default_device(DEVICE or None)
 no_cudnn_attention(device)
@@ -120,13 +122,12 @@ if TRIPLES:
     if not Path(TRIPLES).is_file():
         raise UserError(f"triples file {TRIPLES} not found; give the MS MARCO triples TSV "
                         "(query<TAB>positive<TAB>negative) or leave --triples out")
-    with open(TRIPLES, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            fields = line.rstrip("\n").split("\t")
-            if len(fields) != 3:
-                raise UserError(f"{TRIPLES}:{lineno}: a triple is query<TAB>positive<TAB>negative "
-                                f"(found {len(fields)} fields)")
-            pairs += [(fields[0], fields[1], 1), (fields[0], fields[2], 0)]
+    for lineno, line in read_lines(TRIPLES):
+        fields = line.split("\t")
+        if len(fields) != 3:
+            raise UserError(f"{TRIPLES}:{lineno}: a triple is query<TAB>positive<TAB>negative "
+                            f"(found {len(fields)} fields)")
+        pairs += [(fields[0], fields[1], 1), (fields[0], fields[2], 0)]
 # the start's own tokenizer, else its base model's (the paper's mt5-lt-* checkpoints ship none)
 start_folder = fetch(model_path, "mt5")
 tokenizer, tokenizer_name = load_tokenizer(model_path, "mt5", TOKENIZER or None)

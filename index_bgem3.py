@@ -69,6 +69,7 @@ from crossvariety import chunks, compiling, dense, ranks
 from crossvariety.batching import worker_count
 from crossvariety.datasets import Dataset
 from crossvariety.models import resolve_model
+from crossvariety.runs import check_writable
 
 log = logging.getLogger("index_bgem3")
 chunks.parse_shard(SHARD)
@@ -85,6 +86,7 @@ ranks.barrier()
 if dense.index_built(index):
     log.info("%s is already built; nothing to do (--overwrite rebuilds it)", index)
     sys.exit(0)
+check_writable(index, folder=True, option="--index", replaced=True)
 if MERGE_ONLY:
     if rank == 0:
         chunks.merge_when_complete(index, dense.index_built, dense.merge_chunks, required=True)

@@ -41,6 +41,7 @@ from pathlib import Path
 from crossvariety import bm25
 from crossvariety.datasets import Dataset
 from crossvariety.errors import UsageError
+from crossvariety.runs import check_writable
 
 log = logging.getLogger("index_bm25")
 dataset = Dataset(DATASET)
@@ -53,6 +54,7 @@ index = Path(INDEX) if INDEX else bm25.default_index_path(paths["index_dir"], da
 if bm25.index_built(index) and not OVERWRITE:
     log.info("%s is already built; nothing to do (--overwrite rebuilds it)", index)
     sys.exit(0)
+check_writable(index, folder=True, option="--index", replaced=True)
 log.info("indexing %s with %s analysis into %s", DATASET, LANG, index)
 bm25.build_index(dataset.docs_iter(), LANG, index, workers=WORKERS, total=dataset.docs_count(),
                  cjk=CJK)

@@ -80,6 +80,7 @@ from crossvariety.colbert import ColBERTXMEncoder
 from crossvariety.datasets import Dataset
 from crossvariety.errors import UsageError
 from crossvariety.models import resolve_model
+from crossvariety.runs import check_writable
 
 log = logging.getLogger("index_colbertxm")
 chunks.parse_shard(SHARD)
@@ -102,6 +103,7 @@ ranks.barrier()
 if plaid.index_built(index):
     log.info("%s is already built; nothing to do (--overwrite rebuilds it)", index)
     sys.exit(0)
+check_writable(index, folder=True, option="--index", replaced=True)
 if MERGE_ONLY:
     if rank == 0:
         chunks.merge_when_complete(index, plaid.index_built, plaid.merge_chunks, required=True)

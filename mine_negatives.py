@@ -77,7 +77,7 @@ from crossvariety.datasets import Dataset, read_queries, variety_queries_path
 from crossvariety.downloads import local_copy
 from crossvariety.errors import UsageError, UserError
 from crossvariety.pairs import PAIRS as BUILT_IN, get_pairs
-from crossvariety.runs import atomic_path, read_run
+from crossvariety.runs import atomic_path, check_writable, read_run
 
 log = logging.getLogger("mine_negatives")
 pair = get_pairs([PAIR])[0]
@@ -93,6 +93,7 @@ out = Path(OUT) if OUT else paths["data_dir"] / "training" / f"{pair.name}.{SOUR
 if out.is_file() and not OVERWRITE:
     log.info("%s exists; nothing to do (--overwrite rebuilds it)", out)
     sys.exit(0)
+check_writable(out, option="--out")
 
 
 start = time.time()

@@ -6,7 +6,8 @@ does, and writes a TREC run. Fast path: length-sorted token-budget batches, bf16
 fused forward pass (the relative position bias inside the attention kernel, no cross-attention
 keys and values, only the yes/no logits) compiled on a GPU, tokenisation in worker processes,
 scores independent of batch-mates. A run whose qids are not in the query set
-or whose docnos are not in the collection is an error. A finished output is kept unless
+or whose docnos are not in the collection is an error; a document the run lists twice for a
+query is re-ranked once, from its best rank, with a warning. A finished output is kept unless
 --overwrite. Several GPUs or machines: torchrun; each rank re-ranks its share of the queries and
 rank 0 writes the run.
 
@@ -77,7 +78,7 @@ from crossvariety.datasets import Dataset, load_queries
 from crossvariety.errors import UsageError
 from crossvariety.models import model_label, resolve_model
 from crossvariety.rerank import MonoT5ReRanker, attach_text
-from crossvariety.runs import check_precision, read_run, run_name, write_run
+from crossvariety.runs import check_precision, check_writable, read_run, run_name, write_run
 
 log = logging.getLogger("rerank_mt5")
 for name in ("RUN", "DATASET", "QUERIES"):
@@ -100,7 +101,8 @@ if out.is_file() and not OVERWRITE:
     check_precision(out, wanted, made="re-ranked", elsewhere="--out")
     log.info("%s exists; nothing to do (--overwrite re-ranks again)", out)
     sys.exit(0)
-run = read_run(run_file)
+check_writable(out, option="--out")
+run = read_run(run_file, duplicates=True)  # attach_text drops them, with a warning
 queries = load_queries(QUERIES, QUERY_FIELD or None)
 log.info("read %s (%d rows, %d queries) and %d queries from %s", run_file, len(run),
          run.qid.nunique(), len(queries), QUERIES)

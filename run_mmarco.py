@@ -118,7 +118,7 @@ from crossvariety.datasets import Dataset, read_queries, variety_queries_path, w
 from crossvariety.errors import UsageError, UserError
 from crossvariety.models import model_label, resolve_model
 from crossvariety.pairs import PAIRS as BUILT_IN, get_pairs
-from crossvariety.runs import cached_run, run_path, write_text
+from crossvariety.runs import cached_run, check_writable, run_path, write_text
 
 log = logging.getLogger("run_mmarco")
 if BENCHMARK not in ("mmarco", "flores"):
@@ -140,6 +140,9 @@ precision.check(DTYPE)  # torch is loaded only when a model runs
 
 measures = MEASURES or evaluation.MMARCO_MEASURES
 evaluation.parse_measures(measures)  # fail on a typo before hours of retrieval
+check_writable(paths["runs_dir"], folder=True, option="--runs-dir")  # before, not after, the work
+if TRANSLATE_QUERIES:
+    check_writable(paths["translations_dir"], folder=True, option="--translations-dir")
 
 
 def first_stage(pair):
@@ -212,6 +215,7 @@ for pair in pairs:
                         "paired, so translate every query")
     log.info("%s: %d %s queries (%s), %d %s queries (%s)", pair.name, len(highres_queries),
              pair.highres, topics.spec, len(lowres_queries), pair.variety, variety_file)
+    qrels = topics.qrels() if EVALUATE else None  # a broken qrels file fails before the runs
     topic_specs.append(topics.spec)
 
     query_sets = [(pair.highres, highres_queries), (pair.variety, lowres_queries)]
@@ -251,7 +255,7 @@ for pair in pairs:
     # 4. the gap: variety (and translated) vs high-resource queries, paired over the same qids
     if EVALUATE:
         named = {f"{pair.name} q-{label}": run for label, run in runs.items()}
-        table, _, problems = evaluation.evaluate(named, topics.qrels(), measures, baseline=0,
+        table, _, problems = evaluation.evaluate(named, qrels, measures, baseline=0,
                                                  correction=CORRECTION)
         for problem in problems:
             log.warning(problem)

@@ -75,7 +75,7 @@ from crossvariety.datasets import Dataset
 from crossvariety.errors import UsageError
 from crossvariety.models import model_label, resolve_model
 from crossvariety.rerank import MonoT5ReRanker, attach_text
-from crossvariety.runs import cached_run, run_path, write_text
+from crossvariety.runs import cached_run, check_writable, run_path, write_text
 
 log = logging.getLogger("run_neuclir")
 if not MODELS:
@@ -85,6 +85,7 @@ for model in MODELS + RERANK + ([TOKENIZER] if TOKENIZER else []):
 for model in MODELS:
     retrievers.family(model)
 evaluation.parse_measures(MEASURES)
+check_writable(paths["runs_dir"], folder=True, option="--runs-dir")  # before, not after, the work
 datasets = [Dataset(d) for d in DATASETS]
 precision.check(DTYPE)  # torch is loaded only when a model runs
 
@@ -103,6 +104,7 @@ for topics in datasets:
     label = field or "en"
     log.info("%s: %d queries (%s), documents from %s", topics.spec, len(queries), label,
              collection.spec)
+    qrels = topics.qrels()  # a broken qrels file fails before the runs
 
     # 1. each model retrieves over its own index of the collection
     runs = {}
@@ -136,7 +138,7 @@ for topics in datasets:
 
     # 3. every model against the first
     measures = MEASURES or evaluation.default_measures(topics.spec)
-    table, _, problems = evaluation.evaluate(runs, topics.qrels(), measures, baseline=0,
+    table, _, problems = evaluation.evaluate(runs, qrels, measures, baseline=0,
                                              correction=CORRECTION)
     for problem in problems:
         log.warning(problem)

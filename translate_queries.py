@@ -73,6 +73,7 @@ from crossvariety.datasets import Dataset, load_queries, variety_queries_path, w
 from crossvariety.errors import UsageError
 from crossvariety.languages import canonical
 from crossvariety.pairs import get_pairs
+from crossvariety.runs import check_writable
 
 log = logging.getLogger("translate_queries")
 if ENGINE not in translation.ENGINES:
@@ -90,12 +91,15 @@ for name in ("QUERIES", "SRC", "TGT", "OUT"):
     if not globals()[name]:
         raise UsageError(f"--{name.lower()} is required, or --pair (see --help)")
 canonical(SRC), canonical(TGT)  # an unknown language fails before the queries are read
+check_writable(OUT, option="--out")  # before, not after, the translating
+cache = CACHE or paths["data_dir"] / "translation-cache.sqlite"
+check_writable(cache, option="--cache")
 queries = load_queries(QUERIES, QUERY_FIELD or None)
 log.info("read %d queries from %s", len(queries), QUERIES)
 start = time.time()
 translated = translation.translate_queries(
     queries, SRC, TGT, ENGINE, MODEL or None,
-    cache_path=CACHE or paths["data_dir"] / "translation-cache.sqlite", refresh=OVERWRITE,
+    cache_path=cache, refresh=OVERWRITE,
     workers=WORKERS, batch_tokens=BATCH_TOKENS, num_beams=NUM_BEAMS)
 write_queries(translated, OUT)
 log.info("wrote %d %s queries (%s from %s) to %s in %.1fs", len(translated), TGT, ENGINE, SRC,

@@ -12,6 +12,7 @@ fails), and an index build shows one progress bar of ours instead.
 import collections
 import contextlib
 import ctypes
+import errno
 import itertools
 import json
 import logging
@@ -20,6 +21,7 @@ import os
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import pyterrier as pt
@@ -27,7 +29,7 @@ from tqdm.auto import tqdm
 
 from . import analysis
 from .analysis import get_analyzer
-from .errors import UserError
+from .errors import UserError, ignore_interrupts
 from .runs import atomic_path
 
 log = logging.getLogger(__name__)
@@ -46,14 +48,15 @@ def pisa_quiet():
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
-    failed = False  # by an error of PISA's, not the user's input nor Ctrl-C
+    failed = False  # by an error of PISA's, not the user's input, a full disk nor Ctrl-C
     with tempfile.TemporaryFile() as capture, os.fdopen(os.dup(saved[1]), "w") as terminal:
         os.dup2(capture.fileno(), 1)
         os.dup2(capture.fileno(), 2)
         try:
             yield terminal
         except Exception as e:
-            failed = not isinstance(e, UserError)
+            failed = not isinstance(e, UserError) and \
+                getattr(e, "errno", None) not in (errno.ENOSPC, errno.EDQUOT)
             raise
         finally:
             sys.stdout.flush()
@@ -85,18 +88,75 @@ def default_index_path(index_dir, dataset_name, label="bm25"):
     return Path(index_dir) / label / dataset_name
 
 
-def _analysed_batches(docs, spec, pool, batch_size, window):
-    """Analyse batches of documents on the pool, in order, with at most ``window`` batches in
-    flight: the documents are read here, in the main thread, so that memory stays bounded and an
-    error (or Ctrl-C) while reading them stops the build at once."""
-    pending = collections.deque()
+def _serve(pipe):
+    """A worker process: analyse the batches that come down ``pipe`` and send each back."""
+    ignore_interrupts()  # Ctrl-C is the main process's to answer; it then kills the workers
+    while True:
+        try:
+            job = pipe.recv()
+        except EOFError:  # the main process is gone
+            return
+        try:
+            result = True, _analyse(job)
+        except Exception:  # a bug: raised again in the main process, with this traceback
+            result = False, traceback.format_exc()
+        pipe.send(result)
+
+
+@contextlib.contextmanager
+def _analysis_workers(n):
+    """``n`` worker processes (fork: stage scripts are flat top-level code, which spawn would
+    re-run in every worker), each with a pipe of its own. Nothing is shared between them, so
+    killing them when the block ends, however it ends (an error, Ctrl-C), can never leave this
+    process waiting for a lock a killed worker held, as multiprocessing.Pool.terminate() can
+    (a worker stopped while it sends a large result keeps the result queue's lock)."""
+    context = multiprocessing.get_context("fork")
+    pipes, procs = [], []
+    try:
+        for _ in range(n):
+            pipe, theirs = context.Pipe()
+            proc = context.Process(target=_serve, args=(theirs,), daemon=True)
+            proc.start()
+            theirs.close()
+            pipes.append(pipe)
+            procs.append(proc)
+        yield pipes
+    finally:
+        for proc in procs:
+            proc.kill()
+        for proc in procs:
+            proc.join()
+        for pipe in pipes:
+            pipe.close()
+
+
+def _analysed_batches(docs, spec, pipes, batch_size):
+    """Analyse batches of documents on the workers (one batch out per worker), in order: the
+    documents are read here, in the main thread, so that memory stays bounded and an error (or
+    Ctrl-C) while reading them stops the build at once. A worker is sent its next batch only
+    once its last result is read, so neither side can wait on a full pipe for the other."""
     pairs = ((d["docno"], d["text"]) for d in docs)
-    while batch := list(itertools.islice(pairs, batch_size)):
-        pending.append(pool.apply_async(_analyse, ((spec, batch),)))
-        if len(pending) >= window:
-            yield pending.popleft().get()
-    while pending:
-        yield pending.popleft().get()
+    batches = iter(lambda: list(itertools.islice(pairs, batch_size)), [])
+    busy = collections.deque()  # the workers with a batch out, in the order they were sent one
+    for pipe in pipes:
+        batch = next(batches, None)
+        if batch is None:
+            break
+        pipe.send((spec, batch))
+        busy.append(pipe)
+    while busy:
+        pipe = busy.popleft()
+        try:
+            ok, result = pipe.recv()
+        except EOFError:
+            raise RuntimeError("a BM25 analysis worker died (out of memory?)") from None
+        if not ok:
+            raise RuntimeError(f"a BM25 analysis worker failed:\n{result}")
+        batch = next(batches, None)
+        if batch is not None:
+            pipe.send((spec, batch))
+            busy.append(pipe)
+        yield result
 
 
 def index_built(index_dir):
@@ -113,21 +173,24 @@ def build_index(docs, lang, index_dir, workers=0, total=None, batch_size=2000, c
     workers = workers or os.cpu_count()
     start, count = time.time(), 0
     with atomic_path(index_dir) as tmp:
-        # fork: stage scripts are flat top-level code, which spawn would re-run in every worker.
-        with multiprocessing.get_context("fork").Pool(workers) as pool, pisa_quiet() as terminal, \
+        with _analysis_workers(workers) as pipes, pisa_quiet() as terminal, \
                 tqdm(total=total, unit="doc", desc=f"BM25 index ({label})", mininterval=2,
                      file=terminal, disable=not log.isEnabledFor(logging.INFO)) as progress:
 
             def stream():
                 nonlocal count
-                for batch in _analysed_batches(docs, spec, pool, batch_size, window=4 * workers):
+                for batch in _analysed_batches(docs, spec, pipes, batch_size):
                     yield from batch
                     count += len(batch)
                     progress.update(len(batch))
 
-            PisaIndex(str(tmp), stemmer="none", stops="none").toks_indexer(scale=1).index(stream())
-        if count == 0:
-            raise UserError(f"no documents to index for {index_dir}: the collection is empty")
+            analysed = stream()
+            first = next(analysed, None)  # PISA fails on an empty stream (UnboundLocalError)
+            if first is None:
+                raise UserError(f"no documents to index for {index_dir}: the collection is "
+                                "empty")
+            PisaIndex(str(tmp), stemmer="none", stops="none").toks_indexer(scale=1).index(
+                itertools.chain([first], analysed))
         (tmp / META).write_text(json.dumps({"lang": spec[0], "cjk": spec[1], "documents": count}))
     log.info("indexed %d documents (%s analysis) into %s in %.1fs", count, label, index_dir,
              time.time() - start)

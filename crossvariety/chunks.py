@@ -242,11 +242,13 @@ def _encode_pass(docs, encode, parts, i, n, chunk_docs, total, desc):
     """One pass over the collection: (chunks in all, documents encoded, chunk numbers of this
     shard that other jobs held claimed)."""
     encoded, k, claimed = 0, -1, []
-    progress = tqdm(total=total, unit="doc", desc=f"{desc} (shard {i}/{n})", mininterval=5)
     # The next chunk is read and this one saved on threads while a chunk is encoded: the device
     # waits neither for the collection's parser nor for the disk (a chunk of 100k BGE-M3 vectors
-    # is 400 MB).
-    with concurrent.futures.ThreadPoolExecutor(1) as saver:
+    # is 400 MB). The bar is closed on an error too: left open, it prints when it is collected,
+    # long after (after pytest's summary, in the tests).
+    with concurrent.futures.ThreadPoolExecutor(1) as saver, \
+            tqdm(total=total, unit="doc", desc=f"{desc} (shard {i}/{n})", mininterval=5,
+                 disable=not log.isEnabledFor(logging.INFO)) as progress:
         saving = None
         try:
             for k, batch in enumerate(_read_ahead(iter(docs), chunk_docs)):
@@ -274,7 +276,6 @@ def _encode_pass(docs, encode, parts, i, n, chunk_docs, total, desc):
         finally:
             if saving is not None:
                 saving.result()
-            progress.close()
     return k + 1, encoded, claimed
 
 

@@ -304,7 +304,8 @@ class ColBERTXMEncoder:
         lengths = np.zeros(len(texts), dtype=np.int64)
         per_doc = [None] * len(texts)
         progress = tqdm(total=len(texts), unit="doc", desc=desc, mininterval=2,
-                        disable=not self.verbose or len(texts) < 1000)
+                        disable=not self.verbose or len(texts) < 1000
+                        or not log.isEnabledFor(logging.INFO))
         for offset, tokens in ChunkTokenizer(self.tokens.doc_tokens, self.chunk).chunks(texts):
             # per batch, on the device: positions, kept-token counts, all vectors, keep mask
             batches = []

@@ -15,25 +15,20 @@ import contextlib
 import gzip
 import json
 import logging
+import zlib
 from pathlib import Path
 
 import pandas as pd
 
 from .errors import UserError
 from .runs import atomic_path
+from .textfiles import gzip_problem, not_utf8, read_lines
 
 log = logging.getLogger(__name__)
 
 
 class QueryFileError(UserError):
     """A query file that cannot be read as written; the message names the file, lines and fix."""
-
-
-def open_text(path):
-    path = Path(path)
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8", newline="")
-    return open(path, "rt", encoding="utf-8", newline="")
 
 
 def _find(directory, stem):
@@ -52,24 +47,33 @@ def read_queries(path, known_qids=None, max_errors=20):
     """
     path = Path(path)
     if not path.is_file():
-        raise QueryFileError(f"{path}: query file not found")
+        raise QueryFileError(f"{path}: " + ("a folder, not a query file (qid<TAB>query lines)"
+                                            if path.is_dir() else "query file not found"))
     errors, rows, seen = [], [], {}
     known = None if known_qids is None else set(known_qids)
     raw = path.read_bytes()
-    if path.suffix == ".gz":
-        raw = gzip.decompress(raw)
+    gzipped = path.suffix == ".gz"
+    if gzipped:
+        try:
+            raw = gzip.decompress(raw)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+            raise QueryFileError("; ".join(gzip_problem(path, e))) from None
+    elif raw.startswith(b"\x1f\x8b"):
+        raise QueryFileError(f"{path}: gzip data in a file not named .gz; rename it "
+                             f"{path.name}.gz")
+    offset = 0  # of the line's start
     if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
+        raw, offset = raw[3:], 3
     lines = raw.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()  # the final newline
     for lineno, line in enumerate(lines, start=1):
         where = f"{path}:{lineno}"
+        line_offset, offset = offset, offset + len(line) + 1
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError as e:
-            errors.append(f"{where}: not UTF-8 ({e.reason} at byte {e.start}); "
-                          "re-save the file as UTF-8")
+            errors.append("; ".join(not_utf8(path, lineno, line_offset, e, gzipped)))
             continue
         text = text.removesuffix("\r")
         fields = text.split("\t")
@@ -147,9 +151,16 @@ def write_queries(queries, path):
 
 @contextlib.contextmanager
 def _downloads(spec):
-    """Turn ir_datasets' failed downloads into a UserError naming the file and where it goes."""
+    """Turn ir_datasets' failed downloads into a UserError naming the file and where it goes,
+    and a file of its cache that is truncated, corrupt or not UTF-8 into one naming the file."""
     try:
         yield
+    except (EOFError, zlib.error, gzip.BadGzipFile, UnicodeDecodeError) as e:
+        problem = f"not UTF-8 ({e.reason})" if isinstance(e, UnicodeDecodeError) else \
+            "truncated" if isinstance(e, EOFError) else f"corrupt ({e})"
+        raise UserError(f"{spec}: {_file_in_traceback(e) or 'a file of ir_datasets'} is {problem}; "
+                        "delete it so that ir_datasets fetches it again, or put a complete copy "
+                        "there") from None
     except (OSError, RuntimeError) as e:
         if isinstance(e, RuntimeError) and "download" not in str(e).lower():
             raise
@@ -172,6 +183,25 @@ def _downloads(spec):
                             "ir_datasets/etc/downloads.json lists") from None
         raise UserError(f"{spec}: ir_datasets could not download {url or 'a file'} (no network?); "
                         f"download it and put it at {cache}, then run again") from None
+
+
+def _file_in_traceback(error):
+    """The file that ``error`` was raised reading: the innermost open file (``.name``) or
+    ir_datasets download (``.dlc.path()``) among the locals of its traceback's frames."""
+    found, traceback = None, error.__traceback__
+    while traceback:
+        for value in list(traceback.tb_frame.f_locals.values()):
+            name = getattr(value, "name", None)
+            dlc = getattr(value, "dlc", None)
+            if isinstance(name, str) and Path(name).is_file():
+                found = name
+            elif callable(getattr(dlc, "path", None)):
+                try:
+                    found = str(dlc.path(force=False))  # force would download a missing file
+                except TypeError:
+                    pass
+        traceback = traceback.tb_next
+    return found
 
 
 class Dataset:
@@ -237,25 +267,7 @@ class Dataset:
         if path is None:
             raise UserError(f"{self.dir}: no docs.tsv(.gz) or docs.jsonl(.gz); write the documents "
                             "there as docno<TAB>text lines")
-        with open_text(path) as f:
-            for lineno, line in enumerate(f, start=1):
-                line = line.rstrip("\r\n")
-                if ".jsonl" in path.name:
-                    try:
-                        doc = json.loads(line)
-                        docno, text = str(doc["docno"]), doc["text"]
-                    except (json.JSONDecodeError, KeyError, TypeError):
-                        raise UserError(f"{path}:{lineno}: a document line is JSON with docno and "
-                                        'text: {"docno": "d1", "title": "...", "text": "..."}') \
-                            from None
-                    title = doc.get("title") or ""
-                    yield {"docno": docno, "text": f"{title}\n{text}" if title else text}
-                else:
-                    docno, sep, text = line.partition("\t")
-                    if not sep:
-                        raise UserError(f"{path}:{lineno}: no tab between docno and text; write "
-                                        "docno<TAB>text")
-                    yield {"docno": docno, "text": text}
+        yield from read_docs(path)
 
     def doc_texts(self, docnos):
         """{docno: text} for the given docnos that exist (random access for irds: datasets)."""
@@ -315,20 +327,81 @@ def _irds_text(doc):
     return f"{title}\n{text}" if title else text
 
 
+def read_docs(path):
+    """Yield {"docno", "text"} of a docs.tsv or docs.jsonl file (gzipped or not), checked while
+    it streams: a line that is not a document, a docno that is empty, holds a space (TREC run
+    files split on whitespace) or comes twice, and a file without documents are UserErrors that
+    name the line(s). Remembering the docnos costs about 100 bytes each (100 MB a million)."""
+    path = Path(path)
+    jsonl = ".jsonl" in path.name
+    seen = set()
+    for lineno, line in read_lines(path):
+        docno, text = _json_doc(path, lineno, line) if jsonl else _tsv_doc(path, lineno, line)
+        if not docno or docno.split() != [docno]:
+            raise UserError(f"{path}:{lineno}: docno {docno!r} is empty or holds whitespace, "
+                            "which TREC run files cannot hold; give the document a docno "
+                            "without spaces")
+        if docno in seen:
+            first = next(n for n, other in read_lines(path) if n < lineno and (
+                _json_doc(path, n, other) if jsonl else _tsv_doc(path, n, other))[0] == docno)
+            raise UserError(f"{path}:{lineno}: docno {docno!r} again (first on line {first}); a "
+                            "collection holds each document once: remove or rename one of them")
+        seen.add(docno)
+        yield {"docno": docno, "text": text}
+    if not seen:
+        raise UserError(f"{path}: no documents in the file; write one document a line"
+                        + (' ({"docno": "d1", "text": "..."})' if jsonl else " (docno<TAB>text)"))
+
+
+def _tsv_doc(path, lineno, line):
+    docno, sep, text = line.partition("\t")
+    if not sep:
+        raise UserError(f"{path}:{lineno}: no tab between docno and text; write docno<TAB>text")
+    return docno, text
+
+
+def _json_doc(path, lineno, line):
+    """(docno, text) of a docs.jsonl line: a title is prepended to the text with a newline."""
+    form = '{"docno": "d1", "title": "...", "text": "..."} (title optional)'
+    try:
+        doc = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}:{lineno}: not JSON ({e.msg}); a document line is {form}") \
+            from None
+    if not isinstance(doc, dict) or "docno" not in doc or "text" not in doc:
+        raise UserError(f"{path}:{lineno}: a document line is JSON with docno and text: {form}")
+    docno, title, text = doc["docno"], doc.get("title"), doc["text"]
+    if isinstance(docno, bool) or not isinstance(docno, (str, int)):
+        raise UserError(f"{path}:{lineno}: docno is {json.dumps(docno)}, not a string; {form}")
+    for field, value in (("text", text), ("title", title)):
+        if not isinstance(value, str) and not (field == "title" and value is None):
+            raise UserError(f"{path}:{lineno}: {field} is {json.dumps(value)[:40]}, not a "
+                            f"string; {form}")
+    return str(docno), f"{title}\n{text}" if title else text
+
+
 def read_qrels(path):
-    """Read a TREC qrels file (qid iteration docno label) into a DataFrame (qid, docno, label)."""
-    rows = []
-    with open_text(path) as f:
-        for lineno, line in enumerate(f, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 4:
-                raise UserError(f"{path}:{lineno}: a qrels line has 4 fields "
-                                f"(qid iteration docno label), found {len(fields)}")
-            try:
-                rows.append((fields[0], fields[2], int(fields[3])))
-            except ValueError:
-                raise UserError(f"{path}:{lineno}: label {fields[3]!r} is not an integer; "
-                                "write relevance labels as integers (0, 1, 2, 3)") from None
+    """Read a TREC qrels file (qid iteration docno label) into a DataFrame (qid, docno, label).
+
+    A (qid, docno) judged twice is an error naming both lines, as trec_eval refuses it too."""
+    rows, seen = [], {}
+    for lineno, line in read_lines(path):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 4:
+            raise UserError(f"{path}:{lineno}: a qrels line has 4 fields "
+                            f"(qid iteration docno label), found {len(fields)}")
+        try:
+            label = int(fields[3])
+        except ValueError:
+            raise UserError(f"{path}:{lineno}: label {fields[3]!r} is not an integer; "
+                            "write relevance labels as integers (0, 1, 2, 3)") from None
+        key = fields[0], fields[2]
+        if key in seen:
+            raise UserError(f"{path}:{lineno}: qid {key[0]} docno {key[1]} is judged again "
+                            f"(first on line {seen[key]}); keep one judgement per query and "
+                            "document (trec_eval refuses duplicates too)")
+        seen[key] = lineno
+        rows.append((key[0], key[1], label))
     return pd.DataFrame(rows, columns=["qid", "docno", "label"])

@@ -83,17 +83,18 @@ class BgeM3Encoder:
     def encode(self, texts, desc="BGE-M3 encode"):
         texts = list(texts)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        progress = tqdm(total=len(texts), unit="text", desc=desc, mininterval=2,
-                        disable=not self.verbose or len(texts) < 1000)
         cls_vectors = self.compiler.for_job(len(texts))
-        for offset, tokens in self.tokenization.chunks(texts):
-            vectors = torch.empty((len(tokens), self.dim), dtype=torch.float32, device=self.device)
-            for batch in padded_batches(tokens, self.tokenizer.pad_token_id, self.batch_tokens,
-                                        self.device):
-                vectors[batch.positions] = cls_vectors(batch.input_ids, batch.attention_mask)
-                progress.update(len(batch.positions))
-            out[offset:offset + len(tokens)] = vectors.cpu().numpy()  # one host sync per chunk
-        progress.close()
+        with tqdm(total=len(texts), unit="text", desc=desc, mininterval=2,
+                  disable=not self.verbose or len(texts) < 1000
+                  or not log.isEnabledFor(logging.INFO)) as progress:
+            for offset, tokens in self.tokenization.chunks(texts):
+                vectors = torch.empty((len(tokens), self.dim), dtype=torch.float32,
+                                      device=self.device)
+                for batch in padded_batches(tokens, self.tokenizer.pad_token_id,
+                                            self.batch_tokens, self.device):
+                    vectors[batch.positions] = cls_vectors(batch.input_ids, batch.attention_mask)
+                    progress.update(len(batch.positions))
+                out[offset:offset + len(tokens)] = vectors.cpu().numpy()  # one sync per chunk
         return out
 
 

@@ -3,8 +3,10 @@
 A stage script prints a ``UserError`` as one line, ``script.py: what is wrong, and the fix``, on
 stderr and exits with status 1, or 2 for a ``UsageError`` (a flag or config value that cannot be
 used: an unknown pair, language, model, engine or measure), as argparse does for its own errors.
-Any other exception is a programming error and keeps its traceback.
+Ctrl-C prints ``script.py: interrupted: finished parts kept; rerun to resume`` and exits with
+status 130. Any other exception is a programming error and keeps its traceback.
 """
+import signal
 import sys
 
 
@@ -27,15 +29,31 @@ def one_line(message):
                    for i, part in enumerate(parts))
 
 
+INTERRUPTED = "interrupted: finished parts kept; rerun to resume"
+INTERRUPTED_STATUS = 130  # 128 + SIGINT, what a shell reports for a job stopped by Ctrl-C
+
+
 def install_handler(prog):
     """Print uncaught UserErrors as ``prog: message`` (one line) and exit with their status;
-    leave every other exception to the default handler (a traceback)."""
+    print Ctrl-C (KeyboardInterrupt) as ``prog: interrupted: ...`` and exit with 130 (every
+    output is written atomically, so what is finished stays and a rerun skips it); leave every
+    other exception to the default handler (a traceback)."""
     default = sys.excepthook
 
     def handler(kind, error, traceback):
-        if not issubclass(kind, UserError):
+        if issubclass(kind, KeyboardInterrupt):
+            message, status = INTERRUPTED, INTERRUPTED_STATUS
+        elif issubclass(kind, UserError):
+            message, status = one_line(error), error.exit_status
+        else:
             return default(kind, error, traceback)
         sys.stdout.flush()
-        print(f"{prog}: {one_line(error)}", file=sys.stderr, flush=True)
-        sys.exit(error.exit_status)  # from the hook, this sets the status; atexit still runs
+        print(f"{prog}: {message}", file=sys.stderr, flush=True)
+        sys.exit(status)  # from the hook, this sets the status; atexit still runs
     sys.excepthook = handler
+
+
+def ignore_interrupts():
+    """For a worker process, which its main process ends: Ctrl-C reaches every process of the
+    terminal's process group, but only the main process should answer it (with one line)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

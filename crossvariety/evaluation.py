@@ -1,7 +1,10 @@
 """Evaluation: ir_measures per query, coverage checks, paired t-tests with multiple-test correction.
 
 Queries judged in the qrels but missing from a run score 0 (trec_eval -c), as in pt.Experiment;
-unlike a silent evaluation, every such gap is reported (see ``coverage_problems``).
+unlike a silent evaluation, every such gap is reported (see ``coverage_problems``). A document
+ranked twice for a query, a document judged twice for a query, and a NaN or infinite score are
+errors, as trec_eval refuses the duplicates (ir_measures would keep the last one silently, and
+rank a NaN first).
 """
 import math
 
@@ -10,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import UsageError, UserError
+from .runs import check_scores, duplicate_row
 
 MMARCO_MEASURES = ["MRR@10", "R@1000"]
 NEUCLIR_MEASURES = ["nDCG@20", "R@1000"]
@@ -82,10 +86,21 @@ def evaluate(runs, qrels, measures, baseline=0, correction="bonferroni"):
     if correction not in CORRECTIONS:
         raise UsageError(f"unknown correction {correction!r}; choose from {CORRECTIONS}")
     qrels = qrels.astype({"qid": str, "docno": str})
+    row = duplicate_row(qrels)
+    if row is not None:
+        raise UserError(f"the qrels judge qid {qrels.qid.iat[row]} docno {qrels.docno.iat[row]} "
+                        "twice; keep one judgement per query and document (trec_eval refuses "
+                        "duplicates too)")
     names = list(runs)
     problems, scores = [], {}
     for name in names:
         run = runs[name].astype({"qid": str, "docno": str})
+        check_scores(run, f"run {name}")  # a NaN would rank first
+        row = duplicate_row(run)
+        if row is not None:  # ir_measures would keep the last score silently
+            raise UserError(f"run {name} ranks docno {run.docno.iat[row]} twice for qid "
+                            f"{run.qid.iat[row]}; a run ranks a document once per query "
+                            "(trec_eval refuses duplicates too)")
         problems.extend(coverage_problems(name, run, qrels))
         if not set(run.qid) & set(qrels.qid):
             raise UserError(f"run {name} shares no query with the qrels: nothing to evaluate "

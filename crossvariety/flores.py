@@ -22,6 +22,7 @@ from .datasets import write_queries
 from .errors import UserError
 from .runs import atomic_path
 from .settings import REPO_ROOT
+from .textfiles import read_lines
 
 log = logging.getLogger(__name__)
 
@@ -115,14 +116,12 @@ def download_flores(url, target):
 
 
 def read_sentences(flores, code):
-    with gzip.open(Path(flores) / f"{code}.devtest.gz", "rt", encoding="utf-8") as f:
-        return [line.rstrip("\n") for line in f]
+    return [line for _, line in read_lines(Path(flores) / f"{code}.devtest.gz")]
 
 
 def read_articles(flores):
     """The article (source URL) of each sentence, in sentence order."""
-    with gzip.open(Path(flores) / "metadata_devtest.tsv.gz", "rt", encoding="utf-8") as f:
-        lines = f.read().splitlines()
+    lines = [line for _, line in read_lines(Path(flores) / "metadata_devtest.tsv.gz")]
     return [line.split("\t")[0] for line in lines[1:]]
 
 

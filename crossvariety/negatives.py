@@ -19,9 +19,11 @@ import pickle
 import random
 import struct
 import sys
+import zlib
 from pathlib import Path
 
 from .errors import UserError
+from .textfiles import gzip_problem, read_lines
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +111,10 @@ def _read_ce_scores(path):
         raise UserError(f"{path}: refused to load {e} from this pickle: a cross-encoder score "
                         "file holds only dicts of ids and scores, so this one is not it or was "
                         "tampered with; delete it to fetch the real one again") from None
-    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError) as e:
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+        raise UserError(f"{gzip_problem(path, e)[0]}; delete it and rerun to download it "
+                        "again") from None
+    except (OSError, pickle.UnpicklingError, ValueError, TypeError) as e:
         raise UserError(f"{path}: not a readable cross-encoder score pickle ({type(e).__name__}: "
                         f"{str(e)[:120]}); delete it to fetch it again") from None
     try:  # Python floats (exact for float32): the float64 arithmetic of numpy 1.x's recipe
@@ -124,30 +129,36 @@ def ce_filtered(hard_negatives_path, ce_scores, qids, margin=3.0, per_system=5, 
     negatives whose cross-encoder score is <= min(positive scores) - ``margin``."""
     qids = set(qids)
     candidates = {}
-    with gzip.open(hard_negatives_path, "rt", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    for lineno, line in read_lines(hard_negatives_path):
+        try:
             data = json.loads(line)
-            qid = str(data["qid"])
-            if qid not in qids or not data["pos"]:
-                continue
-            scores = ce_scores.get(qid)
-            positives = [str(p) for p in data["pos"]]
-            if scores is None or any(p not in scores for p in positives):
-                raise UserError(f"{hard_negatives_path}:{lineno}: no cross-encoder score for "
-                                f"query {qid} or one of its positives; wrong score file?")
-            threshold = min(scores[p] for p in positives) - margin
-            negatives = []
-            for system in (systems or data["neg"].keys()):
-                added = 0
-                for docno in map(str, data["neg"].get(system, [])):
-                    if docno in scores and scores[docno] <= threshold and docno not in negatives \
-                            and docno not in positives:
-                        negatives.append(docno)
-                        added += 1
-                        if added >= per_system:
-                            break
-            if negatives:
-                candidates[qid] = (positives, negatives)
+            qid, pos, neg = str(data["qid"]), data["pos"], data["neg"]
+            if not isinstance(pos, list) or not isinstance(neg, dict):
+                raise TypeError
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise UserError(f"{hard_negatives_path}:{lineno}: not a line of msmarco-hard-negatives"
+                            '.jsonl.gz ({"qid": ..., "pos": [...], "neg": {system: [...]}}); '
+                            "delete the file and rerun to download it again") from None
+        if qid not in qids or not pos:
+            continue
+        scores = ce_scores.get(qid)
+        positives = [str(p) for p in pos]
+        if scores is None or any(p not in scores for p in positives):
+            raise UserError(f"{hard_negatives_path}:{lineno}: no cross-encoder score for "
+                            f"query {qid} or one of its positives; wrong score file?")
+        threshold = min(scores[p] for p in positives) - margin
+        negatives = []
+        for system in (systems or neg.keys()):
+            added = 0
+            for docno in map(str, neg.get(system, [])):
+                if docno in scores and scores[docno] <= threshold and docno not in negatives \
+                        and docno not in positives:
+                    negatives.append(docno)
+                    added += 1
+                    if added >= per_system:
+                        break
+        if negatives:
+            candidates[qid] = (positives, negatives)
     return candidates
 
 
@@ -187,25 +198,46 @@ def sample_examples(candidates, query_text, doc_text, num_negatives=1, rounds=1,
     return examples
 
 
+EXAMPLE = '{"query": str, "pos": [str, ...], "neg": [str, ...]}'
+
+
 def read_examples(path):
-    """Training examples from a JSONL file, checked: each line needs query, pos and neg."""
+    """Training examples from a JSONL file (gzipped or not), checked line by line: a query
+    (a string), ``pos`` (a non-empty list of strings) and ``neg`` (a list of strings). A string
+    where a list belongs would otherwise be trained on as a list of single characters."""
     if not Path(path).is_file():
         raise UserError(f"training file {path} not found; mine_negatives.py makes it")
     examples = []
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            try:
-                example = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError:
-                raise UserError(f"{path}:{lineno}: not UTF-8; re-save the file as UTF-8") from None
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{lineno}: not JSON ({e.msg})") from None
-            if not (isinstance(example, dict) and isinstance(example.get("query"), str)
-                    and example.get("pos")
-                    and isinstance(example.get("neg"), list)):
-                raise UserError(f"{path}:{lineno}: a training example is "
-                                '{"query": str, "pos": [str, ...], "neg": [str, ...]}')
-            examples.append(example)
+    for lineno, line in read_lines(path):
+        try:
+            example = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}:{lineno}: not JSON ({e.msg}); a training example is "
+                            f"{EXAMPLE}") from None
+        problem = _example_problem(example)
+        if problem:
+            raise UserError(f"{path}:{lineno}: {problem}; a training example is {EXAMPLE}")
+        examples.append(example)
     if not examples:
         raise UserError(f"{path}: no training examples")
     return examples
+
+
+def _example_problem(example):
+    if not isinstance(example, dict):
+        return f"a JSON {type(example).__name__}, not an object"
+    missing = [key for key in ("query", "pos", "neg") if key not in example]
+    if missing:
+        return f"no {', '.join(missing)}"
+    if not isinstance(example["query"], str):
+        return f'"query" is {json.dumps(example["query"])[:40]}, not a string'
+    for key in ("pos", "neg"):
+        value = example[key]
+        if not isinstance(value, list):
+            return f'"{key}" is {json.dumps(value, ensure_ascii=False)[:40]}, not a list of strings'
+        bad = [item for item in value if not isinstance(item, str)]
+        if bad:
+            return f'"{key}" holds {json.dumps(bad[0])[:40]}, not a string'
+    if not example["pos"]:
+        return '"pos" is empty: an example needs a positive passage'
+    return None

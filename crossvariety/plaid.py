@@ -182,7 +182,8 @@ def train_codec(docs, encoder, parts, total, nbits, kmeans_niters):
         chosen = np.random.default_rng(SAMPLE_SEED).choice(total, sample_size(total), replace=False)
         wanted, texts, count = set(chosen.tolist()), [], 0
         for count, doc in enumerate(tqdm(docs(), total=total, unit="doc", desc="codec sample",
-                                         mininterval=5), start=1):
+                                         mininterval=5,
+                                         disable=not log.isEnabledFor(logging.INFO)), start=1):
             if count - 1 in wanted:
                 texts.append(doc["text"])
         return texts, count
@@ -427,7 +428,8 @@ class PlaidSearch(pt.Transformer):
     def transform(self, topics):
         results, sizes = [], []
         for Q in tqdm(topics["query_embs"], unit="query", desc="PLAID search", mininterval=5,
-                      disable=not self.verbose or len(topics) < 100):
+                      disable=not self.verbose or len(topics) < 100
+                      or not log.isEnabledFor(logging.INFO)):
             pids, scores = self.search(torch.as_tensor(Q), self.num_results)
             results.append((pids.cpu().numpy(), scores.float().cpu().numpy()))
             sizes.append(len(pids))

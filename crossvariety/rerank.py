@@ -25,6 +25,7 @@ from . import compiling, precision, t5
 from .batching import ChunkTokenizer, default_device, padded_batches, worker_count
 from .errors import UserError
 from .models import fetch, from_pretrained, load_tokenizer, resolve_model
+from .runs import duplicate_row
 from .tokens import FlatTokenizer
 
 log = logging.getLogger(__name__)
@@ -105,18 +106,19 @@ class MonoT5ReRanker(pt.Transformer):
         """log P(yes) for each (query, text) pair, as a float32 array in input order."""
         pairs = list(zip(queries, texts))
         out = np.empty(len(pairs), dtype=np.float32)
-        progress = tqdm(total=len(pairs), unit="pair", desc="mT5 re-rank",
-                        disable=not self.verbose or not pairs, mininterval=2)
         logits = self.compiler.for_job(len(pairs))  # logit(yes) - logit(no)
-        for offset, tokens in self.tokenization.chunks(pairs):
-            scores = torch.empty(len(tokens), dtype=torch.float32, device=self.device)
-            for batch in padded_batches(tokens, self.pad_id, self.batch_tokens, self.device,
-                                        self.batch_size):
-                logit = logits(batch.input_ids, batch.lengths)
-                scores[batch.positions] = torch.nn.functional.logsigmoid(logit)
-                progress.update(len(batch.positions))
-            out[offset:offset + len(tokens)] = scores.cpu().numpy()  # one host sync per chunk
-        progress.close()
+        # closed on an error too: a bar left open prints when it is collected, long after
+        with tqdm(total=len(pairs), unit="pair", desc="mT5 re-rank",
+                  disable=not self.verbose or not pairs
+                  or not log.isEnabledFor(logging.INFO), mininterval=2) as progress:
+            for offset, tokens in self.tokenization.chunks(pairs):
+                scores = torch.empty(len(tokens), dtype=torch.float32, device=self.device)
+                for batch in padded_batches(tokens, self.pad_id, self.batch_tokens, self.device,
+                                            self.batch_size):
+                    logit = logits(batch.input_ids, batch.lengths)
+                    scores[batch.positions] = torch.nn.functional.logsigmoid(logit)
+                    progress.update(len(batch.positions))
+                out[offset:offset + len(tokens)] = scores.cpu().numpy()  # one host sync a chunk
         return out
 
     def transform(self, run):
@@ -133,10 +135,16 @@ def attach_text(run, queries, dataset, top_k):
     """The top ``top_k`` of each query of a run, with the query and document text attached.
 
     Every qid of the run must be in ``queries`` and every docno in ``dataset``: a mismatch means
-    the run, the query set or the collection is the wrong one, and is an error, not a skip.
+    the run, the query set or the collection is the wrong one, and is an error, not a skip. A
+    document listed twice for a query is re-ranked once (at its best rank), with a warning.
     """
     run = run.astype({"qid": str, "docno": str})
     run = run.sort_values(["qid", "score"], ascending=[True, False], kind="stable")
+    if duplicate_row(run) is not None:
+        deduplicated = run.drop_duplicates(["qid", "docno"])
+        log.warning("the run lists %d documents twice for a query (or more often); each is "
+                    "re-ranked once, from its best rank", len(run) - len(deduplicated))
+        run = deduplicated
     run = run.groupby("qid", sort=False).head(top_k)
     known = set(queries.qid)
     unknown = sorted(set(run.qid) - known)

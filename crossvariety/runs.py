@@ -6,19 +6,25 @@ A run file's name says dataset, model, query set and stage:
 The run name (the TREC file's last column) is the file's name, followed by ``:{dtype}`` for a
 run a neural model made (``:bf16``, ``:fp32``, ``:fp8``; crossvariety.precision).
 """
-import gzip
 import contextlib
+import errno
+import gzip
 import logging
+import math
 import os
 import re
 import shutil
 import socket
+import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pyterrier as pt
 
 from .errors import UserError
+from .textfiles import TextFileError, check_text, read_lines
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +37,12 @@ def atomic_path(path):
     (``.res.gz``) so that writers pick the right format, and starts with a dot so that an
     interrupted run leaves nothing that looks complete (nor the folders made for it). An
     existing ``path`` is replaced. Temporary paths that killed processes left in the folder
-    are removed first (remove_leftovers).
+    are removed first (remove_leftovers). A folder that cannot be written fails before the block
+    runs; a full disk (ENOSPC) while it runs is a one-line UserError, and leaves no partial file.
     """
     path = Path(path)
     created = [d for d in [path.parent, *path.parent.parents] if not d.exists()]
+    check_writable(path.parent, folder=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(path.parent)
     tmp = path.with_name(f"{PARTIAL}{HOST}@{os.getpid()}.{path.name}")
@@ -43,7 +51,15 @@ def atomic_path(path):
         yield tmp
         if path.is_dir() and tmp.is_dir():
             shutil.rmtree(path)
+        elif path.is_dir():
+            raise UserError(f"{path} is a folder, not a file to write; name a file")
         os.replace(tmp, path)
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise UserError(f"no space left on the device while writing {path} ({e.strerror}); "
+                            "free some space or write elsewhere, and rerun: finished files are "
+                            "kept") from None
+        raise
     finally:
         _writing.discard(os.path.abspath(tmp))
         if tmp.is_dir():
@@ -90,6 +106,29 @@ def _alive(pid):
     except PermissionError:  # another user's
         return True
     return True
+def check_writable(path, folder=False, option=None, replaced=False):
+    """Fail at once, with one line, if the file ``path`` (the folder ``path`` if ``folder``, to
+    write into, or to be replaced as a whole, an index, if ``replaced``) cannot be written: it
+    is a folder (a file), a file stands where a folder must be, or the nearest existing folder
+    refuses a new file (read-only, no permission). ``option`` names the flag that chooses the
+    path, for the fix. Called at a script's start, before the long work."""
+    path = Path(path)
+    fix = f"pass another {option}" if option else "choose another path"
+    if folder and path.exists() and not path.is_dir():
+        raise UserError(f"{path} is a file, not a folder to write into; {fix}")
+    if not folder and path.is_dir():
+        raise UserError(f"{path} is a folder, not a file to write; name a file ({fix})")
+    existing = path if folder and not replaced else path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"cannot write {path}: {existing} is a file, not a folder; {fix}")
+    try:
+        with tempfile.TemporaryFile(dir=existing, prefix=".probe-"):
+            pass
+    except OSError as e:
+        raise UserError(f"cannot write in {existing} ({e.strerror}); make it writable or {fix}") \
+            from None
 
 
 def write_text(path, text):
@@ -109,6 +148,7 @@ def write_run(results, path, name=None):
     """Write a results DataFrame (qid, docno, rank, score) as a TREC run (pt.io.write_results),
     gzipped when ``path`` ends in .gz, atomically."""
     start = time.time()
+    check_scores(results, f"the run for {path}")
     with atomic_path(path) as tmp:
         if str(path).endswith(".gz"):
             with gzip.open(tmp, "wt", encoding="utf-8", compresslevel=GZIP_LEVEL) as f:
@@ -119,25 +159,94 @@ def write_run(results, path, name=None):
              results["qid"].nunique() if len(results) else 0, time.time() - start)
 
 
-def read_run(path):
-    """Read a TREC run (gzipped or not) into a DataFrame (qid, docno, rank, score), ids as str."""
+RUN_FORMAT = "qid Q0 docno rank score name"
+
+
+def read_run(path, fix=None, duplicates=False):
+    """Read a TREC run (gzipped or not) into a DataFrame (qid, docno, rank, score), ids as str.
+
+    A file that is not a run (truncated, not UTF-8, a malformed line), a (qid, docno)
+    ranked twice (trec_eval refuses it too; allowed with ``duplicates``: the re-ranker drops
+    them itself) and a NaN or infinite score are UserErrors that name the line, with ``fix``
+    as the fix if given (a cached run: --overwrite)."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"run file {path} not found")
+        raise UserError(f"run file {path} " + ("is a folder: name the run file in it"
+                                               if path.is_dir() else "not found"))
     try:
         run = pt.io.read_results(str(path))
     except Exception as e:  # pandas raises several kinds on a malformed file
-        raise UserError(f"{path}: not a TREC run file (qid Q0 docno rank score name): {e}") from e
+        check_text(path, fix)  # a truncated gzip file, or not UTF-8
+        bad = next(((n, line) for n, line in read_lines(path) if not _is_run_line(line)), None)
+        where = f"{path}:{bad[0]}: not a TREC run line ({RUN_FORMAT}): {bad[1][:80]!r}" if bad \
+            else f"{path}: not a TREC run file ({RUN_FORMAT}): {e}"
+        raise UserError(f"{where}; {fix or 'fix the file or rerun the stage that wrote it'}") \
+            from None
+    fix = fix or "fix the file or rerun the stage that wrote it"
     run["qid"] = run["qid"].astype(str)
     run["docno"] = run["docno"].astype(str)
+    if not np.isfinite(run["score"].to_numpy()).all():
+        lineno, line = next((n, line) for n, line in read_lines(path)
+                            if line.split() and not math.isfinite(float(line.split()[4])))
+        raise UserError(f"{path}:{lineno}: score {line.split()[4]} is not a finite number; "
+                        f"{fix}")
+    row = None if duplicates else duplicate_row(run)
+    if row is not None:
+        qid, docno = run["qid"].iat[row], run["docno"].iat[row]
+        first, again = [n for n, line in read_lines(path)
+                        if line.split()[0:3:2] == [qid, docno]][:2]
+        raise UserError(f"{path}:{again}: qid {qid} docno {docno} again (first on line {first}); "
+                        f"a run ranks a document once per query (trec_eval refuses duplicates "
+                        f"too): {fix}")
     return run
+
+
+def _is_run_line(line):
+    fields = line.split()
+    if not fields:
+        return True  # blank lines are skipped
+    try:
+        int(fields[3]), float(fields[4])
+    except (IndexError, ValueError):
+        return False
+    return len(fields) == 6
+
+
+def duplicate_row(run):
+    """The position of a row of ``run`` (qid, docno columns) whose (qid, docno) another row has,
+    or None. A set per query: 1-3 s for a 7M-row run (pandas' duplicated() takes 20)."""
+    codes, _ = pd.factorize(run["qid"])
+    order = np.argsort(codes, kind="stable")
+    docnos = run["docno"].to_numpy()[order]
+    starts = (np.flatnonzero(np.diff(codes[order])) + 1).tolist()
+    for a, b in zip([0, *starts], [*starts, len(order)]):
+        group = docnos[a:b].tolist()
+        if len(set(group)) < len(group):
+            seen = set()
+            for k, docno in enumerate(group):
+                if docno in seen:
+                    return int(order[a + k])
+                seen.add(docno)
+    return None
+
+
+def check_scores(run, name):
+    """NaN or infinite scores in ``run`` are a UserError (a NaN would rank first)."""
+    bad = ~np.isfinite(run["score"].to_numpy(dtype=float))
+    if bad.any():
+        qids = list(dict.fromkeys(run["qid"][bad].astype(str)))
+        raise UserError(f"{name}: {int(bad.sum())} scores are NaN or infinite (qids "
+                        f"{', '.join(qids[:5])}{' ...' if len(qids) > 5 else ''}): the model's "
+                        "output overflowed or its weights are broken; try --dtype fp32 or "
+                        "check the model")
 
 
 def run_precision(path):
     """The precision recorded in a run file's name column (None for BM25 and older runs)."""
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        fields = f.readline().split()
+    try:
+        fields = next(iter(read_lines(path)), (0, ""))[1].split()
+    except TextFileError as e:
+        raise TextFileError(e.problem, "delete it or pass --overwrite to recompute it") from None
     name = fields[5] if len(fields) >= 6 else ""
     return name.rsplit(":", 1)[1] if ":" in name else None
 
@@ -157,7 +266,7 @@ def cached_run(path, make, overwrite=False, precision=None):
     if Path(path).is_file() and not overwrite:
         check_precision(path, precision)
         log.info("reusing %s (--overwrite recomputes it)", path)
-        return read_run(path)
+        return read_run(path, fix="delete it or pass --overwrite to recompute it")
     start = time.time()
     results = make()
     log.info("computed %s in %.1fs", Path(path).name, time.time() - start)

@@ -16,6 +16,7 @@ The paths of an experiment (data, translations, indexes, runs, models, FLORES) l
 import argparse
 import ast
 import logging
+import math
 import os
 import sys
 import tomllib
@@ -75,6 +76,33 @@ def _coerce(value, default, where):
     return value
 
 
+# Whole-number settings that are counts but for which 0 means something (a seed, no warmup, no
+# rank skipped): every other count whose default is 1 or more must stay 1 or more.
+ZERO_IS_A_VALUE = {"SEED", "SKIP_TOP", "WARMUP_STEPS"}
+
+
+def check_value(value, default, where, help="", zero=False):
+    """Refuse a value that no setting of its kind can take, judged by the constant's default:
+    a negative whole number (a count; where the default is negative, e.g. -1 = auto, that value
+    is allowed too), 0 where the default is a positive count and 0 means nothing (unless
+    ``zero``), a NaN or infinite number, an empty list where the default names something.
+    ``where`` says where the value was set (``--num-results `` or ``FILE: [table] key = ``)."""
+    meaning = f" ({help})" if help else ""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        if value < 0 and value != default:
+            least = "1 or more" if default > 0 and not zero else "0 or more"
+            raise ConfigError(f"{where}{value}: a count must be {least}{meaning}")
+        if value == 0 and default > 0 and not zero:
+            raise ConfigError(f"{where}0: this count must be 1 or more{meaning}")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}{value}: not a finite number{meaning}")
+    elif isinstance(value, list) and not value and default:
+        raise ConfigError(f"{where}[]: an empty list names nothing; name at least one (the "
+                          f"default is {' '.join(map(str, default))})")
+
+
 def script_names():
     """The names a config table may have: the stage scripts and benchmarks of the repository."""
     return {p.stem for p in [*REPO_ROOT.glob("*.py"), *REPO_ROOT.glob("benchmarks/*.py")]}
@@ -85,10 +113,16 @@ def config_tables(path, section="SCRIPT"):
     after a script."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist (configs/ holds the examples)")
+        raise ConfigError(f"config file {path} " + ("is a folder; name a .toml file in it"
+                                                    if path.is_dir() else "does not exist")
+                          + " (configs/ holds the examples)")
+    raw = path.read_bytes()
     try:
-        with open(path, "rb") as f:
-            config = tomllib.load(f)
+        config = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 (byte 0x{raw[e.start]:02x} at byte offset "
+                          f"{e.start}); TOML files are UTF-8: re-save it as UTF-8") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
     loose = [k for k, v in config.items() if not isinstance(v, dict)]
@@ -172,6 +206,8 @@ def configure(namespace, help, positional=(), argv=None):
 
     paths = dict(PATHS)
     pairs.DEFINED.clear()
+    defaults = {name: namespace[name] for name in names}
+    origin = {}  # where a setting's value came from, for the error that refuses it
     if args.config:
         path_overrides, overrides = read_config(args.config, script)
         for key, value in path_overrides.items():
@@ -185,10 +221,15 @@ def configure(namespace, help, positional=(), argv=None):
                 raise ConfigError(f"{args.config}: [{script}] has unknown key {key!r}; "
                                   f"known keys: {', '.join(n.lower() for n in names)}")
             namespace[name] = _coerce(value, namespace[name], f"{args.config}: [{script}] {key}")
+            origin[name] = f"{args.config}: [{script}] {key} = "
     for name in names:
         value = getattr(args, name.lower() if name in positional else name)
         if value is not None and not (name in positional and value == []):
             namespace[name] = value
+            origin[name] = _flag(name) + " "
+    for name in origin:
+        check_value(namespace[name], defaults[name], origin[name], help[name],
+                    zero=name in ZERO_IS_A_VALUE)
     for key in PATHS:
         if getattr(args, f"path_{key}") is not None:
             paths[key] = getattr(args, f"path_{key}")

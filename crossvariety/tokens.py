@@ -180,6 +180,8 @@ def _serve():
     """A worker: read the tokenize callable, then lists of texts until the input closes;
     answer each with ("ok", Tokens) or ("error", traceback)."""
     import traceback
+    from .errors import ignore_interrupts
+    ignore_interrupts()  # Ctrl-C is the main process's; a worker ends when its input closes
     stdin = sys.stdin.buffer
     # the answers get their own copy of stdout; anything a library prints goes to stderr
     stdout = os.fdopen(os.dup(1), "wb")

@@ -148,22 +148,27 @@ def _tool_command(engine, src, tgt):
     return ["opencc", "-c", OPENCC[src, tgt]]
 
 
-def _translate_with_tool(engine, texts, src, tgt, workers, chunk_size):
+def _translate_with_tool(engine, texts, src, tgt, workers, chunk_size, finished=None):
     command = _tool_command(engine, src, tgt)
     chunks = [texts[i:i + chunk_size] for i in range(0, len(texts), chunk_size)]
     out = []
     # One Apertium pipeline already keeps ~4 cores busy (one process per stage).
     workers = workers or max(1, (os.cpu_count() or 1) // 4)
     with concurrent.futures.ThreadPoolExecutor(workers) as pool, \
-            tqdm(total=len(texts), unit="query", desc=f"{engine} {src}->{tgt}") as progress:
+            tqdm(total=len(texts), unit="query", desc=f"{engine} {src}->{tgt}",
+                 disable=not log.isEnabledFor(logging.INFO)) as progress:
         for chunk, translated in zip(chunks, pool.map(lambda c: run_line_tool(command, c), chunks)):
-            out.extend(remove_apertium_marks(t, s) if engine == "apertium" else t
-                       for s, t in zip(chunk, translated))
+            translated = [remove_apertium_marks(t, s) if engine == "apertium" else t
+                          for s, t in zip(chunk, translated)]
+            out.extend(translated)
+            if finished:
+                finished(chunk, translated)
             progress.update(len(chunk))
     return out
 
 
-def _translate_with_hf(texts, src, tgt, model, batch_tokens, num_beams, max_length):
+def _translate_with_hf(texts, src, tgt, model, batch_tokens, num_beams, max_length,
+                       finished=None):
     """Batched generation with a Hugging Face seq2seq model (NLLB-200 or a one-direction
     OPUS-MT/Marian model): longest first, batches bounded by a token budget, bf16 on a GPU."""
     import torch
@@ -188,7 +193,8 @@ def _translate_with_hf(texts, src, tgt, model, batch_tokens, num_beams, max_leng
     encoded = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
     order = sorted(range(len(texts)), key=lambda i: -len(encoded[i]))
     out = [None] * len(texts)
-    with tqdm(total=len(texts), unit="query", desc=f"hf {src}->{tgt}") as progress:
+    with tqdm(total=len(texts), unit="query", desc=f"hf {src}->{tgt}",
+              disable=not log.isEnabledFor(logging.INFO)) as progress:
         start = 0
         while start < len(order):
             # the longest query comes first, so it bounds the batch's padded size
@@ -200,6 +206,8 @@ def _translate_with_hf(texts, src, tgt, model, batch_tokens, num_beams, max_leng
                 generated = seq2seq.generate(**inputs, **generate_args)
             for i, text in zip(batch, tokenizer.batch_decode(generated, skip_special_tokens=True)):
                 out[i] = text
+            if finished:
+                finished([texts[i] for i in batch], [out[i] for i in batch])
             progress.update(len(batch))
             start += size
     return out
@@ -272,15 +280,17 @@ def translate(texts, src, tgt, engine, model=None, cache=None, refresh=False, wo
     log.info("%s %s->%s: %d queries, %d distinct, %d from the cache, %d to translate", engine,
              src, tgt, len(texts), len(todo), len(todo) - len(missing), len(missing))
     if missing:
+        # each finished chunk goes to the cache at once: an interrupted run keeps it
+        finished = (lambda sources, results: cache.put(
+            system, sources, [single_line(t) for t in results])) if cache else None
         if engine == "hf":
-            new = _translate_with_hf(missing, src, tgt, model, batch_tokens, num_beams, max_length)
+            new = _translate_with_hf(missing, src, tgt, model, batch_tokens, num_beams, max_length,
+                                     finished)
         else:
-            new = _translate_with_tool(engine, missing, src, tgt, workers, chunk_size)
+            new = _translate_with_tool(engine, missing, src, tgt, workers, chunk_size, finished)
         new = [single_line(t) for t in new]
         if len(new) != len(missing):  # the engines guarantee this; a break here is a bug
             raise TranslationError(f"{engine} returned {len(new)} translations for {len(missing)}")
-        if cache:
-            cache.put(system, missing, new)
         done.update(zip(missing, new))
     return [done[t] if t else "" for t in clean]
 

@@ -71,8 +71,9 @@ def test_missing_apertium_mode(monkeypatch):
 def test_cache_translates_only_what_changed(tmp_path, monkeypatch):
     calls = []
 
-    def fake_tool(engine, texts, src, tgt, workers, chunk_size):
+    def fake_tool(engine, texts, src, tgt, workers, chunk_size, finished):
         calls.append(list(texts))
+        finished(texts, [t.upper() for t in texts])  # what a chunk does: into the cache at once
         return [t.upper() for t in texts]
 
     monkeypatch.setattr(translation, "_translate_with_tool", fake_tool)

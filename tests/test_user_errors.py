@@ -70,7 +70,7 @@ CASES = [
     ("evaluate.py", ["nope.res.gz", "--qrels", "irds:mmarco/v2/fr/dev/small"], 1,
      r"run file nope.res.gz not found"),
     ("evaluate.py", ["bad.res", "--qrels", "irds:mmarco/v2/fr/dev/small"], 1,
-     r"bad.res: not a TREC run file"),
+     r"bad.res:1: not a TREC run line \(qid Q0 docno rank score name\): .101 Q0.; fix the file"),
     ("evaluate.py", ["run.res"], 2, r"--qrels DATASET is required"),
     ("evaluate.py", ["run.res", "--qrels", "nope"], 1, r"dataset 'nope' is neither"),
     ("evaluate.py", ["run.res", "--qrels", "empty"], 1, r"empty: no qrels.txt\(.gz\)"),
@@ -114,7 +114,8 @@ CASES = [
      r"could not get queries/train/mmarco.v2.fr_ca.train.judged.tsv of the paper's released"),
     ("mine_negatives.py", ["--source", "run", "--run", "run.res", "--queries", "nope.tsv"], 1,
      r"nope.tsv: query file not found"),
-    ("finetune_mt5.py", ["--train", "bad.jsonl"], 1, r"bad.jsonl:2: a training example is"),
+    ("finetune_mt5.py", ["--train", "bad.jsonl"], 1,
+     r"bad.jsonl:2: no pos, neg; a training example is"),
     ("finetune_mt5.py", ["--train", "good.jsonl", "--triples", "nope.tsv"], 1,
      r"triples file nope.tsv not found"),
     ("finetune_bgem3.py", ["--train", "nope.jsonl"], 1, r"training file nope.jsonl not found"),
@@ -135,6 +136,31 @@ CASES = [
     ("make_tables.py", ["--rename", "bge-m3-lt-cafr"], 2, r"--rename takes PAPER=OURS"),
     ("make_tables.py", ["--format", "html"], 2, r"unknown format 'html'"),
     ("make_tables.py", ["--config", "bad_pair.toml"], 2, r"\[pairs.gl-pt\] has unknown key"),
+    # issue #19: bad values and outputs found before the long work
+    ("run_mmarco.py", ["--num-results", "-5"], 2,
+     r"--num-results -5: a count must be 1 or more \(passages retrieved per query\)"),
+    ("index_bm25.py", ["--workers", "-3"], 2, r"--workers -3: a count must be 0 or more"),
+    ("run_mmarco.py", ["--config", "no_pairs.toml"], 2,
+     r"no_pairs.toml: \[run_mmarco\] pairs = \[\]: an empty list names nothing"),
+    ("run_mmarco.py", ["--config", "latin1.toml"], 2,
+     r"latin1.toml:2: not UTF-8 \(byte 0xe9 at byte offset 18\); TOML files are UTF-8"),
+    ("run_mmarco.py", ["--runs-dir", "afile/runs"], 1,
+     r"cannot write afile/runs: afile is a file, not a folder; pass another --runs-dir"),
+    ("translate_queries.py", ["--queries", "q.tsv", "--src", "fr", "--tgt", "ca", "--out",
+                              "empty"], 1,
+     r"empty is a folder, not a file to write; name a file \(pass another --out\)"),
+    ("rerank_mt5.py", ["--run", "run.res", "--dataset", "irds:mmarco/v2/fr", "--queries", "q.tsv",
+                       "--out", "empty"], 1, r"empty is a folder, not a file to write"),
+    ("evaluate.py", ["twice.res", "--qrels", "irds:mmarco/v2/fr/dev/small"], 1,
+     r"twice.res:2: qid 101 docno 2 again \(first on line 1\); a run ranks a document once"),
+    ("evaluate.py", ["nan.res", "--qrels", "irds:mmarco/v2/fr/dev/small"], 1,
+     r"nan.res:1: score nan is not a finite number"),
+    ("finetune_bgem3.py", ["--train", "pos_string.jsonl"], 1,
+     r'pos_string.jsonl:1: "pos" is "a string", not a list of strings'),
+    ("finetune_bgem3.py", ["--train", "good.jsonl"], 1,
+     r"cannot load model BAAI/bge-m3: not in the local Hugging Face cache"),
+    ("finetune_mt5.py", ["--train", "good.jsonl", "--triples", "latin1.tsv"], 1,
+     r"latin1.tsv:1: not UTF-8 \(byte 0xe9 at byte offset 3 of the file"),
 ]
 
 
@@ -151,6 +177,13 @@ INPUTS = {
     "unknown_key.toml": "[index_bm25]\nworker = 2\n",
     "wrong_type.toml": '[run_mmarco]\nnum_results = "five"\n',
     "bad_pair.toml": '[pairs.gl-pt]\ncolection = "x"\n',
+    "no_pairs.toml": "[run_mmarco]\npairs = []\n",
+    "latin1.toml": b"[run_mmarco]\n# caf\xe9\nnum_results = 10\n",
+    "afile": "",
+    "twice.res": "101 Q0 2 1 1.5 run\n101 Q0 2 2 1.0 run\n",
+    "nan.res": "101 Q0 2 1 nan run\n",
+    "pos_string.jsonl": '{"query": "q", "pos": "a string", "neg": ["n"]}\n',
+    "latin1.tsv": b"caf\xe9\tp\tn\n",
     "data/translations/mmarco-v2-fr-dev-small.ca.tsv": "".join(
         f"{q}\t{t}\n" for q, t in CA_DEV_QUERIES.items()),
 }
@@ -167,7 +200,7 @@ def experiment(tmp_path_factory, irds_home):
     (folder / "empty").mkdir()
     for name, text in INPUTS.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_text(text)
+        (folder / name).write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
     return folder
 
 
