@@ -119,6 +119,10 @@ def test_a_score_file_of_another_shape_is_one_line(tmp_path):
     (tmp_path / "plain.pkl.gz").write_bytes(b"not gzip")
     with pytest.raises(UserError) as error:
         negatives.read_ce_scores(tmp_path / "plain.pkl.gz")
+    assert "not gzip data, though named .gz; delete it" in one_line(error)
+    (tmp_path / "junk.pkl.gz").write_bytes(gzip.compress(b"not a pickle"))
+    with pytest.raises(UserError) as error:
+        negatives.read_ce_scores(tmp_path / "junk.pkl.gz")
     assert "not a readable cross-encoder score pickle" in one_line(error)
 
 
