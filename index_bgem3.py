@@ -51,7 +51,9 @@ HELP = {
     "TOKENIZER_WORKERS": "tokenizer processes beside the GPU's (off the GIL of the process that "
                          "drives it): auto = a quarter of the cores, at most 4, on a GPU, none "
                          "on a CPU; or a number (0 = tokenise on a thread)",
-    "OVERWRITE": "re-encode from scratch even if the index or encoded chunks exist",
+    "OVERWRITE": "re-encode from scratch even if the index or encoded chunks exist (an index "
+                 "built from other model files, another collection or --max-length is an "
+                 "error without it: its metadata records what made it)",
 }
 paths = settings.configure(globals(), HELP)
 # -----------------------------------------------------------------------------
@@ -60,7 +62,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from crossvariety import chunks, compiling, dense
+from crossvariety import chunks, compiling, dense, retrievers
 from crossvariety.batching import worker_count
 from crossvariety.datasets import Dataset
 from crossvariety.models import resolve_model
@@ -76,7 +78,8 @@ index = Path(INDEX) if INDEX else dense.default_index_path(paths["index_dir"], M
 if OVERWRITE:
     shutil.rmtree(chunks.parts_dir(index), ignore_errors=True)
     shutil.rmtree(index, ignore_errors=True)
-if dense.index_built(index):
+inputs = retrievers.index_inputs(MODEL, dataset, MAX_LENGTH)  # checked against a built index
+if retrievers.check_index(index, inputs, fix="--overwrite rebuilds it, or pass another --index"):
     log.info("%s is already built; nothing to do (--overwrite rebuilds it)", index)
     sys.exit(0)
 if MERGE_ONLY:
@@ -89,4 +92,4 @@ log.info("encoding %s with %s on %s (%s, %d tokens/batch) into %s, shard %s", DA
          encoder.model_name, encoder.device, encoder.precision, encoder.batch_tokens, index,
          SHARD)
 dense.build_index(dataset.docs_iter(), encoder, index, shard=SHARD, chunk_docs=CHUNK_DOCS,
-                  total=dataset.docs_count())
+                  total=dataset.docs_count(), inputs=inputs)

@@ -62,7 +62,9 @@ HELP = {
     "DEVICE": "torch device; empty = cuda if available, else cpu",
     "DTYPE": "precision: auto = bf16 on a GPU, fp32 on a CPU; fp32; fp8 (matmuls on fp8 "
              "tensor cores, emulated elsewhere); recorded in the index; every shard the same",
-    "OVERWRITE": "re-encode from scratch even if the index or encoded chunks exist",
+    "OVERWRITE": "re-encode from scratch even if the index or encoded chunks exist (an index "
+                 "built from other model files or another collection is an error without it: "
+                 "its metadata records what made it)",
 }
 paths = settings.configure(globals(), HELP)
 # -----------------------------------------------------------------------------
@@ -94,7 +96,8 @@ index = Path(INDEX) if INDEX else retrievers.index_path(paths["index_dir"], MODE
 if OVERWRITE:
     shutil.rmtree(chunks.parts_dir(index), ignore_errors=True)
     shutil.rmtree(index, ignore_errors=True)
-if plaid.index_built(index):
+inputs = retrievers.index_inputs(MODEL, dataset)  # checked against a built index
+if retrievers.check_index(index, inputs, fix="--overwrite rebuilds it, or pass another --index"):
     log.info("%s is already built; nothing to do (--overwrite rebuilds it)", index)
     sys.exit(0)
 if MERGE_ONLY:
@@ -107,4 +110,5 @@ log.info("indexing %s with %s (queries %s, documents %s) on %s (%s, %d tokens/ba
          encoder.device, encoder.precision, encoder.batch_tokens, index,
          SHARD)
 plaid.build_index(dataset.docs_iter, encoder, index, shard=SHARD, chunk_docs=CHUNK_DOCS,
-                  total=dataset.docs_count(), nbits=NBITS, kmeans_niters=KMEANS_NITERS)
+                  total=dataset.docs_count(), nbits=NBITS, kmeans_niters=KMEANS_NITERS,
+                  inputs=inputs)

@@ -7,7 +7,9 @@ fused forward pass (the relative position bias inside the attention kernel, no c
 keys and values, only the yes/no logits) compiled on a GPU, tokenisation in worker processes,
 scores independent of batch-mates. A run whose qids are not in the query set
 or whose docnos are not in the collection is an error. A finished output is kept unless
---overwrite.
+--overwrite, or unless its record ({out}.json: the re-ranker's files or revision, the pairs
+re-ranked, the queries' and documents' content, the precision) shows other inputs: then it is
+re-ranked again, with a log line naming what changed.
 
 Examples:
   python rerank_mt5.py --run runs/mmarco-v2-fr-dev-small.bge-m3.q-ca.retrieve.res.gz \\
@@ -61,13 +63,13 @@ import sys
 import time
 from pathlib import Path
 
-from crossvariety import compiling, precision
+from crossvariety import compiling, precision, provenance
 from crossvariety.batching import default_device, worker_count
 from crossvariety.datasets import Dataset, load_queries
 from crossvariety.errors import UsageError
 from crossvariety.models import model_label, resolve_model
 from crossvariety.rerank import MonoT5ReRanker, attach_text
-from crossvariety.runs import check_precision, read_run, run_name, write_run
+from crossvariety.runs import check_precision, read_run, reusable, run_name, write_run
 
 log = logging.getLogger("rerank_mt5")
 for name in ("RUN", "DATASET", "QUERIES"):
@@ -85,13 +87,22 @@ else:
 wanted = precision.resolve(DTYPE, default_device(DEVICE or None))
 if out.is_file() and not OVERWRITE:
     check_precision(out, wanted, made="re-ranked", elsewhere="--out")
-    log.info("%s exists; nothing to do (--overwrite re-ranks again)", out)
-    sys.exit(0)
 run = read_run(run_file)
 queries = load_queries(QUERIES, QUERY_FIELD or None)
 log.info("read %s (%d rows, %d queries) and %d queries from %s", run_file, len(run),
          run.qid.nunique(), len(queries), QUERIES)
-frame = attach_text(run, queries, Dataset(DATASET), TOP_K)
+dataset = Dataset(DATASET)
+
+
+def recipe():
+    return provenance.rerank_recipe(MODEL, run, queries, dataset, TOP_K, wanted)
+
+
+if out.is_file() and not OVERWRITE and reusable(out, recipe()):
+    log.info("%s exists and was made from the same inputs; nothing to do (--overwrite "
+             "re-ranks again)", out)
+    sys.exit(0)
+frame = attach_text(run, queries, dataset, TOP_K)
 reranker = MonoT5ReRanker(MODEL, batch_tokens=BATCH_TOKENS, device=DEVICE or None, dtype=wanted,
                           compile=COMPILE, tokenizer_workers=TOKENIZER_WORKERS)
 start = time.time()
@@ -100,4 +111,5 @@ seconds = time.time() - start
 log.info("re-ranked %d pairs with %s on %s (%s) in %.1fs (%.0f pairs/s)", len(frame),
          reranker.model_name, reranker.device, reranker.precision, seconds,
          len(frame) / max(seconds, 1e-9))
-write_run(results, out, name=run_name(out, reranker.precision))
+write_run(results, out, name=run_name(out, reranker.precision),
+          record=provenance.new_record(recipe(), seconds=round(seconds, 1)))

@@ -11,6 +11,9 @@ re-ranker is the baseline. Run files:
   {runs_dir}/{dataset}.{model}.q-{field}.retrieve.res.gz
   {runs_dir}/{dataset}.{first model}.q-{field}.rerank-{reranker}.res.gz
 Metrics: nDCG@20 and R@1000 on neuCLIR (graded qrels), MRR@10 and R@1000 on neuMARCO.
+Beside each run, {run}.json records what made it (model files or revision, collection, queries,
+settings); a finished run is reused only when its record matches, else recomputed with a log
+line naming what changed.
 
 Examples:
   python run_neuclir.py --config configs/neuclir_bgem3.toml
@@ -59,14 +62,16 @@ HELP = {
     "DTYPE": "precision of the encoders and re-rankers: auto = bf16 on a GPU, fp32 on a CPU; "
              "fp32 (the paper's); fp8 (matmuls on fp8 tensor cores, emulated elsewhere); "
              "recorded in the run files",
-    "OVERWRITE": "recompute run files even if they exist",
+    "OVERWRITE": "recompute the run files even if they exist and match, and rebuild an index "
+                 "that was built from other model files or another collection (without it "
+                 "such an index is an error; a current index is kept)",
 }
 paths = settings.configure(globals(), HELP)
 # -----------------------------------------------------------------------------
 import functools
 import logging
 
-from crossvariety import evaluation, precision, retrievers
+from crossvariety import evaluation, precision, provenance, retrievers
 from crossvariety.datasets import Dataset
 from crossvariety.errors import UsageError
 from crossvariety.models import model_label, resolve_model
@@ -110,9 +115,15 @@ for topics in datasets:
             return retrievers.retriever(model, collection, paths["index_dir"], NUM_RESULTS,
                                         language=LANGUAGE or None,
                                         doc_lang_from_config=DOC_LANG_FROM_CONFIG,
-                                        max_length=MAX_LENGTH,
-                                        dtype=precision.resolve(DTYPE))(queries)
-        runs[name] = cached_run(path, retrieve, OVERWRITE, precision.resolve(DTYPE))
+                                        max_length=MAX_LENGTH, dtype=precision.resolve(DTYPE),
+                                        overwrite=OVERWRITE)(queries)
+
+        def recipe(model=model):
+            return retrievers.run_recipe(model, collection, queries, LANGUAGE or None,
+                                         DOC_LANG_FROM_CONFIG, MAX_LENGTH,
+                                         precision.resolve(DTYPE), paths["index_dir"])
+        runs[name] = cached_run(path, retrieve, OVERWRITE, precision.resolve(DTYPE), recipe,
+                                NUM_RESULTS, retrievers.exact_depth(model), optional=("index",))
 
     # 2. the paper's mT5 rows: the first model's top-k re-ranked by each mT5 model
     if RERANK:
@@ -126,8 +137,12 @@ for topics in datasets:
             def rerank(reranker_name=reranker_name):
                 frame = attach_text(first, queries, collection, RERANK_TOP_K)
                 return reranker_of(reranker_name)(frame)
+
+            def recipe(reranker_name=reranker_name):
+                return provenance.rerank_recipe(reranker_name, first, queries, collection,
+                                                RERANK_TOP_K, precision.resolve(DTYPE))
             reranked[f"{first_label} >> {model_label(reranker_name)}"] = \
-                cached_run(path, rerank, OVERWRITE, precision.resolve(DTYPE))
+                cached_run(path, rerank, OVERWRITE, precision.resolve(DTYPE), recipe)
         runs = reranked
 
     # 3. every model against the first

@@ -117,11 +117,14 @@ def index_built(index_dir):
     return (Path(index_dir) / "pt_meta.json").is_file()
 
 
-def encode_chunks(docs, encoder, index_dir, shard="0/1", chunk_docs=100_000, total=None):
+def encode_chunks(docs, encoder, index_dir, shard="0/1", chunk_docs=100_000, total=None,
+                  inputs=None):
     """Encode this shard's chunks of ``docs`` ({"docno", "text"}) into {index}.parts/, skipping
-    chunks already there. Returns the number of chunks of the whole collection."""
+    chunks already there. Returns the number of chunks of the whole collection. ``inputs``:
+    the identities of the model and the collection (crossvariety.retrievers.index_inputs),
+    recorded in the index's metadata."""
     meta = {"model": encoder.model_name, "max_length": encoder.max_length,
-            "dtype": encoder.precision}
+            "dtype": encoder.precision, **(inputs or {})}
     return chunks.encode_chunks(
         docs, lambda texts, k: {"vectors": encoder.encode(texts, desc=f"chunk {k}")}, index_dir,
         meta, shard, chunk_docs, total, desc="BGE-M3 index")
@@ -170,10 +173,11 @@ def merge_chunks(index_dir):
     log.info("merged %d chunks into %s in %.1fs", len(files), index_dir, time.time() - start)
 
 
-def build_index(docs, encoder, index_dir, shard="0/1", chunk_docs=100_000, total=None):
+def build_index(docs, encoder, index_dir, shard="0/1", chunk_docs=100_000, total=None,
+                inputs=None):
     """Encode this shard's chunks; merge into the FlexIndex once every chunk is encoded.
-    Returns True when the index is complete."""
-    encode_chunks(docs, encoder, index_dir, shard, chunk_docs, total)
+    Returns True when the index is complete. ``inputs``: as encode_chunks."""
+    encode_chunks(docs, encoder, index_dir, shard, chunk_docs, total, inputs)
     return chunks.merge_if_complete(index_dir, merge_chunks)
 
 

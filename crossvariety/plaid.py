@@ -193,10 +193,12 @@ def train_codec(docs, encoder, parts, total, nbits, kmeans_niters):
 
 
 def encode_chunks(docs, encoder, index_dir, shard="0/1", chunk_docs=25_000, total=None, nbits=2,
-                  kmeans_niters=4, wait_seconds=30):
+                  kmeans_niters=4, wait_seconds=30, inputs=None):
     """Train the codec (shard 0) or wait for it, then encode and compress this shard's chunks of
     the collection into {index}.parts/, skipping chunks already there. ``docs`` is a function
-    giving a fresh iterator of {"docno", "text"}. Returns the number of chunks."""
+    giving a fresh iterator of {"docno", "text"}. Returns the number of chunks. ``inputs``:
+    the identities of the model and the collection (crossvariety.retrievers.index_inputs),
+    recorded in the index's metadata."""
     i, n = parse_shard(shard)
     parts = parts_dir(index_dir)
     parts.mkdir(parents=True, exist_ok=True)
@@ -221,7 +223,7 @@ def encode_chunks(docs, encoder, index_dir, shard="0/1", chunk_docs=25_000, tota
     meta = {"model": encoder.model_name, "language": encoder.language,
             "doc_language": encoder.doc_language, "saved_language": encoder.saved_language,
             "settings": encoder.settings, "nbits": nbits, "kmeans_niters": kmeans_niters,
-            "dtype": encoder.precision}
+            "dtype": encoder.precision, **(inputs or {})}
     return chunks.encode_chunks(docs(), encode, index_dir, meta, shard, chunk_docs, total,
                                 desc="ColBERT-XM index")
 
@@ -281,10 +283,12 @@ def index_bytes(index_dir):
 
 
 def build_index(docs, encoder, index_dir, shard="0/1", chunk_docs=25_000, total=None, nbits=2,
-                kmeans_niters=4):
+                kmeans_niters=4, inputs=None):
     """Encode this shard's chunks; merge into the index once every chunk is encoded. ``docs``:
-    a function giving a fresh iterator of {"docno", "text"}. Returns True when complete."""
-    encode_chunks(docs, encoder, index_dir, shard, chunk_docs, total, nbits, kmeans_niters)
+    a function giving a fresh iterator of {"docno", "text"}. Returns True when complete.
+    ``inputs``: as encode_chunks."""
+    encode_chunks(docs, encoder, index_dir, shard, chunk_docs, total, nbits, kmeans_niters,
+                  inputs=inputs)
     return chunks.merge_if_complete(index_dir, merge_chunks)
 
 
