@@ -78,8 +78,8 @@ index = Path(INDEX) if INDEX else dense.default_index_path(paths["index_dir"], M
 if OVERWRITE:
     shutil.rmtree(chunks.parts_dir(index), ignore_errors=True)
     shutil.rmtree(index, ignore_errors=True)
-inputs = retrievers.index_inputs(MODEL, dataset, MAX_LENGTH)  # checked against a built index
-if retrievers.check_index(index, inputs, fix="--overwrite rebuilds it, or pass another --index"):
+if retrievers.check_index(index, retrievers.index_inputs(MODEL, dataset, MAX_LENGTH),
+                          fix="--overwrite rebuilds it, or pass another --index"):
     log.info("%s is already built; nothing to do (--overwrite rebuilds it)", index)
     sys.exit(0)
 if MERGE_ONLY:
@@ -91,5 +91,7 @@ encoder = dense.BgeM3Encoder(MODEL, max_length=MAX_LENGTH, batch_tokens=BATCH_TO
 log.info("encoding %s with %s on %s (%s, %d tokens/batch) into %s, shard %s", DATASET,
          encoder.model_name, encoder.device, encoder.precision, encoder.batch_tokens, index,
          SHARD)
+# the identities again, now that the model is loaded (in the HF cache)
+inputs = retrievers.index_inputs(MODEL, dataset, MAX_LENGTH)
 dense.build_index(dataset.docs_iter(), encoder, index, shard=SHARD, chunk_docs=CHUNK_DOCS,
                   total=dataset.docs_count(), inputs=inputs)

@@ -96,8 +96,8 @@ index = Path(INDEX) if INDEX else retrievers.index_path(paths["index_dir"], MODE
 if OVERWRITE:
     shutil.rmtree(chunks.parts_dir(index), ignore_errors=True)
     shutil.rmtree(index, ignore_errors=True)
-inputs = retrievers.index_inputs(MODEL, dataset)  # checked against a built index
-if retrievers.check_index(index, inputs, fix="--overwrite rebuilds it, or pass another --index"):
+if retrievers.check_index(index, retrievers.index_inputs(MODEL, dataset),
+                          fix="--overwrite rebuilds it, or pass another --index"):
     log.info("%s is already built; nothing to do (--overwrite rebuilds it)", index)
     sys.exit(0)
 if MERGE_ONLY:
@@ -109,6 +109,8 @@ log.info("indexing %s with %s (queries %s, documents %s) on %s (%s, %d tokens/ba
          "shard %s", DATASET, encoder.model_name, encoder.language, encoder.doc_language,
          encoder.device, encoder.precision, encoder.batch_tokens, index,
          SHARD)
+# the identities again, now that the model is loaded (in the HF cache)
+inputs = retrievers.index_inputs(MODEL, dataset)
 plaid.build_index(dataset.docs_iter, encoder, index, shard=SHARD, chunk_docs=CHUNK_DOCS,
                   total=dataset.docs_count(), nbits=NBITS, kmeans_niters=KMEANS_NITERS,
                   inputs=inputs)

@@ -49,7 +49,7 @@ COLLECTION = ""  # documents for every pair; empty = the pair's own (mMARCO for 
 TOPICS = ""  # high-resource queries + qrels; empty = the pair's own, or --collection's
 VARIETY_QUERIES = ""  # variety query file; empty = the pair's, else in translations_dir
 CJK = "bigrams"  # BM25 terms of Chinese/Cantonese: bigrams (the paper's) or unigrams+bigrams
-MAX_LENGTH = 1024  # BGE-M3 document length, when an index must be built
+MAX_LENGTH = 1024  # BGE-M3 document length (its index's: recorded, checked)
 DOC_LANG_FROM_CONFIG = False  # ColBERT-XM: documents with the checkpoint's saved adapter
 NUM_RESULTS = 1000  # depth of each run
 EVALUATE = False  # print the metrics and significance table
@@ -83,7 +83,8 @@ HELP = {
                        "(flores: built in)",
     "CJK": "BM25 terms of Chinese and Cantonese text: bigrams (Lucene's CJK analyzer, the "
            "paper's) or unigrams+bigrams (runs and index named bm25-unibi)",
-    "MAX_LENGTH": "BGE-M3: tokens per document when an index must be built",
+    "MAX_LENGTH": "BGE-M3: tokens per document (and per query); an index built with "
+                  "another length is an error (--overwrite rebuilds it)",
     "DOC_LANG_FROM_CONFIG": "ColBERT-XM: encode documents with the checkpoint's saved "
                             "default_language, as the original code did by accident (queries "
                             "keep the collection's); runs and index named {model}-doclang-config",

@@ -32,7 +32,7 @@ QUERY_FIELD = "title"  # neuCLIR topic field: title (English) or ht_title (human
 RERANK = []  # mT5 models that re-rank the first model's runs
 RERANK_TOP_K = 1000
 NUM_RESULTS = 1000
-MAX_LENGTH = 1024  # BGE-M3 document length, when an index must be built
+MAX_LENGTH = 1024  # BGE-M3 document length (its index's: recorded, checked)
 LANGUAGE = ""  # ColBERT-XM adapter; empty = the documents' language as ir_datasets records it
 DOC_LANG_FROM_CONFIG = False  # ColBERT-XM: documents with the checkpoint's saved adapter
 MEASURES = []  # empty = nDCG@20 R@1000 (neuCLIR), MRR@10 R@1000 (neuMARCO)
@@ -51,7 +51,8 @@ HELP = {
               "first model's runs; the table then compares the re-rankers",
     "RERANK_TOP_K": "documents of each ranking that --rerank re-ranks",
     "NUM_RESULTS": "documents retrieved per query",
-    "MAX_LENGTH": "BGE-M3: tokens per document when an index must be built",
+    "MAX_LENGTH": "BGE-M3: tokens per document (and per query); an index built with "
+                  "another length is an error (--overwrite rebuilds it)",
     "LANGUAGE": "ColBERT-XM: the adapter for queries and documents (fa, ru, zh, fa_IR); empty = "
                 "the documents' language as ir_datasets records it (needed for folders)",
     "DOC_LANG_FROM_CONFIG": "ColBERT-XM: encode documents with the checkpoint's saved "

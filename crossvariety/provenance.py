@@ -70,18 +70,18 @@ def _save_hash(path, key, digest):
     except (OSError, ValueError):
         on_disk = {}
     merged = {p: v for p, v in {**on_disk, **cache}.items() if os.path.exists(p)}
+    tmp = None
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", dir=target.parent, prefix=".partial-",
                                          delete=False) as f:
+            tmp = f.name
             json.dump(merged, f)
-        os.replace(f.name, target)
+        os.replace(tmp, target)
     except OSError as e:
         log.debug("could not write the hash cache %s: %s", target, e)
-        try:
-            os.unlink(f.name)
-        except (OSError, UnboundLocalError):
-            pass
+        if tmp and os.path.exists(tmp):
+            os.unlink(tmp)
     cache.clear()
     cache.update(merged)
 
@@ -217,11 +217,11 @@ def model_details(name_or_path):
 # ----------------------------------------------------------------------------- comparison
 
 def _same(before, now):
-    """Equal, or ``now`` is an HF model missing from the local cache (its revision cannot be
-    checked) and ``before`` the same model at a known revision."""
+    """Equal, or the same HF model where one side's revision is unknown (not in the local
+    cache when it was looked up): nothing says that they differ."""
     if before == now:
         return True
-    return isinstance(before, str) and isinstance(now, str) and now.endswith("@uncached") \
+    return isinstance(before, str) and isinstance(now, str) and "@uncached" in (before + now) \
         and before.rsplit("@", 1)[0] == now.rsplit("@", 1)[0]
 
 

@@ -171,17 +171,18 @@ def retriever(model, collection, index_dir, num_results=1000, language=None,
         if not built:
             log.info("no ColBERT-XM index at %s: encoding %s (index_colbertxm.py shards big "
                      "ones)", index, collection.spec)
+            # the identities again, now that the model is loaded (in the HF cache)
             plaid.build_index(collection.docs_iter, enc, index, total=collection.docs_count(),
                               inputs=index_inputs(model, collection))
         plaid.check_language(index, enc)
         return plaid.colbert_retriever(index, enc, num_results)
     from . import dense
-    inputs = index_inputs(model, collection, max_length)
-    built = check_index(index, inputs, overwrite, fix)
+    built = check_index(index, index_inputs(model, collection, max_length), overwrite, fix)
     enc = encoder(model, max_length=max_length, dtype=dtype)
     if not built:
         log.info("no dense index at %s: encoding %s (index_bgem3.py shards big ones)", index,
                  collection.spec)
+        # the identities again, now that the model is loaded (in the HF cache)
         dense.build_index(collection.docs_iter(), enc, index, total=collection.docs_count(),
-                          inputs=inputs)
+                          inputs=index_inputs(model, collection, max_length))
     return dense.dense_retriever(index, enc, num_results=num_results)

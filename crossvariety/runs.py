@@ -180,7 +180,10 @@ def cached_run(path, make, overwrite=False, precision=None, recipe=None, depth=N
     if path.is_file() and not overwrite:
         check_precision(path, precision)
         if recipe is None or reusable(path, recipe(), depth, exact_depth, optional):
-            log.info("reusing %s (--overwrite recomputes it)", path)
+            made = (provenance.read_record(path) or {}).get("depth")
+            deeper = f", made {made} deep, read {depth} deep" if made and depth and made > depth \
+                else ""
+            log.info("reusing %s (--overwrite recomputes it%s)", path, deeper)
             return truncate(read_run(path), depth)
     start = time.time()
     results = make()

@@ -235,5 +235,28 @@ def test_identities(tmp_path, tiny_xlmr):
     assert provenance.model_id(model) == before
     (model / "tokenizer_config.json").write_text("{}")
     assert provenance.model_id(model) != before
+    # a re-ranker's input: the pairs it re-ranks (each query's top k), not the whole run
+    run = frame([("1", "d1", 0, 3.0), ("1", "d2", 1, 2.0), ("1", "d3", 2, 1.0)])
+    collection = Dataset(tmp_path / "a" / "loc")
+    top2 = provenance.rerank_recipe(model, run, queries, collection, 2, "fp32")
+    assert top2 == provenance.rerank_recipe(model, run.head(2), queries, collection, 2, "fp32")
+    assert top2 != provenance.rerank_recipe(model, run, queries, collection, 3, "fp32")
+    assert top2["queries"] == provenance.queries_id(queries.head(1))  # the queries re-ranked
     assert provenance.differences({"model": "x@abc"}, {"model": "x@uncached"}) == []
     assert provenance.differences({"a": {"b": 1}}, {"a": {"b": 2}}) == ["a.b: 1 -> 2"]
+
+
+def test_make_tables_path_flags_override_the_configs_paths(tmp_path, irds_home):
+    """make_tables.py --config C --runs-dir X reads and writes X, as run_mmarco.py --config C
+    --runs-dir X would have written there (not C's runs_dir)."""
+    from test_paper import write_runs
+    config = tmp_path / "exp.toml"
+    config.write_text('[paths]\nruns_dir = "runs/in-config"\n'
+                      '[run_mmarco]\npairs = ["ca-fr"]\nevaluate = true\n')
+    elsewhere = tmp_path / "runs" / "elsewhere"
+    write_runs(elsewhere, {("bm25", "fr"): [1, 3, 1, 1], ("bm25", "ca"): [2, None, None, 1]})
+    proc = run_script("make_tables.py", "--config", config, "--runs-dir", elsewhere,
+                      "--no-figures", cwd=tmp_path)
+    rows = [line.split("|") for line in proc.stdout.splitlines() if line.startswith("| ca-fr")]
+    assert [(r[3].strip(), r[4].strip()) for r in rows] == [("fr", "0.8333"), ("ca", "0.3750")]
+    assert (elsewhere / "exp.table.md").is_file() and not (tmp_path / "runs" / "in-config").exists()
