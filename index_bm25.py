@@ -5,7 +5,8 @@ Snowball stemming where Snowball has the language, else a generic analysis with 
 Chinese character bigrams; Persian normalisation) on all cores, and PISA indexes the resulting
 term counts. The index appears only when complete; a re-run skips a built index unless
 --overwrite, or unless its metadata (crossvariety.json) shows it was built from another
-collection (another content in a folder of the same name) or analysis: then it is rebuilt. One progress bar shows the build (PISA's own console output is kept out).
+collection (other documents in a folder of the same name) or analysis: then it is rebuilt.
+One progress bar shows the build (PISA's own console output is kept out).
 
 Examples:
   python index_bm25.py --dataset irds:mmarco/v2/fr --lang fr

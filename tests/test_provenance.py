@@ -63,7 +63,8 @@ def test_another_collection_in_a_folder_of_the_same_name(tmp_path, workdir):
     variety = workdir / "data" / "translations" / "mmarco-v2-fr-dev-small.ca.tsv"
     write_folder(workdir / "loc", FR_PASSAGES)
     # the same passages under rotated docnos: the judged passage is another one
-    rotated = dict(zip(FR_PASSAGES, list(FR_PASSAGES.values())[3:] + list(FR_PASSAGES.values())[:3]))
+    texts = list(FR_PASSAGES.values())
+    rotated = dict(zip(FR_PASSAGES, texts[3:] + texts[:3]))
     write_folder(workdir / "other2" / "loc", rotated)
 
     def experiment(folder, cwd):
