@@ -28,6 +28,7 @@ from crossvariety import settings
 TRAIN = ""  # training JSONL from mine_negatives.py
 TRIPLES = ""  # optional MS MARCO triples TSV (query, positive, negative) added to the data
 MODEL = "mt5"  # start: unicamp-dl/mt5-base-mmarco-v2
+TOKENIZER = ""  # empty = the start model's own, else its base model's
 OUT = ""  # empty = {models_dir}/mt5-ft-{training file name}
 LEARNING_RATE = 5e-5
 BATCH_SIZE = 32  # pairs per optimizer step (the original: 4)
@@ -48,6 +49,9 @@ HELP = {
              "for the paper's released file (paper:ca-fr, paper:af-dt)",
     "TRIPLES": "optional: MS MARCO triples (query<TAB>positive<TAB>negative) added to the data",
     "MODEL": "model to start from: mt5 (unicamp-dl/mt5-base-mmarco-v2), an HF id or a path",
+    "TOKENIZER": "tokenizer (HF id or path); empty = the start model's own, else that of the "
+                 "model it was fine-tuned from (unicamp-dl/mt5-base-mmarco-v2: the paper's "
+                 "mt5-lt-* checkpoints ship none); the output always holds its tokenizer",
     "OUT": "output model folder; empty = {models_dir}/mt5-ft-{training file name}",
     "LEARNING_RATE": "AdamW learning rate; 5e-5 is what the authors' later code used (the "
                      "paper's 5e-12 is a typo that trains nothing)",
@@ -77,12 +81,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+from transformers import AutoModelForSeq2SeqLM
 
 from crossvariety import checkpoints, released, training
 from crossvariety.batching import default_device, no_cudnn_attention
 from crossvariety.errors import UsageError, UserError
-from crossvariety.models import from_pretrained, resolve_model
+from crossvariety.models import fetch, from_pretrained, load_tokenizer, resolve_model
 from crossvariety.negatives import read_examples
 from crossvariety.rerank import MAX_LENGTH, prompt_tokenizer, yes_no_ids
 from crossvariety.runs import atomic_path
@@ -106,6 +110,8 @@ no_cudnn_attention(device)
 
 # 1. the training pairs, tokenised once (as one flat array: little memory for millions)
 model_path = resolve_model(MODEL)
+if TOKENIZER:
+    resolve_model(TOKENIZER)  # an unknown name fails before the data is read
 TRAIN = released.resolve(TRAIN, "training")  # paper:ca-fr -> the paper's released file
 examples = read_examples(TRAIN)
 pairs = [(e["query"], p, 1) for e in examples for p in e["pos"][:1]] + \
@@ -121,8 +127,10 @@ if TRIPLES:
                 raise UserError(f"{TRIPLES}:{lineno}: a triple is query<TAB>positive<TAB>negative "
                                 f"(found {len(fields)} fields)")
             pairs += [(fields[0], fields[1], 1), (fields[0], fields[2], 0)]
-tokenizer = from_pretrained(AutoTokenizer, model_path)
-yes, no = yes_no_ids(tokenizer, model_path)
+# the start's own tokenizer, else its base model's (the paper's mt5-lt-* checkpoints ship none)
+start_folder = fetch(model_path, "mt5")
+tokenizer, tokenizer_name = load_tokenizer(model_path, "mt5", TOKENIZER or None)
+yes, no = yes_no_ids(tokenizer, tokenizer_name)
 start = time.time()
 tokenize = prompt_tokenizer(tokenizer)  # the re-ranker's inputs, as flat arrays
 blocks = [tokenize([(q, d) for q, d, _ in pairs[b:b + 50_000]])
@@ -159,7 +167,7 @@ def micro_batch(m):
 # 2. the model and optimizer, or the last checkpoint of a killed run
 step = 0
 saved = checkpoints.saved(checkpoints_dir)
-source = saved[-1] if saved else model_path
+source = saved[-1] if saved else start_folder
 model = from_pretrained(AutoModelForSeq2SeqLM, source).to(device).train()
 optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE,
                               fused=device.type == "cuda")
@@ -169,8 +177,9 @@ if saved:
     step = checkpoints.restore(saved[-1], optimizer, scheduler, device)
     log.info("resuming from %s (step %d of %d)", saved[-1], step, total_steps)
 else:
-    log.info("training %s from %s: %d steps of %d pairs (%d x %d), lr %g, %s", out, model_path,
-             total_steps, BATCH_SIZE, GRAD_ACCUM, micro, LEARNING_RATE, device)
+    log.info("training %s from %s (tokenizer %s): %d steps of %d pairs (%d x %d), lr %g, %s",
+             out, model_path, tokenizer_name, total_steps, BATCH_SIZE, GRAD_ACCUM, micro,
+             LEARNING_RATE, device)
 graphs = training.compile_module(model, COMPILE, device)
 pad_multiple = training.PAD_MULTIPLE if graphs else 1  # static shapes for the graphs
 wandb = None
@@ -225,7 +234,8 @@ with atomic_path(out) as tmp:
     tokenizer.save_pretrained(tmp)
     (tmp / "training.json").write_text(json.dumps(
         {k.lower(): v for k, v in globals().items() if k.isupper() and k != "HELP"} |
-        {"start": str(model_path), "pairs": len(pairs), "steps": total_steps,
+        {"start": str(model_path), "tokenizer": tokenizer_name, "pairs": len(pairs),
+         "steps": total_steps,
          "cuda_graphs": graphs, "last_loss": last_loss}, indent=1))
 shutil.rmtree(checkpoints_dir, ignore_errors=True)
 seconds = time.time() - start

@@ -6,7 +6,8 @@ MARCO training queries; read strictly), passages come from the high-resource mMA
 paper). Negatives come from one of two sources:
   --source ce   the paper's recipe: the public MS MARCO hard-negative file (BM25 + 12 dense
                 systems), filtered with cross-encoder scores (threshold = lowest positive's
-                score - 3.0; up to 5 per system). Downloaded on first use if missing.
+                score - 3.0; up to 5 per system). Downloaded on first use if missing, with
+                their SHA-256 recorded beside them and checked whenever they are reused.
   --source run  our own first-stage run of the training queries (run_mmarco.py or rerank
                 output): ranks --skip-top..--depth, never a judged positive. Offline, any pair.
 Then one positive and --num-negatives negatives per query are sampled, --rounds times, seeded:
@@ -69,11 +70,11 @@ import json
 import logging
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 from crossvariety import negatives, released
 from crossvariety.datasets import Dataset, read_queries, variety_queries_path
+from crossvariety.downloads import local_copy
 from crossvariety.errors import UsageError, UserError
 from crossvariety.pairs import PAIRS as BUILT_IN, get_pairs
 from crossvariety.runs import atomic_path, read_run
@@ -92,19 +93,6 @@ out = Path(OUT) if OUT else paths["data_dir"] / "training" / f"{pair.name}.{SOUR
 if out.is_file() and not OVERWRITE:
     log.info("%s exists; nothing to do (--overwrite rebuilds it)", out)
     sys.exit(0)
-
-
-def local_copy(path, url):
-    """The file at ``path``, downloaded from ``url`` first if it is missing."""
-    if not path.is_file():
-        log.info("downloading %s to %s", url, path)
-        try:
-            with atomic_path(path) as tmp:
-                urllib.request.urlretrieve(url, tmp)
-        except OSError as e:
-            raise UserError(f"{path} is missing and could not be downloaded from {url} ({e}); "
-                            "download it elsewhere and put it there or pass its path") from None
-    return path
 
 
 start = time.time()

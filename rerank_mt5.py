@@ -26,6 +26,7 @@ DATASET = ""  # collection holding the run's documents
 QUERIES = ""  # queries of the run: a query file, an irds: id or a dataset folder
 QUERY_FIELD = ""  # for irds: queries with several fields (neuCLIR: title, ht_title)
 MODEL = "mt5"  # mt5, mt5-lt-cafr, mt5-lt-afdt, an HF id or a local path
+TOKENIZER = ""  # empty = the model's own, else its base model's (unicamp-dl/mt5-base-mmarco-v2)
 OUT = ""  # empty = the run's name with the stage rerank-{model}
 TOP_K = 1000  # documents re-ranked per query
 BATCH_TOKENS = 0  # padded tokens per batch; 0 = 65536 on a GPU, 8192 on a CPU
@@ -42,6 +43,9 @@ HELP = {
                "(irds:mmarco/v2/fr/dev/small) or a dataset folder",
     "QUERY_FIELD": "for irds: queries with several fields, the one to use (neuCLIR: title)",
     "MODEL": "re-ranker: mt5, mt5-lt-cafr, mt5-lt-afdt, a Hugging Face id or a local path",
+    "TOKENIZER": "tokenizer (HF id or path); empty = the model's own, else that of the model it "
+                 "was fine-tuned from (unicamp-dl/mt5-base-mmarco-v2: the paper's mt5-lt-* "
+                 "checkpoints ship none)",
     "OUT": "run file to write; empty = the input's name with the stage rerank-{model}",
     "TOP_K": "documents re-ranked per query (the rest of the run is dropped)",
     "BATCH_TOKENS": "padded tokens per batch; 0 = 65536 on a GPU, 8192 on a CPU",
@@ -75,7 +79,9 @@ log = logging.getLogger("rerank_mt5")
 for name in ("RUN", "DATASET", "QUERIES"):
     if not globals()[name]:
         raise UsageError(f"--{name.lower().replace('_', '-')} is required (see --help)")
-resolve_model(MODEL)  # an unknown name fails before the run is read
+for model in (MODEL, TOKENIZER):
+    if model:
+        resolve_model(model)  # an unknown name fails before the run is read
 compiling.check(COMPILE)
 worker_count(TOKENIZER_WORKERS, "cpu")
 run_file = Path(RUN)
@@ -95,7 +101,7 @@ dataset = Dataset(DATASET)
 
 
 def recipe():
-    return provenance.rerank_recipe(MODEL, run, queries, dataset, TOP_K, wanted)
+    return provenance.rerank_recipe(MODEL, run, queries, dataset, TOP_K, wanted, TOKENIZER or None)
 
 
 if out.is_file() and not OVERWRITE and reusable(out, recipe()):
@@ -104,7 +110,8 @@ if out.is_file() and not OVERWRITE and reusable(out, recipe()):
     sys.exit(0)
 frame = attach_text(run, queries, dataset, TOP_K)
 reranker = MonoT5ReRanker(MODEL, batch_tokens=BATCH_TOKENS, device=DEVICE or None, dtype=wanted,
-                          compile=COMPILE, tokenizer_workers=TOKENIZER_WORKERS)
+                          compile=COMPILE, tokenizer_workers=TOKENIZER_WORKERS,
+                          tok_model=TOKENIZER or None)
 start = time.time()
 results = reranker(frame)
 seconds = time.time() - start

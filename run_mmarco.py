@@ -57,6 +57,7 @@ MEASURES = []  # ir_measures names; empty = MRR@10 R@1000
 CORRECTION = "bonferroni"  # multiple-testing correction of the p-values
 RERANK = ""  # re-rank each first-stage run with this mT5 model (mt5, mt5-lt-cafr, ...)
 RERANK_TOP_K = 1000  # documents re-ranked per query
+TOKENIZER = ""  # tokenizer of the --rerank model; empty = its own, else its base model's
 TRANSLATE_QUERIES = ""  # add the variety queries translated back: apertium, opencc or hf
 TRANSLATION_MODEL = ""  # hf engine: model name or path; empty = nllb-200-600m
 WORKERS = 0  # processes for analysis when an index must be built; 0 = all cores
@@ -95,6 +96,9 @@ HELP = {
     "RERANK": "re-rank every first-stage run with an mT5 model: mt5, mt5-lt-cafr, mt5-lt-afdt, "
               "an HF id or a path (the table then reports the re-ranked runs)",
     "RERANK_TOP_K": "documents of each first-stage ranking that --rerank re-ranks",
+    "TOKENIZER": "tokenizer of the --rerank model (HF id or path); empty = the model's own, else "
+                 "that of the model it was fine-tuned from (unicamp-dl/mt5-base-mmarco-v2: the "
+                 "paper's mt5-lt-* checkpoints ship none)",
     "TRANSLATE_QUERIES": "translate-the-query baseline: a third query set per pair, the variety "
                          "queries translated into the high-resource language by this engine "
                          "(apertium: ca-fr oc-fr af-dt ms-id and any installed mode; opencc: "
@@ -132,7 +136,7 @@ if BENCHMARK not in ("mmarco", "flores"):
 if TRANSLATE_QUERIES and TRANSLATE_QUERIES not in translation.ENGINES:
     raise UsageError(f"unknown engine {TRANSLATE_QUERIES!r}; choose from "
                      f"{', '.join(translation.ENGINES)}")
-for model in (MODEL, RERANK):
+for model in (MODEL, RERANK, TOKENIZER):
     if model and model != "bm25":
         resolve_model(model)  # an unknown name fails here, before any retrieval
 if MODEL != "bm25":
@@ -183,7 +187,7 @@ def recipe_for(collection, pair, queries):
 @functools.cache
 def reranker_for(model):
     from crossvariety.rerank import MonoT5ReRanker
-    return MonoT5ReRanker(model, dtype=precision.resolve(DTYPE))
+    return MonoT5ReRanker(model, dtype=precision.resolve(DTYPE), tok_model=TOKENIZER or None)
 
 
 tables, topic_specs, collection_ids = [], [], []
@@ -264,7 +268,7 @@ for pair in pairs:
                 attach_text(runs[label], queries, collection, RERANK_TOP_K)), OVERWRITE,
                 precision.resolve(DTYPE), recipe=lambda: provenance.rerank_recipe(
                     RERANK, runs[label], queries, collection, RERANK_TOP_K,
-                    precision.resolve(DTYPE)))
+                    precision.resolve(DTYPE), TOKENIZER or None))
 
     # 4. the gap: variety (and translated) vs high-resource queries, paired over the same qids
     if EVALUATE:

@@ -31,6 +31,7 @@ MODELS = ["bge-m3", "bge-m3-lt-cafr", "bge-m3-lt-afdt"]  # the first is the base
 QUERY_FIELD = "title"  # neuCLIR topic field: title (English) or ht_title (human translation)
 RERANK = []  # mT5 models that re-rank the first model's runs
 RERANK_TOP_K = 1000
+TOKENIZER = ""  # tokenizer of the --rerank models; empty = each one's own, else its base's
 NUM_RESULTS = 1000
 MAX_LENGTH = 1024  # BGE-M3 document length (its index's: recorded, checked)
 LANGUAGE = ""  # ColBERT-XM adapter; empty = the documents' language as ir_datasets records it
@@ -50,6 +51,9 @@ HELP = {
     "RERANK": "mT5 models (mt5, mt5-lt-cafr, mt5-lt-afdt, HF ids or paths) that re-rank the "
               "first model's runs; the table then compares the re-rankers",
     "RERANK_TOP_K": "documents of each ranking that --rerank re-ranks",
+    "TOKENIZER": "tokenizer of the --rerank models (HF id or path); empty = each model's own, "
+                 "else that of the model it was fine-tuned from (unicamp-dl/mt5-base-mmarco-v2: "
+                 "the paper's mt5-lt-* checkpoints ship none)",
     "NUM_RESULTS": "documents retrieved per query",
     "MAX_LENGTH": "BGE-M3: tokens per document (and per query); an index built with "
                   "another length is an error (--overwrite rebuilds it)",
@@ -82,7 +86,7 @@ from crossvariety.runs import cached_run, run_path, write_text
 log = logging.getLogger("run_neuclir")
 if not MODELS:
     raise UsageError("--models needs at least one model")
-for model in MODELS + RERANK:
+for model in MODELS + RERANK + ([TOKENIZER] if TOKENIZER else []):
     resolve_model(model)  # an unknown name fails before any work
 for model in MODELS:
     retrievers.family(model)
@@ -93,7 +97,7 @@ precision.check(DTYPE)  # torch is loaded only when a model runs
 
 @functools.cache
 def reranker_of(model):
-    return MonoT5ReRanker(model, dtype=precision.resolve(DTYPE))
+    return MonoT5ReRanker(model, dtype=precision.resolve(DTYPE), tok_model=TOKENIZER or None)
 
 
 tables = []
@@ -141,7 +145,8 @@ for topics in datasets:
 
             def recipe(reranker_name=reranker_name):
                 return provenance.rerank_recipe(reranker_name, first, queries, collection,
-                                                RERANK_TOP_K, precision.resolve(DTYPE))
+                                                RERANK_TOP_K, precision.resolve(DTYPE),
+                                                TOKENIZER or None)
             reranked[f"{first_label} >> {model_label(reranker_name)}"] = \
                 cached_run(path, rerank, OVERWRITE, precision.resolve(DTYPE), recipe)
         runs = reranked

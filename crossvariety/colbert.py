@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import precision
+from . import models, precision
 from .batching import ChunkTokenizer, default_device, no_cudnn_attention, padded_batches
 from .errors import UsageError, UserError
 from .languages import canonical
@@ -41,34 +41,19 @@ DEFAULT_SETTINGS = dict(query_token_id="[unused0]", doc_token_id="[unused1]", di
 # ColBERT-XM's settings, as its checkpoints store them; a model trained from a plain X-MOD
 # backbone (facebook/xmod-base) gets these
 COLBERT_XM_SETTINGS = dict(DEFAULT_SETTINGS, doc_maxlen=256, attend_to_mask_tokens=True, nbits=2)
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-# facebook/xmod-base ships no tokenizer: its card (and the ColBERT-XM checkpoints) use XLM-R's
-BACKBONE_TOKENIZER = "FacebookAI/xlm-roberta-base"
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # the first present is loaded
 
 
-def load_tokenizer(path):
-    """A checkpoint's tokenizer, or XLM-R's for a bare X-MOD backbone that has none."""
-    from transformers import AutoTokenizer
-    from .models import from_pretrained
-    own = any((Path(path) / f).is_file() for f in ("tokenizer.json", "sentencepiece.bpe.model"))
-    return from_pretrained(AutoTokenizer, str(path) if own else BACKBONE_TOKENIZER)
+def load_tokenizer(path, tok_model=None):
+    """A checkpoint's tokenizer (``tok_model``'s if given), or XLM-R's for a bare X-MOD backbone
+    that has none (crossvariety.models.BASE_TOKENIZERS)."""
+    return models.load_tokenizer(path, "colbert-xm", tok_model)[0]
 
 
 def checkpoint_dir(model):
     """The local folder of a checkpoint: a short name or HF id is fetched into (or found in) the
-    Hugging Face cache."""
-    path = resolve_model(model)
-    if Path(path).is_dir():
-        return Path(path)
-    from huggingface_hub import snapshot_download
-    try:
-        return Path(snapshot_download(path, allow_patterns=[
-            "*.json", "*.model", "artifact.metadata", *WEIGHT_FILES]))
-    except Exception as e:  # offline, unknown repo, ...: one line that says what to do
-        raise UserError(f"cannot load model {path}: not in the local Hugging Face cache and the "
-                        "hub cannot be reached (offline or HF_HUB_OFFLINE=1?); download it once "
-                        f"(huggingface-cli download {path}) or pass a local folder "
-                        f"({type(e).__name__})") from None
+    Hugging Face cache, only the files loaded here (crossvariety.models.fetch)."""
+    return models.fetch(model, "colbert-xm")
 
 
 def read_settings(path, backbone=False):
@@ -269,11 +254,13 @@ class ColBERTXMEncoder:
     ``language``: the collection's language (fr, nl, fa_IR, ...) for queries and documents;
     empty = the checkpoint's saved default_language. ``doc_lang_from_config``: documents with
     the saved language instead, as the original code's path did (a name-mangling bug skipped
-    its language switch for documents); queries keep ``language``.
+    its language switch for documents); queries keep ``language``. ``tok_model``: the tokenizer
+    (HF id or path); by default the checkpoint's own, else XLM-R's.
     """
 
     def __init__(self, model="colbert-xm", language=None, doc_lang_from_config=False,
-                 batch_tokens=0, device=None, dtype="auto", chunk=100_000, verbose=True):
+                 batch_tokens=0, device=None, dtype="auto", chunk=100_000, verbose=True,
+                 tok_model=None):
         self.path = checkpoint_dir(model)
         self.model_name = resolve_model(model)
         self.settings = read_settings(self.path)
@@ -283,7 +270,8 @@ class ColBERTXMEncoder:
         self.batch_tokens = batch_tokens or (131072 if self.device.type == "cuda" else 16384)
         self.chunk = chunk
         self.verbose = verbose
-        self.tokenizer = load_tokenizer(self.path)
+        self.tokenizer, self.tokenizer_name = models.load_tokenizer(self.model_name, "colbert-xm",
+                                                                    tok_model)
         self.tokens = Tokens(self.tokenizer, self.settings)
         self.model = _shared_network(self.path, self.precision, self.device)
         self.dim = self.model.linear.out_features

@@ -24,7 +24,7 @@ from .batching import ChunkTokenizer, default_device, no_cudnn_attention, padded
     worker_count
 from .chunks import parts_dir
 from .errors import UserError
-from .models import from_pretrained, model_label, resolve_model
+from .models import fetch, from_pretrained, load_tokenizer, model_label, resolve_model
 from .runs import atomic_path
 from .tokens import FlatTokenizer
 
@@ -48,12 +48,13 @@ class BgeM3Encoder:
     """texts -> L2-normalised [CLS] vectors (float32 numpy), in input order.
 
     ``compile``: auto (on a GPU, for long jobs), on, off; ``tokenizer_workers``: tokenizer
-    processes for long jobs (auto: some on a GPU, none on a CPU)."""
+    processes for long jobs (auto: some on a GPU, none on a CPU). ``tok_model``: the tokenizer
+    (HF id or path); by default the checkpoint's own, else BAAI/bge-m3's."""
 
     def __init__(self, model="bge-m3", max_length=MAX_LENGTH, batch_tokens=0, device=None,
                  chunk=100_000, verbose=True, dtype="auto", compile="auto",
-                 tokenizer_workers="auto"):
-        from transformers import AutoModel, AutoTokenizer
+                 tokenizer_workers="auto", tok_model=None):
+        from transformers import AutoModel
         self.model_name = resolve_model(model)
         self.max_length = max_length
         self.device = default_device(device)
@@ -62,11 +63,13 @@ class BgeM3Encoder:
         # Token budget per batch: large on a GPU (throughput), moderate on a CPU (memory).
         self.batch_tokens = batch_tokens or (262144 if self.device.type == "cuda" else 16384)
         self.verbose = verbose
-        self.tokenizer = from_pretrained(AutoTokenizer, self.model_name)
+        # the weights and tokenizer only (a sentence-transformers folder may hold more)
+        folder = fetch(self.model_name, "bge-m3")
+        self.tokenizer, self.tokenizer_name = load_tokenizer(self.model_name, "bge-m3", tok_model)
         self.tokenization = ChunkTokenizer(FlatTokenizer(self.tokenizer, max_length), chunk,
                                            worker_count(tokenizer_workers, self.device))
         self.model = precision.prepare(
-            from_pretrained(AutoModel, self.model_name, dtype=precision.weights(self.precision),
+            from_pretrained(AutoModel, str(folder), dtype=precision.weights(self.precision),
                             add_pooling_layer=False, attn_implementation="sdpa"),
             self.precision, self.device)
         self.dim = self.model.config.hidden_size

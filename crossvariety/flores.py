@@ -14,10 +14,10 @@ import os
 import shutil
 import tarfile
 import tempfile
-import urllib.request
+import urllib.parse
 from pathlib import Path
 
-from . import languages
+from . import downloads, languages
 from .datasets import write_queries
 from .errors import UserError
 from .runs import atomic_path, gzip_text
@@ -70,6 +70,7 @@ def find_flores(flores_dir, data_dir, langs, url=FLORES_URL):
     for candidate in (os.environ.get("FLORES_DIR"), SHARED_COPY, Path(data_dir) / DATASET_PREFIX):
         codes = _codes_in(candidate, langs)
         if codes:
+            _check_download(candidate, codes)
             return Path(candidate), codes
     target = Path(data_dir) / DATASET_PREFIX
     download_flores(url, target)
@@ -80,24 +81,37 @@ def find_flores(flores_dir, data_dir, langs, url=FLORES_URL):
     return target, codes
 
 
+def _check_download(folder, codes):
+    """A downloaded copy (one with SHA256SUMS): its files used here, against their SHA-256s."""
+    downloads.check_manifest(folder, ["metadata_devtest.tsv.gz"] +
+                             [f"{code}.devtest.gz" for code in codes],
+                             f"delete {folder} to fetch FLORES-200 again")
+
+
 def download_flores(url, target):
-    """Fetch the FLORES-200 release and keep its devtest files, gzipped, in ``target``."""
+    """Fetch the FLORES-200 release and keep its devtest files, gzipped, in ``target``, with
+    their SHA-256s in ``target/SHA256SUMS`` and the release archive's beside its name."""
     log.info("downloading FLORES-200 from %s (set flores_dir or $FLORES_DIR to use a copy)", url)
+    archive_name = Path(urllib.parse.urlparse(url).path).name or "flores200_dataset.tar.gz"
     with tempfile.TemporaryDirectory() as tmp:
-        archive = Path(tmp) / "flores.tar.gz"
+        archive = Path(tmp) / archive_name
         try:
-            urllib.request.urlretrieve(url, archive)
+            digest = downloads.fetch(url, archive)
         except OSError as e:
             raise UserError(f"could not download FLORES-200 from {url} ({e}); download it "
                             "elsewhere, put its devtest files (gzipped: {code}.devtest.gz and "
                             "metadata_devtest.tsv.gz) in a folder and pass --flores-dir") from None
         with atomic_path(target) as out, tarfile.open(archive) as tar:
             out.mkdir(parents=True)
+            names = []
             for member in tar:
                 name = Path(member.name).name
                 if member.isfile() and (name.endswith(".devtest") or name == "metadata_devtest.tsv"):
                     with tar.extractfile(member) as src, gzip.open(out / f"{name}.gz", "wb") as dst:
                         shutil.copyfileobj(src, dst)
+                    names.append(f"{name}.gz")
+            downloads.write_manifest(out, names)
+            downloads.record(out / archive_name, digest)  # the release's, for provenance
 
 
 def read_sentences(flores, code):

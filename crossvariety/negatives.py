@@ -11,11 +11,14 @@ Two sources of candidates, each a {qid: (positive docnos, negative docnos)} map:
   and for any pair.
 Examples are then sampled: one positive and N negatives per query, in seeded rounds.
 """
+import gc
 import gzip
 import json
 import logging
 import pickle
 import random
+import struct
+import sys
 from pathlib import Path
 
 from .errors import UserError
@@ -28,11 +31,92 @@ CE_SCORES_URL = ("https://huggingface.co/datasets/sentence-transformers/msmarco-
                  "/resolve/main/cross-encoder-ms-marco-MiniLM-L-6-v2-scores.pkl.gz")
 
 
+class _Refused(Exception):
+    pass
+
+
+class _FloatDType:
+    """What a score pickle's ``numpy.dtype('f4' or 'f8')`` is rebuilt as: the unpacking of its
+    bytes, nothing else (no numpy code runs while the file is read)."""
+
+    def __init__(self, name, align=False, copy=True):
+        if name not in ("f4", "f8"):
+            raise _Refused(f"numpy.dtype({name!r})")
+        self.code = "f" if name == "f4" else "d"
+        self.unpack = struct.Struct("<" + self.code).unpack
+
+    def __setstate__(self, state):
+        if not (isinstance(state, tuple) and len(state) >= 5 and state[1] in ("<", ">", "=", "|")
+                and state[2:5] == (None, None, None)):
+            raise _Refused("numpy.dtype state of a structured or sub-array dtype")
+        order = {"<": "<", ">": ">"}.get(state[1], "<" if sys.byteorder == "little" else ">")
+        self.unpack = struct.Struct(order + self.code).unpack
+
+
+def _float_scalar(dtype, data):
+    """numpy's scalar(dtype, bytes) for a float32/float64 score, as a Python float (exact).
+    Only a _FloatDType has an ``unpack`` (nothing else a score pickle can build does); one of
+    the wrong length is an error."""
+    try:
+        return dtype.unpack(data)[0]
+    except (AttributeError, TypeError, struct.error):
+        raise _Refused("a numpy scalar other than float32/float64") from None
+
+
+def _latin1(text, encoding):
+    """_codecs.encode as protocol-2 pickles store bytes (a numpy scalar's): latin1 only."""
+    if not (encoding == "latin1" and isinstance(text, str)):
+        raise _Refused(f"_codecs.encode(..., {encoding!r})")
+    return text.encode("latin1")
+
+
+# What a score pickle may name: dicts, ints and floats need nothing, and the numpy float32 (or
+# float64) scalars that CrossEncoder.predict returns are rebuilt by these stand-ins (a pickle
+# made with numpy 1.x names numpy.core, one made with 2.x numpy._core). Any other name is
+# refused before it is looked up, so nothing from the file runs.
+_CE_GLOBALS = {("numpy.core.multiarray", "scalar"): _float_scalar,
+               ("numpy._core.multiarray", "scalar"): _float_scalar,
+               ("numpy", "dtype"): _FloatDType,
+               ("_codecs", "encode"): _latin1}
+
+
+class _ScoresUnpickler(pickle.Unpickler):
+    def find_class(self, module, name):
+        if (module, name) not in _CE_GLOBALS:
+            raise _Refused(f"{module}.{name}")
+        return _CE_GLOBALS[module, name]
+
+
 def read_ce_scores(path):
-    """{qid: {docno: cross-encoder score}} from the sentence-transformers pickle (int ids)."""
-    with gzip.open(path, "rb") as f:
-        scores = pickle.load(f)
-    return {str(q): {str(d): s for d, s in docs.items()} for q, docs in scores.items()}
+    """{qid: {docno: cross-encoder score}} from the sentence-transformers pickle
+    (``scores[qid][pid] -> score``, int ids). Read with an unpickler that builds only dicts,
+    numbers and numpy float scalars: a pickle naming anything else (a function that would run)
+    is refused."""
+    collecting = gc.isenabled()
+    gc.disable()  # 160M scores in dicts, no cycles: the collector's passes would double the time
+    try:
+        return _read_ce_scores(path)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _read_ce_scores(path):
+    try:
+        with gzip.open(path, "rb") as f:
+            scores = _ScoresUnpickler(f).load()
+    except _Refused as e:
+        raise UserError(f"{path}: refused to load {e} from this pickle: a cross-encoder score "
+                        "file holds only dicts of ids and scores, so this one is not it or was "
+                        "tampered with; delete it to fetch the real one again") from None
+    except (OSError, EOFError, pickle.UnpicklingError, ValueError, TypeError) as e:
+        raise UserError(f"{path}: not a readable cross-encoder score pickle ({type(e).__name__}: "
+                        f"{str(e)[:120]}); delete it to fetch it again") from None
+    try:  # Python floats (exact for float32): the float64 arithmetic of numpy 1.x's recipe
+        return {str(q): {str(d): float(s) for d, s in docs.items()} for q, docs in scores.items()}
+    except (AttributeError, TypeError, ValueError):
+        raise UserError(f"{path}: not a {{qid: {{pid: score}}}} table of cross-encoder scores; "
+                        "delete it to fetch it again") from None
 
 
 def ce_filtered(hard_negatives_path, ce_scores, qids, margin=3.0, per_system=5, systems=None):

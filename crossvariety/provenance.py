@@ -186,13 +186,14 @@ def model_files(folder):
                   and not p.name.startswith(".") and p.name not in NOT_MODEL_FILES)
 
 
-def cached_revision(repo):
-    """The commit of an HF repository in the local hub cache (the one loading uses), or None."""
+def cached_snapshot(repo):
+    """The folder of an HF repository's revision in the local hub cache (the one loading
+    uses), or None."""
     from huggingface_hub import try_to_load_from_cache
     for name in ("config.json", "artifact.metadata", "tokenizer_config.json"):
         found = try_to_load_from_cache(repo, name)
         if isinstance(found, str):
-            return Path(found).parent.name
+            return Path(found).parent
     return None
 
 
@@ -204,7 +205,23 @@ def model_id(name_or_path):
     if Path(path).is_dir():
         return "sha256:" + _sha256_lines(f"{p.name}\t{p.stat().st_size}\t{file_sha256(p)}"
                                          for p in model_files(path))
-    return f"{path}@{cached_revision(path) or 'uncached'}"
+    snapshot = cached_snapshot(path)
+    return f"{path}@{snapshot.name if snapshot else 'uncached'}"
+
+
+def tokenizer_id(model, family, tok_model=None):
+    """The tokenizer a ``family`` model loads (crossvariety.models.tokenizer_source), found
+    without fetching anything: ``own`` when the checkpoint ships one (its files are part of the
+    model's identity), else the identity of ``tok_model`` or of the base model's tokenizer;
+    ``uncached`` when the checkpoint is not in the local HF cache (nothing to compare)."""
+    from .models import BASE_TOKENIZERS, has_tokenizer, resolve_model
+    if tok_model:
+        return model_id(tok_model)
+    path = resolve_model(model)
+    folder = Path(path) if Path(path).is_dir() else cached_snapshot(path)
+    if folder is None:
+        return "uncached"
+    return "own" if has_tokenizer(folder) else model_id(BASE_TOKENIZERS[family][1])
 
 
 def model_details(name_or_path):
@@ -217,9 +234,9 @@ def model_details(name_or_path):
 # ----------------------------------------------------------------------------- comparison
 
 def _same(before, now):
-    """Equal, or the same HF model where one side's revision is unknown (not in the local
-    cache when it was looked up): nothing says that they differ."""
-    if before == now:
+    """Equal, or one side is an HF model (or its tokenizer) that was not in the local cache
+    when it was looked up: nothing says that they differ."""
+    if before == now or "uncached" in (before, now):
         return True
     return isinstance(before, str) and isinstance(now, str) and "@uncached" in (before + now) \
         and before.rsplit("@", 1)[0] == now.rsplit("@", 1)[0]
@@ -249,13 +266,14 @@ def stale_meta(meta, inputs):
     return differences({key: meta[key] for key in inputs}, inputs)
 
 
-def rerank_recipe(model, run, queries, collection, top_k, dtype):
-    """What makes a re-ranked run: the re-ranker, the (qid, docno) pairs it re-ranks (each
-    query's ``top_k`` of ``run``), those queries' text, the collection's documents and the
-    precision."""
+def rerank_recipe(model, run, queries, collection, top_k, dtype, tok_model=None):
+    """What makes a re-ranked run: the re-ranker and its tokenizer, the (qid, docno) pairs it
+    re-ranks (each query's ``top_k`` of ``run``), those queries' text, the collection's
+    documents and the precision."""
     pairs = ranked_top(run, top_k)
     used = queries[queries["qid"].astype(str).isin(set(pairs["qid"]))]
-    return {"stage": "rerank", "model": model_id(model), "input": pairs_id(pairs),
+    return {"stage": "rerank", "model": model_id(model),
+            "tokenizer": tokenizer_id(model, "mt5", tok_model), "input": pairs_id(pairs),
             "queries": queries_id(used), "collection": collection_id(collection),
             "settings": {"dtype": dtype}}
 

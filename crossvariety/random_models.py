@@ -156,3 +156,103 @@ def build_colbert_xm(path, texts, size="tiny", vocab_size=2000, seed=0, dim=None
     config.save_pretrained(path)
     (path / "artifact.metadata").write_text(json.dumps(metadata, indent=2))
     return path
+
+
+# ----------------------------------------------------------------------------- published layouts
+# The files of the paper's released checkpoints and of the models they start from, as the
+# repositories' Hugging Face "Files and versions" pages list them (README.md and .gitattributes
+# aside). crossvariety.models loads from these layouts; the tests serve tiny models in them
+# from a fake hub cache.
+PUBLISHED_LAYOUTS = {
+    # andreaschari/mt5-unicamp-lt-{cafr,afdt}: no tokenizer at all
+    "mt5-lt": ("config.json", "generation_config.json", "model.safetensors"),
+    # unicamp-dl/mt5-base-mmarco-v2 (main): pickled weights, a slow tokenizer (no tokenizer.json)
+    "mt5-base-mmarco": ("config.json", "pytorch_model.bin", "special_tokens_map.json",
+                        "spiece.model", "tokenizer_config.json"),
+    # andreaschari/bge-m3-lt-cafr: a sentence-transformers folder with copies of two files
+    "bge-m3-lt-cafr": ("1_Pooling/config.json", "config.json", "config_sentence_transformers.json",
+                       "model copy.safetensors", "model.safetensors", "modules.json",
+                       "sentence_bert_config.json", "sentencepiece.bpe copy.model",
+                       "sentencepiece.bpe.model", "special_tokens_map.json", "tokenizer.json",
+                       "tokenizer_config.json"),
+    # andreaschari/bge-m3-lt-afdt: the same without the copies, with FlagEmbedding's pickle
+    "bge-m3-lt-afdt": ("1_Pooling/config.json", "config.json", "config_sentence_transformers.json",
+                       "model.safetensors", "modules.json", "sentence_bert_config.json",
+                       "sentencepiece.bpe.model", "special_tokens_map.json", "tokenizer.json",
+                       "tokenizer_config.json", "training_args.bin"),
+    # BAAI/bge-m3: pickled weights, the sparse and ColBERT heads, ONNX weights
+    "bge-m3": ("1_Pooling/config.json", "colbert_linear.pt", "config.json",
+               "config_sentence_transformers.json", "modules.json", "onnx/model.onnx",
+               "onnx/model.onnx_data", "pytorch_model.bin", "sentence_bert_config.json",
+               "sentencepiece.bpe.model", "sparse_linear.pt", "special_tokens_map.json",
+               "tokenizer.json", "tokenizer_config.json"),
+    # antoinelouis/colbert-xm: colbert-ai's (Stanford) layout
+    "colbert-xm": ("artifact.metadata", "config.json", "model.safetensors",
+                   "sentencepiece.bpe.model", "special_tokens_map.json", "tokenizer.json",
+                   "tokenizer_config.json"),
+    # andreaschari/colbert-xm-lt-{cafr,afdt}: the same without the sentencepiece model
+    "colbert-xm-lt": ("artifact.metadata", "config.json", "model.safetensors",
+                      "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json"),
+}
+NEVER_READ = b"not read by crossvariety: a copy, a pickle or another format\n"
+
+
+def _sentence_transformers_file(name, hidden_size):
+    import json
+    content = {
+        "modules.json": [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling",
+             "type": "sentence_transformers.models.Pooling"},
+            {"idx": 2, "name": "2", "path": "2_Normalize",
+             "type": "sentence_transformers.models.Normalize"}],
+        "1_Pooling/config.json": {"word_embedding_dimension": hidden_size,
+                                  "pooling_mode_cls_token": True,
+                                  "pooling_mode_mean_tokens": False},
+        "config_sentence_transformers.json": {"__version__": {"sentence_transformers": "2.2.2"}},
+        "sentence_bert_config.json": {"max_seq_length": 8192, "do_lower_case": False},
+    }[name]
+    return json.dumps(content, indent=2).encode()
+
+
+def published_files(plain, layout):
+    """{name: bytes}: the model saved at ``plain`` (a folder as save_pretrained writes it, with
+    its tokenizer) in one of PUBLISHED_LAYOUTS, for a fake hub cache. Pickled weights and heads
+    are real (torch.save); the copies, training_args.bin and the ONNX files hold bytes that no
+    loader can read, so that loading them would fail."""
+    import io
+    import json
+    from safetensors.torch import load_file
+    plain = Path(plain)
+    hidden_size = json.loads((plain / "config.json").read_text()).get("hidden_size", 0)
+
+    def saved(obj):
+        buffer = io.BytesIO()
+        torch.save(obj, buffer)
+        return buffer.getvalue()
+
+    def linear(out_features, seed):
+        torch.manual_seed(seed)
+        return saved(torch.nn.Linear(hidden_size, out_features).state_dict())
+
+    made = {
+        "pytorch_model.bin": lambda: saved(load_file(str(plain / "model.safetensors"))),
+        "colbert_linear.pt": lambda: linear(hidden_size, 1),
+        "sparse_linear.pt": lambda: linear(1, 2),
+    }
+    files = {}
+    for name in PUBLISHED_LAYOUTS[layout]:
+        if (plain / name).is_file():
+            files[name] = (plain / name).read_bytes()
+        elif name in made:
+            files[name] = made[name]()
+        elif name in ("modules.json", "1_Pooling/config.json", "config_sentence_transformers.json",
+                      "sentence_bert_config.json"):
+            files[name] = _sentence_transformers_file(name, hidden_size)
+        elif " copy." in name or name in ("training_args.bin", "onnx/model.onnx",
+                                          "onnx/model.onnx_data"):
+            files[name] = NEVER_READ
+        else:
+            raise FileNotFoundError(f"{plain} has no {name} for the {layout} layout")
+    files["README.md"] = f"A tiny random model in the {layout} layout.\n".encode()
+    return files

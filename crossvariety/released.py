@@ -13,11 +13,13 @@ The authors released their query translations and training files as the dataset 
 Files go through huggingface_hub's cache (``HF_HUB_OFFLINE=1`` uses only the cache). Their
 layouts beyond these names were not verified here: every file is read by the same strict readers
 as a user's own file, and one that is not what they expect is an error naming it. A file the
-user put at the place a script looks first (``data/translations/``) always wins.
+user put at the place a script looks first (``data/translations/``) always wins. A cached file
+is checked against the checksum the cache names it by (crossvariety.downloads.check_hub_file).
 """
 import logging
 from pathlib import Path
 
+from . import downloads
 from .datasets import QueryFileError, read_queries, write_queries
 from .errors import UsageError, UserError
 
@@ -36,10 +38,11 @@ TRAINING_FILES = {pair: f"train_with_negs/triples.{code}.train.HN.2way.2.0M.json
 
 
 def fetch(filename):
-    """The local path of a file of the released dataset (downloaded into the hub cache once)."""
+    """The local path of a file of the released dataset (downloaded into the hub cache once),
+    checked against its hub checksum each time (huggingface_hub checks only the size)."""
     from huggingface_hub import hf_hub_download
     try:
-        return Path(hf_hub_download(REPO, filename, repo_type="dataset"))
+        path = Path(hf_hub_download(REPO, filename, repo_type="dataset"))
     except OSError as e:  # offline and not cached, no network, no such file (all OSErrors)
         kind = type(e).__name__
         reason = ("not in the local Hugging Face cache, and the hub cannot be reached (offline, "
@@ -50,6 +53,7 @@ def fetch(filename):
                         f"dataset {REPO}): {reason}; download it with `huggingface-cli download "
                         f"--repo-type dataset {REPO} {filename}` where the hub can be reached, "
                         "or put your own file where the script looks for it") from None
+    return downloads.check_hub_file(path)
 
 
 def install_queries(pair_name, target, split="dev", known_qids=None):

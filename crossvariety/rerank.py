@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from . import compiling, precision, t5
 from .batching import ChunkTokenizer, default_device, padded_batches, worker_count
 from .errors import UserError
-from .models import from_pretrained, resolve_model
+from .models import fetch, from_pretrained, load_tokenizer, resolve_model
 from .tokens import FlatTokenizer
 
 log = logging.getLogger(__name__)
@@ -58,12 +58,15 @@ class MonoT5ReRanker(pt.Transformer):
 
     ``compile``: torch.compile the forward pass, with FlexAttention (auto: on a GPU, for long
     jobs: crossvariety.compiling); without it, torch's SDPA. ``tokenizer_workers``: tokenizer
-    processes for long jobs (auto: some on a GPU, none on a CPU)."""
+    processes for long jobs (auto: some on a GPU, none on a CPU). ``tok_model``: the tokenizer
+    (an HF id or path; as pyterrier-t5's mT5ReRanker names it); by default the checkpoint's
+    own, else its base model's (crossvariety.models.tokenizer_source), named in
+    ``tokenizer_name``."""
 
     def __init__(self, model="mt5", text_field="text", batch_tokens=0, batch_size=None,
                  device=None, chunk=65536, verbose=True, dtype="auto", compile="auto",
-                 tokenizer_workers="auto"):
-        from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+                 tokenizer_workers="auto", tok_model=None):
+        from transformers import AutoModelForSeq2SeqLM
         self.model_name = resolve_model(model)
         self.text_field = text_field
         self.device = default_device(device)
@@ -73,10 +76,12 @@ class MonoT5ReRanker(pt.Transformer):
         self.batch_tokens = batch_tokens or (65536 if self.device.type == "cuda" else 8192)
         self.batch_size = batch_size  # an optional cap on pairs per batch, besides the budget
         self.verbose = verbose
-        self.tokenizer = from_pretrained(AutoTokenizer, self.model_name)
+        folder = fetch(self.model_name, "mt5")  # only what is loaded, from the hub cache
+        # the paper's fine-tuned mT5 checkpoints ship no tokenizer: their base model's is used
+        self.tokenizer, self.tokenizer_name = load_tokenizer(self.model_name, "mt5", tok_model)
         self.tokenization = ChunkTokenizer(prompt_tokenizer(self.tokenizer), chunk,
                                            worker_count(tokenizer_workers, self.device))
-        seq2seq = from_pretrained(AutoModelForSeq2SeqLM, self.model_name,
+        seq2seq = from_pretrained(AutoModelForSeq2SeqLM, str(folder),
                                   dtype=precision.weights(self.precision))
         self.pad_id = self.tokenizer.pad_token_id
         yes, no = yes_no_ids(self.tokenizer, self.model_name)

@@ -60,18 +60,6 @@ def index_path(index_dir, model, collection_name, doc_lang_from_config=False):
     return Path(index_dir) / label(model, doc_lang_from_config) / collection_name
 
 
-def model_identity(model):
-    """The model's identity (crossvariety.provenance.model_id); a ColBERT-XM folder without a
-    tokenizer of its own adds the identity of the tokenizer it borrows."""
-    identity = provenance.model_id(model)
-    path = Path(resolve_model(model))
-    if path.is_dir() and family(model) == "colbert-xm" and not any(
-            (path / f).is_file() for f in ("tokenizer.json", "sentencepiece.bpe.model")):
-        from .colbert import BACKBONE_TOKENIZER
-        identity += f" tokenizer {provenance.model_id(BACKBONE_TOKENIZER)}"
-    return identity
-
-
 def collection_language(collection, language=None):
     """ColBERT-XM's adapter language for a collection: ``language``, else what ir_datasets
     records."""
@@ -85,7 +73,9 @@ def collection_language(collection, language=None):
 def index_inputs(model, collection, max_length=None):
     """What a neural index is made of: the identities of the model and of the collection, and
     (BGE-M3) the document length. Recorded in the index's metadata."""
-    inputs = {"model_id": model_identity(model), "collection": provenance.collection_id(collection)}
+    inputs = {"model_id": provenance.model_id(model),
+              "tokenizer": provenance.tokenizer_id(model, family(model)),
+              "collection": provenance.collection_id(collection)}
     if family(model) == "bge-m3" and max_length is not None:
         inputs["max_length"] = max_length
     return inputs
@@ -136,7 +126,8 @@ def run_recipe(model, collection, queries, language=None, doc_lang_from_config=F
                         doc_lang_from_config=doc_lang_from_config)
     else:
         settings["max_length"] = max_length
-    recipe = {"stage": "retrieve", "model": model_identity(model),
+    recipe = {"stage": "retrieve", "model": provenance.model_id(model),
+              "tokenizer": provenance.tokenizer_id(model, family(model)),
               "collection": provenance.collection_id(collection),
               "queries": provenance.queries_id(queries), "settings": settings}
     meta = index_meta(index_path(index_dir, model, collection.name, doc_lang_from_config)) \

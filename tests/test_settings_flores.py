@@ -91,7 +91,8 @@ def test_find_flores_downloads_the_public_release_layout(tmp_path, monkeypatch):
                                       url=archive.as_uri())
     assert found == tmp_path / "data" / "flores200-devtest" and codes == ["fra_Latn", "cat_Latn"]
     assert sorted(p.name for p in found.iterdir()) == [
-        "cat_Latn.devtest.gz", "fra_Latn.devtest.gz", "metadata_devtest.tsv.gz"]
+        "SHA256SUMS", "cat_Latn.devtest.gz", "flores200_dataset.tar.gz.sha256",
+        "fra_Latn.devtest.gz", "metadata_devtest.tsv.gz"]  # the checksums: test_safe_loading.py
     with pytest.raises(UserError, match="lacks metadata_devtest.tsv.gz or the devtest file"):
         flores.find_flores(tmp_path / "data", tmp_path, ["glg_Latn"])
     # no network: one message that says what to fetch and where to put it
