@@ -57,7 +57,9 @@ HELP = {
     "TOKENIZER_WORKERS": "tokenizer processes beside the GPU's (off the GIL of the process that "
                          "drives it): auto = a quarter of the cores, at most 4, on a GPU, none "
                          "on a CPU; or a number (0 = tokenise on a thread)",
-    "OVERWRITE": "re-encode from scratch even if the index or encoded chunks exist",
+    "OVERWRITE": "re-encode from scratch even if the index or encoded chunks exist (an index "
+                 "built from other model files, another collection or --max-length is an "
+                 "error without it: its metadata records what made it)",
 }
 paths = settings.configure(globals(), HELP)
 # -----------------------------------------------------------------------------
@@ -65,7 +67,7 @@ import logging
 import sys
 from pathlib import Path
 
-from crossvariety import chunks, compiling, dense, ranks
+from crossvariety import chunks, compiling, dense, ranks, retrievers
 from crossvariety.batching import worker_count
 from crossvariety.datasets import Dataset
 from crossvariety.models import resolve_model
@@ -83,7 +85,8 @@ device, rank, world = ranks.join_stage(DEVICE)
 if OVERWRITE and rank == 0:
     chunks.remove(index)
 ranks.barrier()
-if dense.index_built(index):
+if retrievers.check_index(index, retrievers.index_inputs(MODEL, dataset, MAX_LENGTH),
+                          fix="--overwrite rebuilds it, or pass another --index"):
     log.info("%s is already built; nothing to do (--overwrite rebuilds it)", index)
     sys.exit(0)
 check_writable(index, folder=True, option="--index", replaced=True)
@@ -98,5 +101,7 @@ encoder = dense.BgeM3Encoder(MODEL, max_length=MAX_LENGTH, batch_tokens=BATCH_TO
 log.info("encoding %s with %s on %s (%s, %d tokens/batch) into %s, shard %s", DATASET,
          encoder.model_name, encoder.device, encoder.precision, encoder.batch_tokens, index,
          shard)
+# the identities again, now that the model is loaded (in the HF cache)
+inputs = retrievers.index_inputs(MODEL, dataset, MAX_LENGTH)
 dense.build_index(dataset.docs_iter, encoder, index, shard=shard, chunk_docs=CHUNK_DOCS,
-                  total=dataset.docs_count())
+                  total=dataset.docs_count(), inputs=inputs)

@@ -4,7 +4,9 @@ Text is analysed by crossvariety.analysis (Unicode tokens, lowercasing, elision,
 Snowball stemming where Snowball has the language, else a generic analysis with a warning;
 Chinese character bigrams; Persian normalisation) on all cores, and PISA indexes the resulting
 term counts. The index appears only when complete; a re-run skips a built index unless
---overwrite. One progress bar shows the build (PISA's own console output is kept out).
+--overwrite, or unless its metadata (crossvariety.json) shows it was built from another
+collection (other documents in a folder of the same name) or analysis: then it is rebuilt.
+One progress bar shows the build (PISA's own console output is kept out).
 
 Examples:
   python index_bm25.py --dataset irds:mmarco/v2/fr --lang fr
@@ -52,9 +54,16 @@ if not LANG:
 index = Path(INDEX) if INDEX else bm25.default_index_path(paths["index_dir"], dataset.name,
                                                           bm25.model_label(LANG, CJK))
 if bm25.index_built(index) and not OVERWRITE:
-    log.info("%s is already built; nothing to do (--overwrite rebuilds it)", index)
-    sys.exit(0)
+    changed = bm25.stale_index(index, dataset, LANG, CJK)
+    if changed is None:
+        log.warning("%s has no record of its collection (built by an older version); nothing "
+                    "checked, nothing to do (--overwrite rebuilds it)", index)
+        sys.exit(0)
+    if not changed:
+        log.info("%s is already built; nothing to do (--overwrite rebuilds it)", index)
+        sys.exit(0)
+    log.info("rebuilding %s: %s", index, "; ".join(changed))
 check_writable(index, folder=True, option="--index", replaced=True)
 log.info("indexing %s with %s analysis into %s", DATASET, LANG, index)
 bm25.build_index(dataset.docs_iter(), LANG, index, workers=WORKERS, total=dataset.docs_count(),
-                 cjk=CJK)
+                 cjk=CJK, collection=dataset)

@@ -67,7 +67,9 @@ HELP = {
               "else cpu",
     "DTYPE": "precision: auto = bf16 on a GPU, fp32 on a CPU; fp32; fp8 (matmuls on fp8 "
              "tensor cores, emulated elsewhere); recorded in the index; every shard the same",
-    "OVERWRITE": "re-encode from scratch even if the index or encoded chunks exist",
+    "OVERWRITE": "re-encode from scratch even if the index or encoded chunks exist (an index "
+                 "built from other model files or another collection is an error without it: "
+                 "its metadata records what made it)",
 }
 paths = settings.configure(globals(), HELP)
 # -----------------------------------------------------------------------------
@@ -100,7 +102,8 @@ device, rank, world = ranks.join_stage(DEVICE)
 if OVERWRITE and rank == 0:
     chunks.remove(index)
 ranks.barrier()
-if plaid.index_built(index):
+if retrievers.check_index(index, retrievers.index_inputs(MODEL, dataset),
+                          fix="--overwrite rebuilds it, or pass another --index"):
     log.info("%s is already built; nothing to do (--overwrite rebuilds it)", index)
     sys.exit(0)
 check_writable(index, folder=True, option="--index", replaced=True)
@@ -114,5 +117,8 @@ encoder = ColBERTXMEncoder(MODEL, language=language, doc_lang_from_config=DOC_LA
 log.info("indexing %s with %s (queries %s, documents %s) on %s (%s, %d tokens/batch) into %s, "
          "shard %s", DATASET, encoder.model_name, encoder.language, encoder.doc_language,
          encoder.device, encoder.precision, encoder.batch_tokens, index, shard)
+# the identities again, now that the model is loaded (in the HF cache)
+inputs = retrievers.index_inputs(MODEL, dataset)
 plaid.build_index(dataset.docs_iter, encoder, index, shard=shard, chunk_docs=CHUNK_DOCS,
-                  total=dataset.docs_count(), nbits=NBITS, kmeans_niters=KMEANS_NITERS)
+                  total=dataset.docs_count(), nbits=NBITS, kmeans_niters=KMEANS_NITERS,
+                  inputs=inputs)

@@ -13,6 +13,9 @@ Which runs: the experiment configs say which run files their scripts write and w
     figures go to {runs_dir}/tables/;
   - with --config FILE of a run_mmarco.py or run_neuclir.py experiment (the FLORES main job, your
     own pair): that experiment's table and gap chart, written beside its runs.
+Path flags (--runs-dir, --data-dir, --index-dir, ...) override the [paths] of every config read,
+as they do for the run scripts: `--config C --runs-dir X` reads the runs that
+`run_mmarco.py --config C --runs-dir X` wrote, and writes its tables there.
 --plan lists every run file the tables need, which exist, and for each missing one the command
 that makes it, with an estimate of its GPU time on one H200 at the measured throughput.
 
@@ -85,7 +88,7 @@ configs = CONFIGS or ([str(paths["config"])] if own else
                              else str(p) for p in (settings.REPO_ROOT / "configs").glob("*.toml")))
 where, outputs = {}, []  # run file name -> the places the configs write it
 for config in configs:
-    for output in paper.config_outputs(config):
+    for output in paper.config_outputs(config, paths["flags"]):  # --runs-dir etc. win
         outputs.append(output)
         where.setdefault(output.path.name, []).append(output)
 

@@ -8,8 +8,10 @@ keys and values, only the yes/no logits) compiled on a GPU, tokenisation in work
 scores independent of batch-mates. A run whose qids are not in the query set
 or whose docnos are not in the collection is an error; a document the run lists twice for a
 query is re-ranked once, from its best rank, with a warning. A finished output is kept unless
---overwrite. Several GPUs or machines: torchrun; each rank re-ranks its share of the queries and
-rank 0 writes the run.
+--overwrite, or unless its record ({out}.json: the re-ranker's files or revision, the pairs
+re-ranked, the queries' and documents' content, the precision) shows other inputs: then it is
+re-ranked again, with a log line naming what changed. Several GPUs or machines: torchrun; each
+rank re-ranks its share of the queries and rank 0 writes the run.
 
 Examples:
   python rerank_mt5.py --run runs/mmarco-v2-fr-dev-small.bge-m3.q-ca.retrieve.res.gz \\
@@ -72,13 +74,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from crossvariety import compiling, precision, ranks
+from crossvariety import compiling, precision, provenance, ranks
 from crossvariety.batching import worker_count
 from crossvariety.datasets import Dataset, load_queries
 from crossvariety.errors import UsageError
 from crossvariety.models import model_label, resolve_model
 from crossvariety.rerank import MonoT5ReRanker, attach_text
-from crossvariety.runs import check_precision, check_writable, read_run, run_name, write_run
+from crossvariety.runs import check_precision, check_writable, read_run, reusable, run_name, \
+    write_run
 
 log = logging.getLogger("rerank_mt5")
 for name in ("RUN", "DATASET", "QUERIES"):
@@ -99,16 +102,24 @@ device, rank, world = ranks.join_stage(DEVICE)
 wanted = precision.resolve(DTYPE, device)
 if out.is_file() and not OVERWRITE:
     check_precision(out, wanted, made="re-ranked", elsewhere="--out")
-    log.info("%s exists; nothing to do (--overwrite re-ranks again)", out)
-    sys.exit(0)
 check_writable(out, option="--out")
 run = read_run(run_file, duplicates=True)  # attach_text drops them, with a warning
 queries = load_queries(QUERIES, QUERY_FIELD or None)
 log.info("read %s (%d rows, %d queries) and %d queries from %s", run_file, len(run),
          run.qid.nunique(), len(queries), QUERIES)
-if world > 1:  # this rank's share of the queries
-    run = run[run.qid.isin(sorted(run.qid.unique())[rank::world])]
-frame = attach_text(run, queries, Dataset(DATASET), TOP_K)
+dataset = Dataset(DATASET)
+
+
+def recipe():  # of the whole output, whichever rank asks
+    return provenance.rerank_recipe(MODEL, run, queries, dataset, TOP_K, wanted, TOKENIZER or None)
+
+
+if out.is_file() and not OVERWRITE and reusable(out, recipe()):
+    log.info("%s exists and was made from the same inputs; nothing to do (--overwrite "
+             "re-ranks again)", out)
+    sys.exit(0)
+share = run[run.qid.isin(sorted(run.qid.unique())[rank::world])] if world > 1 else run
+frame = attach_text(share, queries, dataset, TOP_K)
 reranker = MonoT5ReRanker(MODEL, batch_tokens=BATCH_TOKENS, device=device, dtype=wanted,
                           compile=COMPILE, tokenizer_workers=TOKENIZER_WORKERS,
                           tok_model=TOKENIZER or None)
@@ -121,4 +132,5 @@ log.info("re-ranked %d pairs%s with %s on %s (%s) in %.1fs (%.0f pairs/s)", len(
 shares = ranks.gather(results)
 if rank == 0:  # the rows in the order one process gives: by qid, each query's as ranked
     results = pd.concat(shares).sort_values("qid", kind="stable") if world > 1 else results
-    write_run(results, out, name=run_name(out, reranker.precision))
+    write_run(results, out, name=run_name(out, reranker.precision),
+              record=provenance.new_record(recipe(), seconds=round(seconds, 1)))

@@ -12,9 +12,14 @@ wins. Run files:
 With --rerank MODEL each run is re-ranked by mT5 (the paper's mT5 rows) into
   {runs_dir}/{dataset}.{model}.q-{queries}.rerank-{reranker}.res.gz
 With --evaluate it prints MRR@10 and R@1000 of both and a paired t-test against the
-high-resource queries (Bonferroni-corrected). Finished run files are reused unless --overwrite.
-A missing BM25, BGE-M3 or ColBERT-XM index is built first (as index_bm25.py, index_bgem3.py,
-index_colbertxm.py would).
+high-resource queries (Bonferroni-corrected). Beside each run, {run}.json records what made it
+(the collection's and queries' content hashes, the model's files or revision, every setting
+that changes results); a finished run is reused only if its record matches (a deeper run serves
+a shallower --num-results, truncated), else recomputed with a log line naming what changed, and
+always with --overwrite. A missing BM25, BGE-M3 or ColBERT-XM index is built first (as
+index_bm25.py, index_bgem3.py, index_colbertxm.py would); a BM25 index of another collection
+or analysis is rebuilt; a neural index of other model files or another collection is an
+error, rebuilt with --overwrite.
 
 Pairs: the paper's seven (ca-fr oc-fr af-dt scn-it yue-zh ms-id gd-en; mMARCO dev/small), any
 pair defined in the config file ([pairs.NAME] tables: variety, highres, collection, topics,
@@ -44,7 +49,7 @@ COLLECTION = ""  # documents for every pair; empty = the pair's own (mMARCO for 
 TOPICS = ""  # high-resource queries + qrels; empty = the pair's own, or --collection's
 VARIETY_QUERIES = ""  # variety query file; empty = the pair's, else in translations_dir
 CJK = "bigrams"  # BM25 terms of Chinese/Cantonese: bigrams (the paper's) or unigrams+bigrams
-MAX_LENGTH = 1024  # BGE-M3 document length, when an index must be built
+MAX_LENGTH = 1024  # BGE-M3 document length (its index's: recorded, checked)
 DOC_LANG_FROM_CONFIG = False  # ColBERT-XM: documents with the checkpoint's saved adapter
 NUM_RESULTS = 1000  # depth of each run
 EVALUATE = False  # print the metrics and significance table
@@ -57,7 +62,7 @@ TRANSLATE_QUERIES = ""  # add the variety queries translated back: apertium, ope
 TRANSLATION_MODEL = ""  # hf engine: model name or path; empty = nllb-200-600m
 WORKERS = 0  # processes for analysis when an index must be built; 0 = all cores
 DTYPE = "auto"  # neural models' precision: auto (bf16 on a GPU, fp32 on a CPU), bf16, fp32, fp8
-OVERWRITE = False  # recompute finished run files
+OVERWRITE = False  # recompute finished run files, and rebuild stale neural indexes
 HELP = {
     "BENCHMARK": "mmarco: each pair's own collection and dev topics (the paper's pairs: mMARCO v2 "
                  "dev/small, English: irds:msmarco-passage/dev/small; other pairs: their config "
@@ -79,7 +84,8 @@ HELP = {
                        "(flores: built in)",
     "CJK": "BM25 terms of Chinese and Cantonese text: bigrams (Lucene's CJK analyzer, the "
            "paper's) or unigrams+bigrams (runs and index named bm25-unibi)",
-    "MAX_LENGTH": "BGE-M3: tokens per document when an index must be built",
+    "MAX_LENGTH": "BGE-M3: tokens per document (and per query); an index built with "
+                  "another length is an error (--overwrite rebuilds it)",
     "DOC_LANG_FROM_CONFIG": "ColBERT-XM: encode documents with the checkpoint's saved "
                             "default_language, as the original code did by accident (queries "
                             "keep the collection's); runs and index named {model}-doclang-config",
@@ -103,7 +109,10 @@ HELP = {
     "DTYPE": "precision of the neural models (encoders, re-ranker): auto = bf16 on a GPU, fp32 "
              "on a CPU; fp32 (the paper's); fp8 (matmuls on fp8 tensor cores, emulated "
              "elsewhere); recorded in the run files (README: what bf16 costs)",
-    "OVERWRITE": "recompute run files (and nothing else) even if they exist",
+    "OVERWRITE": "recompute the run files even if they exist and match, and rebuild a BGE-M3 "
+                 "or ColBERT-XM index that was built from other model files or another "
+                 "collection (without it such an index is an error; a current index is kept: "
+                 "index_bgem3.py / index_colbertxm.py --overwrite rebuild one anyway)",
 }
 paths = settings.configure(globals(), HELP)
 # -----------------------------------------------------------------------------
@@ -113,7 +122,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from crossvariety import bm25, evaluation, flores, precision, released, retrievers, translation
+from crossvariety import bm25, evaluation, flores, precision, provenance, released, retrievers, \
+    translation
 from crossvariety.datasets import Dataset, read_queries, variety_queries_path, write_queries
 from crossvariety.errors import UsageError, UserError
 from crossvariety.models import model_label, resolve_model
@@ -153,21 +163,28 @@ def first_stage(pair):
 
 @functools.cache
 def retriever_for(collection_spec, analyzer, language):
-    """The first-stage retriever over a collection, its index built if it is missing. Called
+    """The first-stage retriever over a collection, its index built if it is missing (a stale
+    BM25 index is rebuilt; a stale neural one is an error, or rebuilt with --overwrite). Called
     only when a run must be computed: re-evaluating finished runs loads no model or index."""
     collection = Dataset(collection_spec)
     if MODEL != "bm25":  # BGE-M3 or ColBERT-XM (the adapter of the collection's language)
         return retrievers.retriever(MODEL, collection, paths["index_dir"], NUM_RESULTS,
                                     language=language, doc_lang_from_config=DOC_LANG_FROM_CONFIG,
-                                    max_length=MAX_LENGTH, dtype=precision.resolve(DTYPE))
+                                    max_length=MAX_LENGTH, dtype=precision.resolve(DTYPE),
+                                    overwrite=OVERWRITE)
     index = bm25.default_index_path(paths["index_dir"], collection.name,
                                     bm25.model_label(analyzer, CJK))
-    if not bm25.index_built(index):
-        log.info("no BM25 index at %s: building it from %s (%s analysis)", index,
-                 collection.spec, analyzer)
-        bm25.build_index(collection.docs_iter(), analyzer, index, workers=WORKERS,
-                         total=collection.docs_count(), cjk=CJK)
+    bm25.current_index(collection, analyzer, index, CJK, WORKERS)
     return bm25.bm25_retriever(index, num_results=NUM_RESULTS)
+
+
+def recipe_for(collection, pair, queries):
+    """What makes a first-stage run (crossvariety.provenance): checked before a finished run is
+    reused, recorded beside a new one."""
+    if MODEL == "bm25":
+        return bm25.run_recipe(collection, pair.analyzer, CJK, queries)
+    return retrievers.run_recipe(MODEL, collection, queries, pair.highres, DOC_LANG_FROM_CONFIG,
+                                 MAX_LENGTH, precision.resolve(DTYPE), paths["index_dir"])
 
 
 @functools.cache
@@ -176,7 +193,7 @@ def reranker_for(model):
     return MonoT5ReRanker(model, dtype=precision.resolve(DTYPE), tok_model=TOKENIZER or None)
 
 
-tables, topic_specs = [], []
+tables, topic_specs, collection_ids = [], [], []
 for pair in pairs:
     # 1. the collection, its high-resource topics and the variety's version of them
     if BENCHMARK == "flores":
@@ -217,6 +234,7 @@ for pair in pairs:
              pair.highres, topics.spec, len(lowres_queries), pair.variety, variety_file)
     qrels = topics.qrels() if EVALUATE else None  # a broken qrels file fails before the runs
     topic_specs.append(topics.spec)
+    collection_ids.append(provenance.collection_id(collection))
 
     query_sets = [(pair.highres, highres_queries), (pair.variety, lowres_queries)]
     if TRANSLATE_QUERIES:
@@ -240,7 +258,9 @@ for pair in pairs:
         path = run_path(paths["runs_dir"], topics.name, first_stage(pair), label, "retrieve")
         runs[label] = cached_run(
             path, lambda: retriever_for(collection.spec, pair.analyzer, pair.highres)(queries),
-            OVERWRITE, None if MODEL == "bm25" else precision.resolve(DTYPE))
+            OVERWRITE, None if MODEL == "bm25" else precision.resolve(DTYPE),
+            recipe=lambda: recipe_for(collection, pair, queries), depth=NUM_RESULTS,
+            exact_depth=MODEL != "bm25" and retrievers.exact_depth(MODEL), optional=("index",))
 
     # 3. mT5 re-ranking of each first-stage run
     if RERANK:
@@ -250,7 +270,9 @@ for pair in pairs:
                             f"rerank-{model_label(RERANK)}")
             runs[label] = cached_run(path, lambda: reranker_for(RERANK)(
                 attach_text(runs[label], queries, collection, RERANK_TOP_K)), OVERWRITE,
-                precision.resolve(DTYPE))
+                precision.resolve(DTYPE), recipe=lambda: provenance.rerank_recipe(
+                    RERANK, runs[label], queries, collection, RERANK_TOP_K,
+                    precision.resolve(DTYPE), TOKENIZER or None))
 
     # 4. the gap: variety (and translated) vs high-resource queries, paired over the same qids
     if EVALUATE:
@@ -262,12 +284,16 @@ for pair in pairs:
         tables.append(table)
 
 if tables:
-    # the table is named by benchmark (or the topics of your own pairs), model and pairs
+    # the table is named by benchmark (or the topics of your own pairs, with a hash of their
+    # collections: another collection in a folder of the same name gets its own table), model
+    # and pairs
     if BENCHMARK == "flores" or all(t.startswith(("irds:mmarco/", "irds:msmarco-passage/"))
                                     for t in topic_specs):
         benchmark = BENCHMARK
     else:
         benchmark = "+".join(dict.fromkeys(Dataset(t).name for t in topic_specs))
+        if not all(str(c).startswith("irds:") for c in collection_ids):
+            benchmark += "-" + provenance.digest(collection_ids)
     model = max(first_stage(pair) for pair in pairs)  # bm25-unibi if any pair uses it
     table = pd.concat(tables)
     table.index.name = f"{benchmark} {model}" + (f" >> {model_label(RERANK)}" if RERANK else "")

@@ -11,6 +11,9 @@ re-ranker is the baseline. Run files:
   {runs_dir}/{dataset}.{model}.q-{field}.retrieve.res.gz
   {runs_dir}/{dataset}.{first model}.q-{field}.rerank-{reranker}.res.gz
 Metrics: nDCG@20 and R@1000 on neuCLIR (graded qrels), MRR@10 and R@1000 on neuMARCO.
+Beside each run, {run}.json records what made it (model files or revision, collection, queries,
+settings); a finished run is reused only when its record matches, else recomputed with a log
+line naming what changed.
 
 Examples:
   python run_neuclir.py --config configs/neuclir_bgem3.toml
@@ -30,7 +33,7 @@ RERANK = []  # mT5 models that re-rank the first model's runs
 RERANK_TOP_K = 1000
 TOKENIZER = ""  # tokenizer of the --rerank models; empty = each one's own, else its base's
 NUM_RESULTS = 1000
-MAX_LENGTH = 1024  # BGE-M3 document length, when an index must be built
+MAX_LENGTH = 1024  # BGE-M3 document length (its index's: recorded, checked)
 LANGUAGE = ""  # ColBERT-XM adapter; empty = the documents' language as ir_datasets records it
 DOC_LANG_FROM_CONFIG = False  # ColBERT-XM: documents with the checkpoint's saved adapter
 MEASURES = []  # empty = nDCG@20 R@1000 (neuCLIR), MRR@10 R@1000 (neuMARCO)
@@ -52,7 +55,8 @@ HELP = {
                  "else that of the model it was fine-tuned from (unicamp-dl/mt5-base-mmarco-v2: "
                  "the paper's mt5-lt-* checkpoints ship none)",
     "NUM_RESULTS": "documents retrieved per query",
-    "MAX_LENGTH": "BGE-M3: tokens per document when an index must be built",
+    "MAX_LENGTH": "BGE-M3: tokens per document (and per query); an index built with "
+                  "another length is an error (--overwrite rebuilds it)",
     "LANGUAGE": "ColBERT-XM: the adapter for queries and documents (fa, ru, zh, fa_IR); empty = "
                 "the documents' language as ir_datasets records it (needed for folders)",
     "DOC_LANG_FROM_CONFIG": "ColBERT-XM: encode documents with the checkpoint's saved "
@@ -63,14 +67,16 @@ HELP = {
     "DTYPE": "precision of the encoders and re-rankers: auto = bf16 on a GPU, fp32 on a CPU; "
              "fp32 (the paper's); fp8 (matmuls on fp8 tensor cores, emulated elsewhere); "
              "recorded in the run files",
-    "OVERWRITE": "recompute run files even if they exist",
+    "OVERWRITE": "recompute the run files even if they exist and match, and rebuild an index "
+                 "that was built from other model files or another collection (without it "
+                 "such an index is an error; a current index is kept)",
 }
 paths = settings.configure(globals(), HELP)
 # -----------------------------------------------------------------------------
 import functools
 import logging
 
-from crossvariety import evaluation, precision, retrievers
+from crossvariety import evaluation, precision, provenance, retrievers
 from crossvariety.datasets import Dataset
 from crossvariety.errors import UsageError
 from crossvariety.models import model_label, resolve_model
@@ -116,9 +122,15 @@ for topics in datasets:
             return retrievers.retriever(model, collection, paths["index_dir"], NUM_RESULTS,
                                         language=LANGUAGE or None,
                                         doc_lang_from_config=DOC_LANG_FROM_CONFIG,
-                                        max_length=MAX_LENGTH,
-                                        dtype=precision.resolve(DTYPE))(queries)
-        runs[name] = cached_run(path, retrieve, OVERWRITE, precision.resolve(DTYPE))
+                                        max_length=MAX_LENGTH, dtype=precision.resolve(DTYPE),
+                                        overwrite=OVERWRITE)(queries)
+
+        def recipe(model=model):
+            return retrievers.run_recipe(model, collection, queries, LANGUAGE or None,
+                                         DOC_LANG_FROM_CONFIG, MAX_LENGTH,
+                                         precision.resolve(DTYPE), paths["index_dir"])
+        runs[name] = cached_run(path, retrieve, OVERWRITE, precision.resolve(DTYPE), recipe,
+                                NUM_RESULTS, retrievers.exact_depth(model), optional=("index",))
 
     # 2. the paper's mT5 rows: the first model's top-k re-ranked by each mT5 model
     if RERANK:
@@ -132,8 +144,13 @@ for topics in datasets:
             def rerank(reranker_name=reranker_name):
                 frame = attach_text(first, queries, collection, RERANK_TOP_K)
                 return reranker_of(reranker_name)(frame)
+
+            def recipe(reranker_name=reranker_name):
+                return provenance.rerank_recipe(reranker_name, first, queries, collection,
+                                                RERANK_TOP_K, precision.resolve(DTYPE),
+                                                TOKENIZER or None)
             reranked[f"{first_label} >> {model_label(reranker_name)}"] = \
-                cached_run(path, rerank, OVERWRITE, precision.resolve(DTYPE))
+                cached_run(path, rerank, OVERWRITE, precision.resolve(DTYPE), recipe)
         runs = reranked
 
     # 3. every model against the first

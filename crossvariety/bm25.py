@@ -27,7 +27,7 @@ from pathlib import Path
 import pyterrier as pt
 from tqdm.auto import tqdm
 
-from . import analysis
+from . import analysis, provenance
 from .analysis import get_analyzer
 from .errors import UserError, ignore_interrupts
 from .runs import atomic_path
@@ -163,15 +163,64 @@ def index_built(index_dir):
     return (Path(index_dir) / META).is_file()
 
 
-def build_index(docs, lang, index_dir, workers=0, total=None, batch_size=2000, cjk="bigrams"):
+def index_inputs(collection, lang, cjk="bigrams"):
+    """What a BM25 index is made of: the collection's identity and the analysis."""
+    lang, cjk = analysis.spec(lang, cjk)
+    return {"collection": provenance.collection_id(collection), "lang": lang, "cjk": cjk}
+
+
+def stale_index(index_dir, collection, lang, cjk="bigrams"):
+    """How the built index at ``index_dir`` differs from one of ``collection`` with this
+    analysis: a list of differences (empty when it is current), or None when its metadata
+    has no identity of its collection (built by an older version)."""
+    meta = json.loads((Path(index_dir) / META).read_text())
+    if "collection" not in meta:
+        return None
+    return provenance.differences({k: meta.get(k) for k in ("collection", "lang", "cjk")},
+                                  index_inputs(collection, lang, cjk))
+
+
+def run_recipe(collection, lang, cjk, queries):
+    """What makes a BM25 run: the collection, the analysis, the queries, BM25's parameters."""
+    return {"stage": "retrieve", "model": f"bm25 k1={K1} b={B}",
+            **index_inputs(collection, lang, cjk), "queries": provenance.queries_id(queries)}
+
+
+def current_index(collection, lang, index_dir, cjk="bigrams", workers=0):
+    """The BM25 index of ``collection`` at ``index_dir``: built if missing, rebuilt (with a log
+    line naming the difference) if it was built from another collection or analysis."""
+    if index_built(index_dir):
+        changed = stale_index(index_dir, collection, lang, cjk)
+        if changed is None:
+            log.warning("%s has no record of its collection (built by an older version): used "
+                        "unchecked; index_bm25.py --overwrite rebuilds it", index_dir)
+            return index_dir
+        if not changed:
+            return index_dir
+        log.info("rebuilding the BM25 index %s: %s", index_dir, "; ".join(changed))
+    else:
+        log.info("no BM25 index at %s: building it from %s (%s analysis)", index_dir,
+                 collection.spec, lang)
+    build_index(collection.docs_iter(), lang, index_dir, workers=workers,
+                total=collection.docs_count(), cjk=cjk, collection=collection)
+    return index_dir
+
+
+def build_index(docs, lang, index_dir, workers=0, total=None, batch_size=2000, cjk="bigrams",
+                collection=None):
     """Analyse ``docs`` ({"docno", "text"} dicts) on ``workers`` processes (0 = all cores) and
-    build a PISA index at ``index_dir``. The index appears only when complete."""
+    build a PISA index at ``index_dir``. The index appears only when complete. ``collection``
+    (a Dataset, the source of ``docs``): its identity is recorded in the index's metadata."""
     from pyterrier_pisa import PisaIndex
     spec = analysis.spec(lang, cjk)
     get_analyzer(spec[0], spec[1] or "bigrams")  # fail, or warn of a generic analysis, at once
     label = spec[0] + (f", {spec[1]}" if spec[1] else "")
     workers = workers or os.cpu_count()
     start, count = time.time(), 0
+    # the collection as it is when its reading starts
+    meta = {"lang": spec[0], "cjk": spec[1]} if collection is None else \
+        dict(index_inputs(collection, lang, cjk),
+             collection_files=provenance.collection_files(collection))
     with atomic_path(index_dir) as tmp:
         with _analysis_workers(workers) as pipes, pisa_quiet() as terminal, \
                 tqdm(total=total, unit="doc", desc=f"BM25 index ({label})", mininterval=2,
@@ -191,7 +240,7 @@ def build_index(docs, lang, index_dir, workers=0, total=None, batch_size=2000, c
                                 "empty")
             PisaIndex(str(tmp), stemmer="none", stops="none").toks_indexer(scale=1).index(
                 itertools.chain([first], analysed))
-        (tmp / META).write_text(json.dumps({"lang": spec[0], "cjk": spec[1], "documents": count}))
+        (tmp / META).write_text(json.dumps(dict(meta, documents=count), indent=1))
     log.info("indexed %d documents (%s analysis) into %s in %.1fs", count, label, index_dir,
              time.time() - start)
     return count

@@ -121,12 +121,14 @@ def index_built(index_dir):
     return (Path(index_dir) / "pt_meta.json").is_file()
 
 
-def encode_chunks(docs, encoder, index_dir, shard="0/1", chunk_docs=100_000, total=None):
+def encode_chunks(docs, encoder, index_dir, shard="0/1", chunk_docs=100_000, total=None,
+                  inputs=None):
     """Encode this shard's chunks of ``docs`` ({"docno", "text"}, or a function giving them)
     into {index}.parts/, skipping chunks already there (chunks.encode_chunks). Returns the
-    number of chunks of the whole collection."""
+    number of chunks of the whole collection. ``inputs``: the identities of the model and the
+    collection (crossvariety.retrievers.index_inputs), recorded in the index's metadata."""
     meta = {"model": encoder.model_name, "max_length": encoder.max_length,
-            "dtype": encoder.precision}
+            "dtype": encoder.precision, **(inputs or {})}
     return chunks.encode_chunks(
         docs, lambda texts, k: {"vectors": encoder.encode(texts, desc=f"chunk {k}")}, index_dir,
         meta, shard, chunk_docs, total, desc="BGE-M3 index")
@@ -175,13 +177,16 @@ def merge_chunks(index_dir):
     log.info("merged %d chunks into %s in %.1fs", len(files), index_dir, time.time() - start)
 
 
-def build_index(docs, encoder, index_dir, shard="0/1", chunk_docs=100_000, total=None):
+def build_index(docs, encoder, index_dir, shard="0/1", chunk_docs=100_000, total=None,
+                inputs=None):
     """Encode this shard's chunks; merge into the FlexIndex once every chunk is encoded, once,
     whichever job or rank gets there (chunks.build). ``docs``: documents, or a function giving
-    a fresh iterator of them. Returns True when the index is complete."""
+    a fresh iterator of them. Returns True when the index is complete. ``inputs``: as
+    encode_chunks."""
     return chunks.build(
         index_dir, index_built,
-        lambda: encode_chunks(docs, encoder, index_dir, shard, chunk_docs, total), merge_chunks)
+        lambda: encode_chunks(docs, encoder, index_dir, shard, chunk_docs, total, inputs),
+        merge_chunks)
 
 
 # ----------------------------------------------------------------------------- search

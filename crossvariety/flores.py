@@ -20,7 +20,7 @@ from pathlib import Path
 from . import downloads, languages
 from .datasets import write_queries
 from .errors import UserError
-from .runs import atomic_path
+from .runs import atomic_path, gzip_text
 from .settings import REPO_ROOT
 from .textfiles import read_lines
 
@@ -150,10 +150,10 @@ def build_flores(pair, flores, codes, data_dir, translations_dir):
             docs.setdefault(docnos[url], []).append(sentence)
         with atomic_path(dataset_dir) as tmp:
             tmp.mkdir(parents=True)
-            with gzip.open(tmp / "docs.tsv.gz", "wt", encoding="utf-8") as f:
+            with gzip_text(tmp / "docs.tsv.gz", 9) as f:  # the same bytes every time
                 for docno, doc_sentences in docs.items():
                     f.write(f"{docno}\t{' '.join(doc_sentences)}\n")
-            with gzip.open(tmp / "qrels.txt.gz", "wt", encoding="utf-8") as f:
+            with gzip_text(tmp / "qrels.txt.gz", 9) as f:
                 for qid, url in zip(qids, articles):
                     f.write(f"{qid} 0 {docnos[url]} 1\n")
             _write_sentences(qids, sentences, tmp / "queries.tsv.gz")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import bm25, evaluation, flores, pairs, retrievers, settings, translation
+from . import bm25, evaluation, flores, pairs, provenance, retrievers, settings, translation
 from .datasets import Dataset, dataset_name
 from .errors import UsageError
 from .models import model_label
@@ -233,13 +233,16 @@ class Output:
     work: list = field(default_factory=list)  # the GPU work that makes it (see gpu_seconds)
 
 
-def config_outputs(config):
-    """The run files that ``run_mmarco.py`` / ``run_neuclir.py --config config`` write."""
+def config_outputs(config, path_flags=None):
+    """The run files that ``run_mmarco.py`` / ``run_neuclir.py --config config`` write;
+    ``path_flags`` ({"runs_dir": ...}) override the config's [paths], as they would as flags of
+    those scripts."""
     config = str(config)
     tables = settings.config_tables(config)
     outputs = []
     if "run_mmarco" in tables:
         paths, run = settings.experiment_settings(config, "run_mmarco")
+        paths.update(path_flags or {})
         command = f"python run_mmarco.py --config {config}"
         reranker = model_label(run["rerank"]) if run["rerank"] else ""
         for pair in pairs.get_pairs(run["pairs"]):
@@ -277,6 +280,7 @@ def config_outputs(config):
                 outputs.append(output(first, "retrieve", first, encode, final=not reranker))
     if "run_neuclir" in tables:
         paths, run = settings.experiment_settings(config, "run_neuclir")
+        paths.update(path_flags or {})
         command = f"python run_neuclir.py --config {config}"
         doc_lang = run["doc_lang_from_config"]
         first = retrievers.label(run["models"][0], doc_lang) if run["models"] else ""
@@ -353,6 +357,19 @@ def _count(spec, what):
 
 # -- our values ---------------------------------------------------------------------------------
 
+def depth_problems(path, measures):
+    """A run whose record says it was made shallower than a measure's cutoff (R@1000 of a
+    10-deep run): the measure is not what its name says."""
+    record = provenance.read_record(path) or {}
+    depth = record.get("depth")
+    cutoffs = [m for m, parsed in evaluation.parse_measures(measures).items()
+               if depth is not None and (getattr(parsed, "params", {}) or {}).get("cutoff")
+               and parsed.params["cutoff"] > depth]
+    return [f"{path.name}: made {depth} deep, so {', '.join(cutoffs)} cannot reach its cutoff; "
+            "run its experiment again at the depth of the measures (--num-results)"] \
+        if cutoffs else []
+
+
 def evaluate_cells(cells, locate, measures_of, correction="bonferroni"):
     """Fill each cell's values {measure: (mean, p-value)} from its run file (``locate(name)`` ->
     path or None); p-values of paired t-tests against the baseline cell, corrected within each
@@ -366,6 +383,7 @@ def evaluate_cells(cells, locate, measures_of, correction="bonferroni"):
             qrels[cell.topics] = Dataset(cell.topics).qrels().astype({"qid": str, "docno": str})
         run = read_run(path)
         problems += evaluation.coverage_problems(path.name, run, qrels[cell.topics])
+        problems += depth_problems(path, measures_of(cell.topics))
         scores[i] = evaluation.per_query(run, qrels[cell.topics], measures_of(cell.topics))
     groups = {}
     for i, cell in enumerate(cells):

@@ -209,10 +209,12 @@ def train_codec(docs, encoder, parts, total, nbits, kmeans_niters):
 
 
 def encode_chunks(docs, encoder, index_dir, shard="0/1", chunk_docs=25_000, total=None, nbits=2,
-                  kmeans_niters=4):
+                  kmeans_niters=4, inputs=None):
     """Train the codec, or wait for the job training it, then encode and compress this shard's
     chunks of the collection into {index}.parts/, skipping chunks already there. ``docs`` is a
-    function giving a fresh iterator of {"docno", "text"}. Returns the number of chunks."""
+    function giving a fresh iterator of {"docno", "text"}. Returns the number of chunks.
+    ``inputs``: the identities of the model and the collection
+    (crossvariety.retrievers.index_inputs), recorded in the index's metadata."""
     parts = parts_dir(index_dir)
     parts.mkdir(parents=True, exist_ok=True)
     if total is None:
@@ -231,7 +233,7 @@ def encode_chunks(docs, encoder, index_dir, shard="0/1", chunk_docs=25_000, tota
     meta = {"model": encoder.model_name, "language": encoder.language,
             "doc_language": encoder.doc_language, "saved_language": encoder.saved_language,
             "settings": encoder.settings, "nbits": nbits, "kmeans_niters": kmeans_niters,
-            "dtype": encoder.precision}
+            "dtype": encoder.precision, **(inputs or {})}
     return chunks.encode_chunks(docs, encode, index_dir, meta, shard, chunk_docs, total,
                                 desc="ColBERT-XM index")
 
@@ -291,14 +293,14 @@ def index_bytes(index_dir):
 
 
 def build_index(docs, encoder, index_dir, shard="0/1", chunk_docs=25_000, total=None, nbits=2,
-                kmeans_niters=4):
+                kmeans_niters=4, inputs=None):
     """Encode this shard's chunks; merge into the index once every chunk is encoded, once,
     whichever job or rank gets there (chunks.build). ``docs``: a function giving a fresh
-    iterator of {"docno", "text"}. Returns True when complete."""
+    iterator of {"docno", "text"}. Returns True when complete. ``inputs``: as encode_chunks."""
     return chunks.build(
         index_dir, index_built,
         lambda: encode_chunks(docs, encoder, index_dir, shard, chunk_docs, total, nbits,
-                              kmeans_niters), merge_chunks)
+                              kmeans_niters, inputs), merge_chunks)
 
 
 # ----------------------------------------------------------------------------- search

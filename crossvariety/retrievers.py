@@ -4,10 +4,12 @@ crossvariety.colbert + crossvariety.plaid). The run scripts ask this module for 
 retriever over a collection; a missing index is built first, as the index scripts would.
 """
 import functools
+import json
 import logging
 from pathlib import Path
 
-from .errors import UsageError
+from . import provenance
+from .errors import UsageError, UserError
 from .models import MODELS, model_label, resolve_model
 
 log = logging.getLogger(__name__)
@@ -57,29 +59,119 @@ def index_path(index_dir, model, collection_name, doc_lang_from_config=False):
     return Path(index_dir) / label(model, doc_lang_from_config) / collection_name
 
 
+def collection_language(collection, language=None):
+    """ColBERT-XM's adapter language for a collection: ``language``, else what ir_datasets
+    records."""
+    language = language or collection.docs_lang()
+    if not language:
+        raise UsageError(f"the language of {collection.spec} is unknown; pass --language "
+                         "(fr, nl, fa, ...) for ColBERT-XM's adapter")
+    return language
+
+
+def index_inputs(model, collection, max_length=None):
+    """What a neural index is made of: the identities of the model and of the collection, and
+    (BGE-M3) the document length. Recorded in the index's metadata."""
+    inputs = {"model_id": provenance.model_id(model),
+              "tokenizer": provenance.tokenizer_id(model, family(model)),
+              "collection": provenance.collection_id(collection)}
+    if family(model) == "bge-m3" and max_length is not None:
+        inputs["max_length"] = max_length
+    return inputs
+
+
+def index_meta(index):
+    """The metadata of a built neural index (BGE-M3: crossvariety.json, ColBERT-XM: meta.json),
+    or None if there is none."""
+    for name in ("crossvariety.json", "meta.json"):
+        if (Path(index) / name).is_file():
+            return json.loads((Path(index) / name).read_text())
+    return None
+
+
+def check_index(index, inputs, overwrite=False, fix="--overwrite rebuilds it"):
+    """A built index made from other ``inputs`` is an error that names the difference and the
+    fix, or with ``overwrite`` is removed (with its chunks) to be built again; an index of an
+    older version, with no identities in its metadata, is used with a warning. Returns whether
+    the index is there to use."""
+    from . import dense, plaid
+    if not (dense.index_built(index) or plaid.index_built(index)):
+        return False
+    changed = provenance.stale_meta(index_meta(index) or {}, inputs)
+    if changed is None:
+        log.warning("%s has no record of its model and collection (built by an older version): "
+                    "used unchecked; %s", index, fix)
+        return True
+    if not changed:
+        return True
+    if not overwrite:
+        raise UserError(f"{index} was built from other inputs ({'; '.join(changed)}): {fix}")
+    from .chunks import remove
+    log.info("rebuilding %s: %s", index, "; ".join(changed))
+    remove(index)
+    return False
+
+
+def run_recipe(model, collection, queries, language=None, doc_lang_from_config=False,
+               max_length=1024, dtype="auto", index_dir=None):
+    """What makes a first-stage run of a neural model: the model's, the collection's and the
+    queries' identities, and the settings that change its results; with ``index_dir``, what
+    the built index records of its own making (its documents' precision, ...), if it is
+    built."""
+    settings = {"dtype": dtype}
+    if family(model) == "colbert-xm":
+        settings.update(language=collection_language(collection, language),
+                        doc_lang_from_config=doc_lang_from_config)
+    else:
+        settings["max_length"] = max_length
+    recipe = {"stage": "retrieve", "model": provenance.model_id(model),
+              "tokenizer": provenance.tokenizer_id(model, family(model)),
+              "collection": provenance.collection_id(collection),
+              "queries": provenance.queries_id(queries), "settings": settings}
+    meta = index_meta(index_path(index_dir, model, collection.name, doc_lang_from_config)) \
+        if index_dir else None
+    if meta:
+        recipe["index"] = {k: meta[k] for k in ("dtype", "max_length", "nbits", "kmeans_niters",
+                                                "language", "doc_language") if k in meta}
+    return recipe
+
+
+def exact_depth(model):
+    """Whether a run of ``model`` must be made at the depth asked: PLAID's search depends on
+    the depth (colbert-ai's ncells, ndocs), so a deeper ColBERT-XM run truncated is not the
+    shallower run; a BGE-M3 run truncated is."""
+    return family(model) == "colbert-xm"
+
+
 def retriever(model, collection, index_dir, num_results=1000, language=None,
-              doc_lang_from_config=False, max_length=1024, dtype="auto"):
+              doc_lang_from_config=False, max_length=1024, dtype="auto", overwrite=False):
     """``model``'s retriever over ``collection`` (a Dataset), its index built if missing, its
     queries (and a missing index's documents) encoded in precision ``dtype``.
-    ``language``: the collection's (ColBERT-XM's adapter), by default what ir_datasets says."""
+    ``language``: the collection's (ColBERT-XM's adapter), by default what ir_datasets says.
+    An index built from another model or collection is an error, or with ``overwrite`` is
+    rebuilt."""
     index = index_path(index_dir, model, collection.name, doc_lang_from_config)
+    fix = "pass --overwrite to rebuild it (and recompute the runs), or another --index-dir"
     if family(model) == "colbert-xm":
         from . import plaid
-        language = language or collection.docs_lang()
-        if not language:
-            raise UsageError(f"the language of {collection.spec} is unknown; pass --language "
-                             "(fr, nl, fa, ...) for ColBERT-XM's adapter")
+        language = collection_language(collection, language)
+        built = check_index(index, index_inputs(model, collection), overwrite, fix)
         enc = encoder(model, language, doc_lang_from_config, dtype=dtype)
-        if not plaid.index_built(index):
+        if not built:
             log.info("no ColBERT-XM index at %s: encoding %s (index_colbertxm.py shards big "
                      "ones)", index, collection.spec)
-            plaid.build_index(collection.docs_iter, enc, index, total=collection.docs_count())
+            # the identities again, now that the model is loaded (in the HF cache)
+            plaid.build_index(collection.docs_iter, enc, index, total=collection.docs_count(),
+                              inputs=index_inputs(model, collection))
         plaid.check_language(index, enc)
         return plaid.colbert_retriever(index, enc, num_results)
     from . import dense
+    built = check_index(index, index_inputs(model, collection, max_length), overwrite, fix)
     enc = encoder(model, max_length=max_length, dtype=dtype)
-    if not dense.index_built(index):
+    if not built:
         log.info("no dense index at %s: encoding %s (index_bgem3.py shards big ones)", index,
                  collection.spec)
-        dense.build_index(collection.docs_iter(), enc, index, total=collection.docs_count())
+        # the identities again, now that the model is loaded (in the HF cache)
+        dense.build_index(collection.docs_iter(), enc, index, total=collection.docs_count(),
+                          inputs=index_inputs(model, collection, max_length))
     return dense.dense_retriever(index, enc, num_results=num_results)

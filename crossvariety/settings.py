@@ -245,6 +245,8 @@ def configure(namespace, help, positional=(), argv=None):
         logging.getLogger("ir_datasets").addFilter(lambda record: record.levelno >= logging.ERROR)
     paths = _expand(paths)
     paths["config"] = Path(args.config) if args.config else None  # the file itself, if any
+    # the paths given as flags: they override other configs' [paths] too (make_tables.py)
+    paths["flags"] = {key: paths[key] for key in PATHS if getattr(args, f"path_{key}") is not None}
     return paths
 
 

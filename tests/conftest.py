@@ -16,6 +16,8 @@ import pytest
 IRDS_HOME = Path(tempfile.mkdtemp(prefix="irds-home-"))
 os.environ["IR_DATASETS_HOME"] = str(IRDS_HOME)
 os.environ["HF_HUB_OFFLINE"] = "1"
+# file hashes (crossvariety.provenance) cached per test session, not in the user's ~/.cache
+os.environ["CROSSVARIETY_HASH_CACHE"] = str(IRDS_HOME / "file-hashes.json")
 REPO = Path(__file__).resolve().parent.parent
 
 # A toy French mMARCO: passages with accents and elisions; dev queries (more than the judged

@@ -136,10 +136,10 @@ def test_index_bgem3_and_run_mmarco_dense_end_to_end(workdir, tiny_xlmr):
     index = workdir / "indexes" / tiny_xlmr.name / "mmarco-v2-fr"
     assert dense.index_built(index)
     proc = run_script("index_bgem3.py", "--dataset", "irds:mmarco/v2/fr", "--model", tiny_xlmr,
-                      cwd=workdir)
+                      "--max-length", "128", cwd=workdir)
     assert "already built" in proc.stderr
     proc = run_script("run_mmarco.py", "--pairs", "ca-fr", "--model", tiny_xlmr, "--evaluate",
-                      cwd=workdir)
+                      "--max-length", "128", cwd=workdir)
     for queries in ("fr", "ca"):
         run = workdir / "runs" / f"mmarco-v2-fr-dev-small.{tiny_xlmr.name}.q-{queries}.retrieve.res.gz"
         assert run.is_file()

@@ -99,7 +99,7 @@ def test_rerank_mt5_script_end_to_end(workdir, tiny_mt5):
         assert [s for _, s in sorted(ranked)] == sorted((s for _, s in ranked), reverse=True)
     assert "pairs/s" in proc.stderr
     proc = run_script("rerank_mt5.py", "--run", first, "--dataset", "irds:mmarco/v2/fr",
-                      "--queries", queries, "--model", tiny_mt5, cwd=workdir)
+                      "--queries", queries, "--model", tiny_mt5, "--top-k", "3", cwd=workdir)
     assert "nothing to do" in proc.stderr
     proc = run_script("rerank_mt5.py", "--run", first, "--dataset", "irds:mmarco/v2/fr",
                       "--queries", queries, "--model", tiny_mt5, "--dtype", "bf16", cwd=workdir,
