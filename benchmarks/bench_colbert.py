@@ -37,10 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
 
-from common import GPU as gpu, Results, sync
+from common import GPU as gpu, Results, random_model, sync
 from crossvariety import plaid
 from crossvariety.colbert import ColBERTXMEncoder
-from crossvariety.random_models import build_colbert_xm, synthetic_passages
+from crossvariety.random_models import synthetic_passages
 
 parser = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -132,8 +132,7 @@ search_queries = [" ".join(p.split()[3:9]) for p in
                   passages[:args.search_queries or args.queries]]
 with tempfile.TemporaryDirectory() as tmp:
     tmp = Path(tmp)
-    model = build_colbert_xm(tmp / "colbert-xm", passages[:5000], size=args.size,
-                             vocab_size=8000, lexical=args.size == "tiny")
+    model = random_model("colbert_xm", args.size, tmp, lexical=args.size == "tiny")
     # the checkpoint's saved adapter for both engines: colbert-ai encodes with it
     encoder = ColBERTXMEncoder(model, verbose=False)
     results["encoder"] = {"dtype": encoder.precision, "batch_tokens": encoder.batch_tokens}

@@ -36,10 +36,10 @@ import pyterrier_dr  # noqa: F401  (imported before any timing: it imports FlagE
 import torch
 from torch._dynamo.utils import counters
 
-from common import BF16_PEAK, GPU as gpu, Results, error_text, sync
+from common import BF16_PEAK, GPU as gpu, Results, error_text, random_model, sync
 from crossvariety import dense, fp8
 from crossvariety.batching import padded_batches
-from crossvariety.random_models import build_xlmr, synthetic_passages
+from crossvariety.random_models import synthetic_passages
 from crossvariety.tokens import FlatTokenizer
 
 VARIANTS = {"compiled": (None, "on"), "eager": (None, "off"), "compiled_fp8": ("fp8", "on")}
@@ -88,7 +88,7 @@ def encoding(tmp):
     """pyterrier-dr's and our indexing paths (each variant), and their vectors compared."""
     passages = synthetic_passages(max(docs_n, ref_docs_n) + warmup_n, seed=0)
     warmup, passages = passages[-warmup_n:], passages[:-warmup_n]
-    model = build_xlmr(tmp / "xlmr", passages[:5000], size=args.size, vocab_size=8000)
+    model = random_model("xlmr", args.size, tmp)
     from transformers import AutoConfig, AutoModel, AutoTokenizer
     lengths = FlatTokenizer(AutoTokenizer.from_pretrained(model), args.max_length)(
         passages[:2000]).lengths

@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 from scipy.stats import kendalltau
 
-from common import GPU as gpu, Results
+from common import GPU as gpu, Results, random_model
 from crossvariety.dense import BgeM3Encoder
-from crossvariety.random_models import build_mt5, build_xlmr, synthetic_passages
+from crossvariety.random_models import synthetic_passages
 from crossvariety.rerank import MonoT5ReRanker
 
 parser = argparse.ArgumentParser(description=__doc__,
@@ -51,11 +51,10 @@ def summary(values):
             "p05": float(np.percentile(values, 5))}
 
 
-passages = synthetic_passages(max(args.passages, vectors_n) + 5000, seed=0)
+passages = synthetic_passages(max(args.passages, vectors_n), seed=0)
 queries = [" ".join(p.split()[:6]) for p in synthetic_passages(queries_n, seed=1)]
 with tempfile.TemporaryDirectory() as tmp:
-    model = build_mt5(Path(tmp) / "mt5", passages[-5000:] + ["Query: Document: Relevant: yes no"],
-                      size=args.size, vocab_size=8000)
+    model = random_model("mt5", args.size, Path(tmp))
     scores = {}
     for precision in PRECISIONS:
         reranker = MonoT5ReRanker(str(model), verbose=False, dtype=precision,
@@ -79,8 +78,7 @@ with tempfile.TemporaryDirectory() as tmp:
               f"{np.min(taus):.4f}), top-10 overlap mean {np.mean(top10):.3f} (min "
               f"{np.min(top10):.2f})", flush=True)
 
-    model = build_xlmr(Path(tmp) / "xlmr", passages[-5000:], vocab_size=8000,
-                       size="large" if args.size == "base" else "tiny")
+    model = random_model("xlmr", "large" if args.size == "base" else "tiny", Path(tmp))
     vectors = {}
     for precision in PRECISIONS:
         encoder = BgeM3Encoder(str(model), max_length=512, verbose=False, dtype=precision)

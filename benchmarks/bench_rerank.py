@@ -32,10 +32,10 @@ import pandas as pd
 import torch
 from torch._dynamo.utils import counters
 
-from common import BF16_PEAK, GPU as gpu, Results, error_text, sync
+from common import BF16_PEAK, GPU as gpu, Results, error_text, random_model, sync
 from crossvariety import compiling, fp8
 from crossvariety.batching import padded_batches
-from crossvariety.random_models import build_mt5, synthetic_passages
+from crossvariety.random_models import synthetic_passages
 from crossvariety.rerank import MonoT5ReRanker, prompt_tokenizer
 
 # ours: (precision, --compile); None = --dtype
@@ -128,10 +128,7 @@ warmup = frame.iloc[-warmup_pairs:].copy()  # other pairs than the timed ones' f
 frame = frame.iloc[:pairs]
 results = Results(args.out, size=args.size, pairs=pairs)
 with tempfile.TemporaryDirectory() as tmp:
-    start = time.time()
-    model = build_mt5(Path(tmp) / "mt5", passages[:5000] + ["Query: Document: Relevant: yes no"],
-                      size=args.size, vocab_size=8000)
-    print(f"built {args.size} mT5 at random weights in {time.time() - start:.0f}s", flush=True)
+    model = random_model("mt5", args.size, Path(tmp))
     from transformers import AutoConfig, AutoTokenizer
     config = AutoConfig.from_pretrained(model)
     tokens = prompt_tokenizer(AutoTokenizer.from_pretrained(model))(

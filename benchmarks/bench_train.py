@@ -32,14 +32,16 @@ sys.path.insert(0, str(REPO))
 
 import torch
 
-from common import GPU as gpu, Results, sync
-from crossvariety.random_models import build_colbert_xm, build_mt5, build_xlmr, synthetic_passages
+from common import GPU as gpu, Results, random_model, sync
+from crossvariety.random_models import synthetic_passages
 
 PARTS = ("mt5", "bgem3", "colbert")
 parser = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--size", choices=["tiny", "base"], default="tiny")
 parser.add_argument("--steps", type=int, default=0, help="optimizer steps per measured run")
+parser.add_argument("--examples", type=int, default=3000,
+                    help="training examples (query, positive, negative) written for the runs")
 parser.add_argument("--parts", default=",".join(PARTS), help="of " + ", ".join(PARTS))
 parser.add_argument("--bgem3-eager", choices=["auto", "on", "off"], default="auto",
                     help="also run finetune_bgem3.py --compile off (auto: on a GPU, where it "
@@ -72,15 +74,14 @@ def run(command):
 def mt5(tmp, passages, queries, data):
     """The original loop (batch 4, fp32, tokenised per batch), then finetune_mt5.py at batch 32
     and 4."""
-    model_dir = build_mt5(tmp / "mt5", passages[:3000] + ["Query: Document: Relevant: yes no"],
-                          size=args.size, vocab_size=8000)
+    model_dir = random_model("mt5", args.size, tmp)
     from transformers import AutoTokenizer, MT5ForConditionalGeneration
     device = "cuda" if gpu else "cpu"
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = MT5ForConditionalGeneration.from_pretrained(model_dir).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5)
     pairs = [(q, passages[i], "yes") for i, q in enumerate(queries)] + \
-            [(q, passages[3000 + i], "no") for i, q in enumerate(queries)]
+            [(q, passages[len(queries) + i], "no") for i, q in enumerate(queries)]
     ref_steps = max(steps // 2, 10)
     start = None
     for s in range(ref_steps + 3):  # the original: tokenise, step, for every batch of 4
@@ -116,8 +117,7 @@ def mt5(tmp, passages, queries, data):
 def bgem3(tmp, passages, data):
     """FlagEmbedding's m3 trainer with the paper's command, then finetune_bgem3.py (with and
     without compilation)."""
-    xlmr = build_xlmr(tmp / "xlmr", passages[:3000], size="large" if args.size == "base" else
-                      "tiny", vocab_size=8000)
+    xlmr = random_model("xlmr", "large" if args.size == "base" else "tiny", tmp)
     common = ["--model_name_or_path", xlmr, "--train_data", data, "--learning_rate", "1e-5",
               "--num_train_epochs", "1", "--max_steps", steps, "--per_device_train_batch_size",
               "8", "--temperature", "0.02", "--query_max_len", "64", "--passage_max_len", "256",
@@ -149,8 +149,8 @@ def bgem3(tmp, passages, data):
 
 def colbert(tmp, passages, data):
     """finetune_colbertxm.py at the recipe's 32 tuples per step."""
-    model_dir = build_colbert_xm(tmp / "colbert-xm", passages[:3000], size=args.size,
-                                 vocab_size=8000)
+    # tiny: bench_colbert.py's checkpoint (a suite builds it once); the speed is the same
+    model_dir = random_model("colbert_xm", args.size, tmp, lexical=args.size == "tiny")
     rate, whole = ours("finetune_colbertxm.py", "tuples/s", [
         "--train", data, "--model", model_dir, "--language", "fr", "--out", tmp / "colbert-out",
         "--max-steps", steps, "--warmup-steps", 0, "--save-every", 10**9])
@@ -161,11 +161,11 @@ def colbert(tmp, passages, data):
 
 with tempfile.TemporaryDirectory() as tmp:
     tmp = Path(tmp)
-    passages = synthetic_passages(6000, seed=0)
-    queries = [" ".join(p.split()[:6]) for p in synthetic_passages(3000, seed=1)]
+    passages = synthetic_passages(2 * args.examples, seed=0)
+    queries = [" ".join(p.split()[:6]) for p in synthetic_passages(args.examples, seed=1)]
     data = tmp / "train.jsonl"
     data.write_text("".join(json.dumps({"query": q, "pos": [passages[i]],
-                                        "neg": [passages[3000 + i]]}) + "\n"
+                                        "neg": [passages[args.examples + i]]}) + "\n"
                             for i, q in enumerate(queries)))
     if "mt5" in parts:
         mt5(tmp, passages, queries, data)

@@ -1,15 +1,20 @@
-"""What the benchmarks share: the machine they ran on, device syncs, and results that are written
-to their JSON file as they come, so that a benchmark stopped at a time limit (benchmarks/gpu_suite.py
-gives each part one) keeps what it had measured."""
+"""What the benchmarks share: the machine they ran on, device syncs, the random-weight models they
+measure, and results that are written to their JSON file as they come, so that a benchmark
+stopped at a time limit (benchmarks/gpu_suite.py gives each part one) keeps what it had measured.
+"""
 import json
 import os
 import platform
+import shutil
 import time
 from pathlib import Path
 
 import torch
 
 GPU = torch.cuda.is_available()
+# Where benchmarks/gpu_suite.py has its parts share the models they build (building and saving
+# mT5-base or XLM-R large takes tens of seconds); unset, each benchmark builds its own.
+MODEL_CACHE = "BENCH_MODEL_CACHE"
 # bf16 dense matmul measured on an H100 (../shared/bench-reference; an H200 is the same chip)
 BF16_PEAK = 798e12
 
@@ -20,6 +25,32 @@ def environment():
             f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} "
             "threads)", "torch": torch.__version__, "cuda": torch.version.cuda,
             "date": time.strftime("%Y-%m-%d")}
+
+
+def random_model(kind, size, folder, **options):
+    """A model of crossvariety.random_models at random weights (``kind``: mt5, xlmr or
+    colbert_xm; ``size``: tiny or the real architecture's name, base or large), its tokenizer
+    trained on synthetic passages; built under ``folder``, or once under $BENCH_MODEL_CACHE."""
+    from crossvariety import random_models
+    build = {"mt5": random_models.build_mt5, "xlmr": random_models.build_xlmr,
+             "colbert_xm": random_models.build_colbert_xm}[kind]
+    name = "-".join([kind, size, *(f"{k}-{v}" for k, v in sorted(options.items()))])
+    path = Path(os.environ.get(MODEL_CACHE) or folder) / name
+    if not path.is_dir():
+        start = time.time()
+        texts = random_models.synthetic_passages(3000, seed=2)
+        if kind == "mt5":
+            texts.append("Query: Document: Relevant: yes no")  # the prompt's own pieces
+        partial = path.with_name(f".partial-{os.getpid()}.{name}")
+        build(partial, texts, size=size, vocab_size=8000, **options)
+        try:
+            os.replace(partial, path)
+        except OSError:  # a part running beside this one built it first: the same model
+            if not path.is_dir():
+                raise
+            shutil.rmtree(partial)
+        print(f"built {name} at random weights in {time.time() - start:.0f}s", flush=True)
+    return path
 
 
 def sync():
