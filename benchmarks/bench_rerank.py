@@ -10,11 +10,12 @@ same (query, passage) pairs, text in and scores out, with:
   before crossvariety.t5: the lever that the fused forward is);
 - pyterrier-t5 at batch 4 (the original path) and batch 64, on --ref-pairs pairs (measured
   first: cheap, and the basis of every ratio).
---variants chooses among ours. Prints pairs/s (also of the model alone, on the same batches tokenised beforehand), the fraction
-of the bf16 peak (GPU; the encoder's matmuls and attention, the basis of the 42,900 pairs/s
-limit of the issue), the graphs compiled (more after the warm-up means recompilation), the
-ratios, and the largest score difference against pyterrier-t5 at batch 1 on a sample. With --out
-the JSON is rewritten after every measurement (a run stopped early keeps what it measured).
+--variants chooses among ours. Prints pairs/s (also of the model alone, on the same batches
+tokenised beforehand), the fraction of the bf16 peak (GPU; the encoder's matmuls and attention,
+the basis of the 42,900 pairs/s limit of the issue), the graphs compiled (more after the warm-up
+means recompilation), the ratios, and the largest score difference against pyterrier-t5 at
+batch 1 on a sample. With --out the JSON is rewritten after every measurement (a run stopped
+early keeps what it measured).
 
   python benchmarks/bench_rerank.py                 # tiny 2-layer model on the CPU (~2 minutes)
   python benchmarks/bench_rerank.py --size base --out rerank_base.json   # mT5-base; on a GPU

@@ -31,7 +31,8 @@ the others; --overwrite measures the chosen --parts again.
 
 --smoke runs the same suite on the CPU with tiny models (2-layer, a few dozen inputs; compiled
 paths through torch.compile's eager backend): a check that every part still runs and reports
-(tests/test_gpu_suite.py), in about 3 minutes on 2 cores. Its figures say nothing about speed.
+(tests/test_gpu_suite.py), in about 1.5 minutes on 2 idle cores. Its figures say nothing about
+speed.
 
 On a GPU lent through the device tool (docs/gpu_suite.md has the details): the device's image
 has transformers 5.x, under which FlagEmbedding (the references of pyterrier-dr and of BGE-M3's
@@ -128,7 +129,8 @@ FIGURES = {
         ("ours compiled, fp8", "compiled_fp8.pairs_per_s", "pairs/s", "pyterrier_t5_bs4",
          (">=", 2e4)),
         ("ours eager, bf16", "eager.pairs_per_s", "pairs/s", "pyterrier_t5_bs4", None),
-        ("ours compiled, the model alone", "compiled.model_only_pairs_per_s", "pairs/s", None, None),
+        ("ours compiled, the model alone", "compiled.model_only_pairs_per_s", "pairs/s", None,
+         None),
         ("compiled: share of the bf16 peak", "compiled.fraction_of_bf16_peak", "", None, None),
         ("compiled: warm-up (compilation)", "compiled.warmup_seconds", "s", None, None),
         ("compiled fp8: warm-up (compilation)", "compiled_fp8.warmup_seconds", "s", None, None),
@@ -177,8 +179,8 @@ FIGURES = {
          None, None),
         ("search, 6,980 queries over 8.8M (extrapolated)", "search_extrapolated.seconds", "s",
          None, ("<", 120)),
-        ("search, 6,980 queries over 8.8M (linear bound)", "search_extrapolated.seconds_linear_bound",
-         "s", None, None),
+        ("search, 6,980 queries over 8.8M (linear bound)",
+         "search_extrapolated.seconds_linear_bound", "s", None, None),
         ("top-10 overlap with exhaustive MaxSim", "top10_overlap_ours_vs_exhaustive", "", None,
          None),
         ("index bytes per passage", "ours_index_bytes_per_passage", "bytes", None, None),
@@ -338,10 +340,10 @@ def markdown(report):
     for row in report["figures"]:
         met = {True: "yes", False: "**no**", None: ""}[row.get("target_met")]
         ratio = f"{row['ratio']:.2f}x" if row.get("ratio") else ""
+        reference = number(row.get("reference_value"), row["unit"]) if "reference" in row else ""
         lines.append(f"| {row['part']} | {row['figure']} | {number(row['value'], row['unit'])} | "
-                     f"{row['unit']} | {row.get('reference', '')} | "
-                     f"{number(row.get('reference_value'), row['unit']) if 'reference' in row else ''}"
-                     f" | {ratio} | {row.get('target', '')} | {met} |")
+                     f"{row['unit']} | {row.get('reference', '')} | {reference} | {ratio} | "
+                     f"{row.get('target', '')} | {met} |")
     failed = {n: p for n, p in report["parts"].items() if p["status"] != "ok"}
     if failed:
         lines += ["", "## Failures"]
@@ -359,7 +361,8 @@ def write(path, text):
 
 class Part:
     """A part running as its own process group (its children, torchrun's or tokenizer workers,
-    share it), stopped at its time limit: SIGTERM, then SIGKILL 10 s later."""
+    share it), stopped at its time limit: SIGTERM, then SIGKILL 10 s later; what is left of the
+    group when it ends is killed."""
 
     def __init__(self, name, command, limit, log, env):
         self.name, self.command, self.limit, self.log = name, command, limit, log
@@ -382,8 +385,7 @@ class Part:
                 self._signal(signal.SIGKILL)
             return None
         self.process.returncode = os.waitstatus_to_exitcode(wait_status)
-        if self.stopped is not None:
-            self._signal(signal.SIGKILL)  # what the part left behind in its group
+        self._signal(signal.SIGKILL)  # what it left behind in its group (GPU memory with it)
         status = ("timed out" if self.stopped is not None else
                   "ok" if self.process.returncode == 0 else "failed")
         error = None
