@@ -3,6 +3,7 @@ figure, and a part that fails or hangs is recorded without stopping the others; 
 ratios and targets; a re-run keeps what was measured."""
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -127,3 +128,12 @@ def test_figures_ratio_and_targets_on_a_gpu():
     train = {"results": {"mt5_ours_bs4": 50.0, "mt5_reference_bs4_fp32": 26.0}}
     bs4 = gpu_suite.figures("train_mt5", train, False)[1]
     assert bs4["target"] == ">= 2x" and bs4["target_met"] is False
+
+
+def test_without_a_gpu_it_says_to_use_smoke(tmp_path):
+    proc = subprocess.run([sys.executable, str(SUITE), "--out", str(tmp_path / "x")],
+                          capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert proc.returncode == 2
+    assert "no GPU here: --smoke runs the suite's check on the CPU" in proc.stderr
+    assert not list(tmp_path.iterdir())
