@@ -7,13 +7,13 @@ tau and the top-10 overlap of each against fp32. On a GPU bf16 and fp8 run compi
 what a long re-ranking job runs), fp32 eager. Encoding: a BGE-M3-architecture XLM-R at random
 weights encodes --vectors passages in each precision; the cosine of each vector with its fp32
 twin. fp8 is emulated where the device has no fp8 tensor cores (same quantisation, plain matmul),
-and bf16 on a CPU runs torch's CPU bf16 kernels (slow: tiny models only there).
+and bf16 on a CPU runs torch's CPU bf16 kernels (slow: tiny models only there). With --out the
+JSON is rewritten after every measurement (a run stopped early keeps what it measured).
 
   python benchmarks/bench_precision.py                       # tiny models, CPU (a few minutes)
   python benchmarks/bench_precision.py --size base --out bench_precision_base.json   # on a GPU
 """
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -22,11 +22,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np
-import torch
 from scipy.stats import kendalltau
 
+from common import GPU as gpu, Results, random_model
 from crossvariety.dense import BgeM3Encoder
-from crossvariety.random_models import build_mt5, build_xlmr, synthetic_passages
+from crossvariety.random_models import synthetic_passages
 from crossvariety.rerank import MonoT5ReRanker
 
 parser = argparse.ArgumentParser(description=__doc__,
@@ -38,14 +38,11 @@ parser.add_argument("--passages", type=int, default=1000, help="passages per lis
 parser.add_argument("--vectors", type=int, default=0, help="passages encoded (10000 GPU, 1000 CPU)")
 parser.add_argument("--out", default="", help="also write the results as JSON here")
 args = parser.parse_args()
-gpu = torch.cuda.is_available()
 queries_n = args.queries or (20 if gpu else 5)
 vectors_n = args.vectors or (10000 if gpu else 1000)
 PRECISIONS = ("fp32", "bf16", "fp8")
-results = {"size": args.size, "device": torch.cuda.get_device_name() if gpu else
-           f"cpu ({torch.get_num_threads()} threads)", "torch": torch.__version__,
-           "date": time.strftime("%Y-%m-%d"), "queries": queries_n,
-           "passages_per_query": args.passages, "vectors": vectors_n}
+results = Results(args.out, size=args.size, queries=queries_n,
+                  passages_per_query=args.passages, vectors=vectors_n)
 
 
 def summary(values):
@@ -54,11 +51,10 @@ def summary(values):
             "p05": float(np.percentile(values, 5))}
 
 
-passages = synthetic_passages(max(args.passages, vectors_n) + 5000, seed=0)
+passages = synthetic_passages(max(args.passages, vectors_n), seed=0)
 queries = [" ".join(p.split()[:6]) for p in synthetic_passages(queries_n, seed=1)]
 with tempfile.TemporaryDirectory() as tmp:
-    model = build_mt5(Path(tmp) / "mt5", passages[-5000:] + ["Query: Document: Relevant: yes no"],
-                      size=args.size, vocab_size=8000)
+    model = random_model("mt5", args.size, Path(tmp))
     scores = {}
     for precision in PRECISIONS:
         reranker = MonoT5ReRanker(str(model), verbose=False, dtype=precision,
@@ -67,8 +63,9 @@ with tempfile.TemporaryDirectory() as tmp:
         start = time.time()
         scores[precision] = np.stack([reranker.score([q] * args.passages,
                                                      passages[:args.passages]) for q in queries])
-        print(f"re-ranking in {precision}: {queries_n * args.passages / (time.time() - start):,.0f}"
-              " pairs/s", flush=True)
+        rate = queries_n * args.passages / (time.time() - start)
+        results[f"rerank_{precision}_pairs_per_s"] = rate
+        print(f"re-ranking in {precision}: {rate:,.0f} pairs/s", flush=True)
         del reranker
     for precision in PRECISIONS[1:]:
         taus = [kendalltau(scores["fp32"][i], scores[precision][i])[0] for i in range(queries_n)]
@@ -81,21 +78,19 @@ with tempfile.TemporaryDirectory() as tmp:
               f"{np.min(taus):.4f}), top-10 overlap mean {np.mean(top10):.3f} (min "
               f"{np.min(top10):.2f})", flush=True)
 
-    model = build_xlmr(Path(tmp) / "xlmr", passages[-5000:], vocab_size=8000,
-                       size="large" if args.size == "base" else "tiny")
+    model = random_model("xlmr", "large" if args.size == "base" else "tiny", Path(tmp))
     vectors = {}
     for precision in PRECISIONS:
         encoder = BgeM3Encoder(str(model), max_length=512, verbose=False, dtype=precision)
         start = time.time()
         vectors[precision] = encoder.encode(passages[:vectors_n])
-        print(f"encoding in {precision}: {vectors_n / (time.time() - start):,.0f} passages/s",
-              flush=True)
+        rate = vectors_n / (time.time() - start)
+        results[f"encode_{precision}_passages_per_s"] = rate
+        print(f"encoding in {precision}: {rate:,.0f} passages/s", flush=True)
         del encoder
     for precision in PRECISIONS[1:]:
         cosines = (vectors[precision] * vectors["fp32"]).sum(axis=1)  # unit vectors
         results[f"encode_{precision}_vs_fp32_cosine"] = summary(cosines)
         print(f"encoding, {precision} vs fp32: cosine mean {cosines.mean():.6f}, min "
               f"{cosines.min():.6f}", flush=True)
-if args.out:
-    Path(args.out).write_text(json.dumps(results, indent=1))
-print(json.dumps(results, indent=1))
+results.finish()

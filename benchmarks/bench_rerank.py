@@ -8,18 +8,19 @@ same (query, passage) pairs, text in and scores out, with:
   GPU with fp8 tensor cores also compiled in fp8;
 - the same re-ranker with transformers' own modules as its forward pass (this project's path
   before crossvariety.t5: the lever that the fused forward is);
-- pyterrier-t5 at batch 4 (the original path) and batch 64, on --ref-pairs pairs.
-Prints pairs/s (also of the model alone, on the same batches tokenised beforehand), the fraction
-of the bf16 peak (GPU; the encoder's matmuls and attention, the basis of the 42,900 pairs/s
-limit of the issue), the ratios, and the largest score difference against pyterrier-t5 at
-batch 1 on a sample.
+- pyterrier-t5 at batch 4 (the original path) and batch 64, on --ref-pairs pairs (measured
+  first: cheap, and the basis of every ratio).
+--variants chooses among ours. Prints pairs/s (also of the model alone, on the same batches
+tokenised beforehand), the fraction of the bf16 peak (GPU; the encoder's matmuls and attention,
+the basis of the 42,900 pairs/s limit of the issue), the graphs compiled (more after the warm-up
+means recompilation), the ratios, and the largest score difference against pyterrier-t5 at
+batch 1 on a sample. With --out the JSON is rewritten after every measurement (a run stopped
+early keeps what it measured).
 
   python benchmarks/bench_rerank.py                 # tiny 2-layer model on the CPU (~2 minutes)
   python benchmarks/bench_rerank.py --size base --out rerank_base.json   # mT5-base; on a GPU
 """
 import argparse
-import json
-import platform
 import sys
 import tempfile
 import time
@@ -30,12 +31,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 import pandas as pd
 import torch
+from torch._dynamo.utils import counters
 
+from common import BF16_PEAK, GPU as gpu, Results, error_text, random_model, sync
 from crossvariety import compiling, fp8
 from crossvariety.batching import padded_batches
-from crossvariety.random_models import build_mt5, synthetic_passages
+from crossvariety.random_models import synthetic_passages
 from crossvariety.rerank import MonoT5ReRanker, prompt_tokenizer
 
+# ours: (precision, --compile); None = --dtype
+VARIANTS = {"eager": (None, "off"), "compiled": (None, "on"), "compiled_fp8": ("fp8", "on"),
+            "transformers_modules": (None, "off")}
 parser = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
 parser.add_argument("--size", choices=["tiny", "base"], default="tiny")
@@ -45,13 +51,29 @@ parser.add_argument("--warmup-pairs", type=int, default=0,
                     help="pairs scored first by a compiled path (its compilation)")
 parser.add_argument("--batch-tokens", type=int, default=0, help="our token budget (0 = default)")
 parser.add_argument("--dtype", default="auto", help="our precision: auto, bf16, fp32 or fp8")
+parser.add_argument("--variants", default="",
+                    help="ours to measure, comma-separated, of " + ", ".join(VARIANTS) +
+                    " (default: all; compiled_fp8 only on a GPU with fp8 tensor cores, "
+                    "elsewhere it is emulated)")
+parser.add_argument("--ref-batch-sizes", default="4,64",
+                    help="pyterrier-t5's batch sizes (empty: none)")
+parser.add_argument("--score-check-pairs", type=int, default=200,
+                    help="pairs scored by pyterrier-t5 at batch 1 to compare scores (0: none)")
+parser.add_argument("--compile-backend", default="inductor",
+                    help="torch.compile's backend for the compiled variants (aot_eager: the "
+                    "same graph capture without generating code; a quick check on a CPU)")
 parser.add_argument("--out", default="", help="also write the results as JSON here")
 args = parser.parse_args()
-gpu = torch.cuda.is_available()
 pairs = args.pairs or (40000 if gpu else 2000)
 ref_pairs = args.ref_pairs or (2000 if gpu else 500)
 warmup_pairs = args.warmup_pairs or (4000 if gpu else 300)
-PEAK = 798e12  # bf16 dense matmul measured on an H100 (shared/bench-reference; H200: same chip)
+ref_batch_sizes = [int(b) for b in args.ref_batch_sizes.split(",") if b]
+variants = args.variants.split(",") if args.variants else [
+    key for key in VARIANTS if key != "compiled_fp8" or
+    (gpu and args.dtype != "fp8" and fp8.supported(torch.device("cuda")))]
+unknown = sorted(set(variants) - set(VARIANTS))
+if unknown:
+    parser.error(f"--variants: unknown {', '.join(unknown)}; choose among {', '.join(VARIANTS)}")
 
 
 def encoder_flops_per_pair(config, tokens):
@@ -60,11 +82,6 @@ def encoder_flops_per_pair(config, tokens):
     ff_matrices = 3 if config.is_gated_act else 2
     return config.num_layers * (2 * (4 * d * inner + ff_matrices * d * ff) * tokens.mean()
                                 + 4 * inner * (tokens ** 2).mean())
-
-
-def sync():
-    if gpu:
-        torch.cuda.synchronize()
 
 
 def timed(fn, frame):
@@ -110,35 +127,63 @@ frame = pd.DataFrame({"qid": [str(i % 200) for i in range(total)],
                       "text": passages[:total]})
 warmup = frame.iloc[-warmup_pairs:].copy()  # other pairs than the timed ones' first
 frame = frame.iloc[:pairs]
-results = {"size": args.size, "device": torch.cuda.get_device_name() if gpu else
-           f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} "
-           "threads)", "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
-           "pairs": pairs}
+results = Results(args.out, size=args.size, pairs=pairs)
 with tempfile.TemporaryDirectory() as tmp:
-    start = time.time()
-    model = build_mt5(Path(tmp) / "mt5", passages[:5000] + ["Query: Document: Relevant: yes no"],
-                      size=args.size, vocab_size=8000)
-    print(f"built {args.size} mT5 at random weights in {time.time() - start:.0f}s", flush=True)
-    from transformers import AutoConfig
+    model = random_model("mt5", args.size, Path(tmp))
+    from transformers import AutoConfig, AutoTokenizer
     config = AutoConfig.from_pretrained(model)
-    variants = [("eager", args.dtype, "off"), ("compiled", args.dtype, "on")]
-    if gpu and args.dtype != "fp8" and fp8.supported(torch.device("cuda")):
-        variants.append(("compiled_fp8", "fp8", "on"))
-    variants.append(("transformers_modules", args.dtype, "off"))
+    tokens = prompt_tokenizer(AutoTokenizer.from_pretrained(model))(
+        list(zip(frame["query"][:2000], frame["text"][:2000]))).lengths
+    results["tokens_per_pair_mean"] = float(tokens.mean())
     scored = {}
 
-    def measure(key, dtype, compile_setting):
+    def ratios():
+        """Each of ours against eager and the references, from what has been measured."""
+        done = [k for k in variants if "pairs_per_s" in results.get(k, {})]
+        for key in done:
+            if key != "eager" and "eager" in done:
+                results[f"{key}_vs_eager"] = results[key]["pairs_per_s"] / \
+                    results["eager"]["pairs_per_s"]
+        for batch_size in ref_batch_sizes:
+            reference = results.get(f"pyterrier_t5_bs{batch_size}")
+            if done and reference:
+                results[f"best_vs_pyterrier_t5_bs{batch_size}"] = max(
+                    results[k]["pairs_per_s"] for k in done) / reference["pairs_per_s"]
+
+    # 1. the references, on a sample: the original path (batch 4) and a larger batch
+    from pyterrier_t5 import mT5ReRanker
+    sample = frame.iloc[:ref_pairs]
+    for batch_size in ref_batch_sizes:
+        reference = mT5ReRanker(str(model), str(model), batch_size=batch_size, verbose=False)
+        reference(sample.iloc[:batch_size])  # first-call costs
+        _, seconds = timed(reference, sample)
+        results[f"pyterrier_t5_bs{batch_size}"] = {"pairs": ref_pairs, "seconds": seconds,
+                                                   "pairs_per_s": ref_pairs / seconds}
+        print(f"pyterrier-t5 batch {batch_size} (fp32): {ref_pairs / seconds:,.0f} pairs/s",
+              flush=True)
+        del reference
+
+    # 2. ours
+    def measure(key):
+        dtype, compile_setting = VARIANTS[key]
         ours = MonoT5ReRanker(str(model), batch_tokens=args.batch_tokens, verbose=False,
-                              dtype=dtype, compile=compile_setting)
+                              dtype=dtype or args.dtype, compile=compile_setting)
+        ours.compiler.backend = args.compile_backend
         if key == "transformers_modules":
             ours.compiler = compiling.Compiler(TransformersForward(model, ours), "off",
                                                ours.device, "transformers' modules")
+        graphs = counters["stats"]["unique_graphs"]
         _, seconds = timed(ours, warmup)  # compilation (compiled paths), first-call costs
-        record = {"warmup_pairs": len(warmup), "warmup_seconds": seconds}
+        record = {"warmup_pairs": len(warmup), "warmup_seconds": seconds,
+                  "graphs_compiled_in_warmup": counters["stats"]["unique_graphs"] - graphs}
+        graphs = counters["stats"]["unique_graphs"]
         scored[key], seconds = timed(ours, frame)
         record.update(seconds=seconds, pairs_per_s=pairs / seconds, dtype=ours.precision,
+                      fp8_tensor_cores=ours.precision == "fp8" and fp8.supported(ours.device),
                       batch_tokens=ours.batch_tokens,
                       compiled=bool(ours.compiler.wanted(pairs)),
+                      # past dynamo's recompile limit calls fall back to slow eager code
+                      graphs_compiled_while_timed=counters["stats"]["unique_graphs"] - graphs,
                       tokenizer_workers=ours.tokenization.workers)
         # the model alone, on the same batches tokenised beforehand: what tokenisation and the
         # host's work cost the whole path
@@ -156,48 +201,36 @@ with tempfile.TemporaryDirectory() as tmp:
             for name, rate in (("", record["pairs_per_s"]),
                                ("model_only_", record["model_only_pairs_per_s"])):
                 record[f"{name}fraction_of_bf16_peak"] = rate * encoder_flops_per_pair(
-                    config, tokens) / PEAK
+                    config, tokens) / BF16_PEAK
             peak = f", {record['fraction_of_bf16_peak']:.0%} of the bf16 peak"
         print(f"{key} ({ours.precision}, {ours.batch_tokens} tokens/batch): {pairs / seconds:,.0f} "
               f"pairs/s{peak}; the model alone {record['model_only_pairs_per_s']:,.0f} pairs/s "
               f"(warm-up {record['warmup_seconds']:.0f}s)", flush=True)
         return record
 
-    from transformers import AutoTokenizer
-    tokens = prompt_tokenizer(AutoTokenizer.from_pretrained(model))(
-        list(zip(frame["query"][:2000], frame["text"][:2000]))).lengths
-    results["tokens_per_pair_mean"] = float(tokens.mean())
-    for key, dtype, compile_setting in variants:
+    for key in variants:
         try:  # one failing variant (a compiler, fp8 kernels) must not lose the others
-            results[key] = measure(key, dtype, compile_setting)
+            results[key] = measure(key)
         except Exception as error:
-            results[key] = {"error": f"{type(error).__name__}: {error}"[:2000]}
+            results[key] = {"error": error_text(error)}
             print(f"{key}: failed: {results[key]['error'][:300]}", flush=True)
+        ratios()
         if gpu:
             torch.cuda.empty_cache()
-    done = [k for k, _, _ in variants if "pairs_per_s" in results[k]]
-    for key in done:
-        if key != "eager" and "eager" in done:
-            results[f"{key}_vs_eager"] = results[key]["pairs_per_s"] / results["eager"]["pairs_per_s"]
-    from pyterrier_t5 import mT5ReRanker
-    sample = frame.iloc[:ref_pairs]
-    best = max(results[k]["pairs_per_s"] for k in done)
-    for batch_size in (4, 64):
-        reference = mT5ReRanker(str(model), str(model), batch_size=batch_size, verbose=False)
-        reference(sample.iloc[:batch_size])  # first-call costs
-        _, seconds = timed(reference, sample)
-        results[f"pyterrier_t5_bs{batch_size}"] = {"pairs": ref_pairs, "seconds": seconds,
-                                                   "pairs_per_s": ref_pairs / seconds}
-        results[f"best_vs_pyterrier_t5_bs{batch_size}"] = best / (ref_pairs / seconds)
-        print(f"pyterrier-t5 batch {batch_size} (fp32): {ref_pairs / seconds:,.0f} pairs/s -> "
-              f"our best is {best / (ref_pairs / seconds):.1f}x", flush=True)
-        del reference
-    one = mT5ReRanker(str(model), str(model), batch_size=1, verbose=False)(frame.iloc[:200])
-    for key in scored:
-        results[f"{key}_max_abs_score_diff_vs_bs1"] = float(np.abs(
-            one.score.to_numpy() - scored[key].score.to_numpy()[:200]).max())
-        print(f"{key}: largest |score difference| vs pyterrier-t5 batch 1 (fp32) on 200 pairs: "
-              f"{results[f'{key}_max_abs_score_diff_vs_bs1']:.2e}", flush=True)
-if args.out:
-    Path(args.out).write_text(json.dumps(results, indent=1))
-print(json.dumps(results, indent=1))
+    for batch_size in ref_batch_sizes:
+        if f"best_vs_pyterrier_t5_bs{batch_size}" in results:
+            print(f"our best vs pyterrier-t5 batch {batch_size}: "
+                  f"{results[f'best_vs_pyterrier_t5_bs{batch_size}']:.1f}x", flush=True)
+
+    # 3. scores against pyterrier-t5 at batch 1 (fp32; its scores at larger batches depend on
+    # their batch-mates)
+    if args.score_check_pairs:
+        check = frame.iloc[:args.score_check_pairs]
+        one = mT5ReRanker(str(model), str(model), batch_size=1, verbose=False)(check)
+        for key in scored:
+            results[f"{key}_max_abs_score_diff_vs_bs1"] = float(np.abs(
+                one.score.to_numpy() - scored[key].score.to_numpy()[:len(check)]).max())
+            print(f"{key}: largest |score difference| vs pyterrier-t5 batch 1 (fp32) on "
+                  f"{len(check)} pairs: {results[f'{key}_max_abs_score_diff_vs_bs1']:.2e}",
+                  flush=True)
+results.finish()
