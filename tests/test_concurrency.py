@@ -208,7 +208,8 @@ def test_torchrun_rerank_mt5_equals_one_process(tmp_path, tiny_mt5, collection):
 
     frame = attach_text(runs.read_run(first), load_queries(queries), Dataset(str(collection)),
                         1000)
-    expected = MonoT5ReRanker(str(tiny_mt5), verbose=False)(frame)
+    # as a run file holds them: by qid, then rank (runs.in_order)
+    expected = runs.in_order(MonoT5ReRanker(str(tiny_mt5), verbose=False)(frame))
     got = runs.read_run(out)
     assert got[["qid", "docno", "rank"]].values.tolist() == \
         expected[["qid", "docno", "rank"]].values.tolist()

@@ -382,8 +382,10 @@ def test_ctrl_c_is_one_line_exit_130_keeps_finished_runs_and_no_partial_file(tmp
     left = files_in(tmp_path)
     assert not [name for name in left if ".partial-" in name], left
     assert not [name for name in left if "indexes/bm25/big" in name]
-    kept = sorted(name for name in left if name.startswith("runs/"))
+    kept = sorted(name for name in left if name.startswith("runs/") and name.endswith(".res.gz"))
     assert kept == ["runs/small.bm25.q-ca.retrieve.res.gz", "runs/small.bm25.q-fr.retrieve.res.gz"]
+    assert sorted(name for name in left if name.startswith("runs/")) == sorted(
+        [*kept, *(name + ".json" for name in kept)])  # each finished run with its record
     for name in kept:  # whole files: the run of one query over the small collection
         run = runs.read_run(tmp_path / name)
         assert set(run.qid) == {"1"} and len(run) >= 1
