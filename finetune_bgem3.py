@@ -110,29 +110,15 @@ if (out / "config.json").is_file() and not OVERWRITE:
     log.info("%s exists; nothing to do (--overwrite trains again)", out)
     sys.exit(0)
 
-# torch and the models after the checks above: a finished run exits in a second
-import numpy as np
-import torch
-from transformers import AutoTokenizer, get_linear_schedule_with_warmup
+if PRECISION not in ("auto", "bf16", "fp32"):
+    raise UsageError(f"--precision {PRECISION!r}: choose auto, bf16 or fp32")
 
-from crossvariety import checkpoints, released, training
-from crossvariety.models import from_pretrained, resolve_model
-from crossvariety.negatives import read_examples
-from crossvariety.runs import atomic_path, check_writable
+from crossvariety import released  # noqa: E402
+from crossvariety.models import resolve_model  # noqa: E402
+from crossvariety.negatives import read_examples  # noqa: E402
+from crossvariety.runs import check_writable  # noqa: E402
 
 check_writable(out.parent, folder=True, option="--out")  # before, not after, the training
-device, rank, world = training.processes(DEVICE)
-if OVERWRITE and rank == 0:
-    shutil.rmtree(checkpoints_dir, ignore_errors=True)
-precision = PRECISION if PRECISION != "auto" else ("bf16" if device.type == "cuda" else "fp32")
-if precision not in ("bf16", "fp32"):
-    raise UsageError(f"--precision {PRECISION!r}: choose auto, bf16 or fp32")
-if precision == "bf16" and device.type != "cuda":
-    raise UsageError("--precision bf16 needs a GPU; use fp32 on a CPU")
-torch.manual_seed(SEED)
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the loader workers tokenise
-
-# 1. the training groups: step s -> this process's queries and passages, padded to few shapes
 model_path = resolve_model(MODEL)
 TRAIN = released.resolve(TRAIN, "training")  # paper:ca-fr -> the paper's released file
 examples = read_examples(TRAIN)
@@ -141,6 +127,26 @@ if GROUP_SIZE > 1:
     if missing:
         raise UserError(f"{TRAIN}:{missing[0]}: no negative ({len(missing)} such lines); "
                         f"--group-size {GROUP_SIZE} needs one per line (or --group-size 1)")
+
+# torch and the models after the checks and the data above: a typo answers in a second
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from transformers import AutoTokenizer, get_linear_schedule_with_warmup  # noqa: E402
+
+from crossvariety import checkpoints, training  # noqa: E402
+from crossvariety.models import from_pretrained  # noqa: E402
+from crossvariety.runs import atomic_path  # noqa: E402
+
+device, rank, world = training.processes(DEVICE)
+if OVERWRITE and rank == 0:
+    shutil.rmtree(checkpoints_dir, ignore_errors=True)
+precision = PRECISION if PRECISION != "auto" else ("bf16" if device.type == "cuda" else "fp32")
+if precision == "bf16" and device.type != "cuda":
+    raise UsageError("--precision bf16 needs a GPU; use fp32 on a CPU")
+torch.manual_seed(SEED)
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the loader workers tokenise
+
+# 1. the training groups: step s -> this process's queries and passages, padded to few shapes
 per_step = BATCH_SIZE * world
 per_epoch = math.ceil(len(examples) / per_step)  # the last batch is filled from the start
 total_steps = MAX_STEPS or EPOCHS * per_epoch

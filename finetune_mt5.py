@@ -79,17 +79,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-from transformers import AutoModelForSeq2SeqLM
-
-from crossvariety import checkpoints, released, training
-from crossvariety.batching import default_device, no_cudnn_attention
+from crossvariety import released
 from crossvariety.errors import UsageError, UserError
-from crossvariety.models import fetch, from_pretrained, load_tokenizer, resolve_model
+from crossvariety.models import resolve_model
 from crossvariety.negatives import read_examples
-from crossvariety.rerank import MAX_LENGTH, prompt_tokenizer, yes_no_ids
-from crossvariety.runs import atomic_path, check_writable
+from crossvariety.runs import check_writable
 from crossvariety.textfiles import read_lines
 
 log = logging.getLogger("finetune_mt5")
@@ -106,9 +100,6 @@ if (out / "config.json").is_file() and not OVERWRITE:
     log.info("%s exists; nothing to do (--overwrite trains again)", out)
     sys.exit(0)
 check_writable(out.parent, folder=True, option="--out")  # before, not after, the training
-torch.manual_seed(SEED)
-device = default_device(DEVICE or None)
-no_cudnn_attention(device)
 
 # 1. the training pairs, tokenised once (as one flat array: little memory for millions)
 model_path = resolve_model(MODEL)
@@ -128,6 +119,21 @@ if TRIPLES:
             raise UserError(f"{TRIPLES}:{lineno}: a triple is query<TAB>positive<TAB>negative "
                             f"(found {len(fields)} fields)")
         pairs += [(fields[0], fields[1], 1), (fields[0], fields[2], 0)]
+
+# torch and the models after the checks and the data above: a typo answers in a second
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from transformers import AutoModelForSeq2SeqLM  # noqa: E402
+
+from crossvariety import checkpoints, training  # noqa: E402
+from crossvariety.batching import default_device, no_cudnn_attention  # noqa: E402
+from crossvariety.models import fetch, from_pretrained, load_tokenizer  # noqa: E402
+from crossvariety.rerank import MAX_LENGTH, prompt_tokenizer, yes_no_ids  # noqa: E402
+from crossvariety.runs import atomic_path  # noqa: E402
+
+torch.manual_seed(SEED)
+device = default_device(DEVICE or None)
+no_cudnn_attention(device)
 # the start's own tokenizer, else its base model's (the paper's mt5-lt-* checkpoints ship none)
 start_folder = fetch(model_path, "mt5")
 tokenizer, tokenizer_name = load_tokenizer(model_path, "mt5", TOKENIZER or None)

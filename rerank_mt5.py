@@ -72,16 +72,8 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
-
-from crossvariety import compiling, precision, provenance, ranks
-from crossvariety.batching import worker_count
-from crossvariety.datasets import Dataset, load_queries
 from crossvariety.errors import UsageError
 from crossvariety.models import model_label, resolve_model
-from crossvariety.rerank import MonoT5ReRanker, attach_text
-from crossvariety.runs import check_precision, check_writable, read_run, reusable, run_name, \
-    write_run
 
 log = logging.getLogger("rerank_mt5")
 for name in ("RUN", "DATASET", "QUERIES"):
@@ -89,7 +81,17 @@ for name in ("RUN", "DATASET", "QUERIES"):
         raise UsageError(f"--{name.lower().replace('_', '-')} is required (see --help)")
 for model in (MODEL, TOKENIZER):
     if model:
-        resolve_model(model)  # an unknown name fails before the run is read
+        resolve_model(model)  # an unknown name fails before the run is read (and torch loads)
+
+import pandas as pd  # noqa: E402
+
+from crossvariety import compiling, precision, provenance, ranks  # noqa: E402
+from crossvariety.batching import worker_count  # noqa: E402
+from crossvariety.datasets import Dataset, load_queries  # noqa: E402
+from crossvariety.rerank import MonoT5ReRanker, attach_text  # noqa: E402
+from crossvariety.runs import check_precision, check_writable, read_run, reusable, \
+    run_name, write_run  # noqa: E402
+
 compiling.check(COMPILE)
 worker_count(TOKENIZER_WORKERS, "cpu")
 run_file = Path(RUN)

@@ -48,6 +48,79 @@ def build_mt5(path, texts, size="tiny", vocab_size=2000, seed=0):
     return path
 
 
+def build_lexical_mt5(path, texts, vocab_size=1500, seed=0):
+    """An mT5 re-ranker whose weights are set by hand so that its score is lexical: log P(yes)
+    rises with the share of the query's tokens that occur in the document (each query token
+    weighted by a small random amount, so that scores rarely tie). Passages that share the
+    query's words rank first, as a trained re-ranker would rank them, through the real T5
+    arithmetic (mT5's gated feed-forward, relative position bias, RMS norms, one decoder step).
+
+    How: embeddings hold a random unit vector per token (dims U), a tie-breaking weight (W), a
+    constant (C), and marks of ``</s>`` (S) and of the prompt's ``\u2581Document`` piece (G).
+    Encoder layer 1, head 0, sees only keys on its left (its relative position bias) and attends
+    to ``Document`` when it is there: it writes F = 1 on the document's side, 0 on the query's.
+    Layer 2, head 1: a token attends to its twins on the other side (same U vector, a bonus for
+    F differing) and otherwise to ``</s>`` (the sink); its share on the sink goes to S: ~1
+    when the token has no twin in the document, ~0 when it has. The decoder's one step attends
+    to the query's side (F = 0) and reads the mean of S against C; the yes-no direction is -S.
+    Everything else is zero (the feed-forwards add nothing)."""
+    import math
+    from transformers import MT5Config, MT5ForConditionalGeneration, T5Tokenizer
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        model_file = _sentencepiece(texts, Path(tmp) / "sp", vocab_size,
+                                    symbols=("\u2581yes", "\u2581no", "\u2581Document"))
+        T5Tokenizer(vocab_file=str(model_file), extra_ids=0, legacy=False).save_pretrained(path)
+    tokenizer = T5Tokenizer.from_pretrained(path)
+    d, buckets = 64, 8
+    u, w, s, c, f, g = slice(0, d - 5), d - 5, d - 4, d - 3, d - 2, d - 1
+    config = MT5Config(vocab_size=len(tokenizer), d_model=d, d_kv=d, d_ff=8, num_layers=2,
+                       num_decoder_layers=1, num_heads=2, feed_forward_proj="gated-gelu",
+                       relative_attention_num_buckets=buckets, tie_word_embeddings=False,
+                       decoder_start_token_id=tokenizer.pad_token_id,
+                       pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(seed)
+    model = MT5ForConditionalGeneration(config)
+    # RMS of a token's embedding (unit U, C = 1) before "Document" and, with F = 1, after it
+    before, after = math.sqrt(2 / d), math.sqrt(3 / d)
+    twin, sink, bonus = 32.0, 20.0, 3.0  # attention scores: a twin's, the sink's, above bonus
+    eos, document = tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("\u2581Document")
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.fill_(1.0) if "layer_norm" in name else p.zero_()
+        embed = model.shared.weight
+        embed[:, u] = torch.nn.functional.normalize(torch.randn(len(tokenizer), d - 5), dim=-1)
+        embed[:, w] = 0.3 * torch.rand(len(tokenizer))
+        embed[:, c] = 1.0
+        for special, mark in ((tokenizer.pad_token_id, None), (eos, s), (document, g)):
+            embed[special] = 0.0
+            embed[special, c] = 1.0  # the pad is the decoder's start: C alone
+            if mark is not None:
+                embed[special, mark] = 1.0
+        first, second = (block.layer[0].SelfAttention for block in model.encoder.block)
+        first.relative_attention_bias.weight[buckets // 2:, 0] = -1e4  # keys on the right
+        first.q.weight[0, c], first.k.weight[0, g], first.v.weight[0, g] = 1.0, 1.0, 1.0
+        first.o.weight[f, 0] = before
+        h = d  # head 1
+        scale = math.sqrt(twin * before * after)
+        second.q.weight[h:h + d - 5, u] = scale * torch.eye(d - 5)
+        second.k.weight[h:h + d - 5, u] = scale * torch.eye(d - 5)
+        second.q.weight[h + d - 4, c], second.k.weight[h + d - 4, f] = bonus, 1.0  # + F_j
+        second.q.weight[h + d - 3, f], second.k.weight[h + d - 3, f] = -2 * bonus, 1.0  # F_i F_j
+        second.q.weight[h + d - 2, c], second.k.weight[h + d - 2, s] = 1.0, sink * before * after
+        second.v.weight[h, s] = 1.0
+        second.o.weight[s, h] = after
+        cross = model.decoder.block[0].layer[1].EncDecAttention
+        cross.q.weight[0, c], cross.k.weight[0, f] = -10.0, 1.0  # the query's side only
+        cross.q.weight[1, c], cross.k.weight[1, w] = 1.0, 0.1  # each token's small weight
+        cross.v.weight[0, s], cross.o.weight[s, 0] = 1.0, 1.0
+        cross.v.weight[1, c], cross.o.weight[c, 1] = 1.0, 1.0
+        model.lm_head.weight[tokenizer.encode("yes")[0], s] = -1.0
+    model.save_pretrained(path)
+    return path
+
+
 # BGE-M3's encoder: XLM-RoBERTa large with 8k positions.
 XLMR_LARGE = dict(vocab_size=250002, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
                   intermediate_size=4096, max_position_embeddings=8194, type_vocab_size=1,
@@ -85,6 +158,36 @@ def build_xlmr(path, texts, size="tiny", vocab_size=2000, seed=0):
                               eos_token_id=tokenizer.eos_token_id, **shape)
     torch.manual_seed(seed)
     XLMRobertaModel(config, add_pooling_layer=False).save_pretrained(path)
+    return path
+
+
+def build_lexical_xlmr(path, texts, vocab_size=1500, seed=0, hidden_size=128):
+    """A BGE-M3-like encoder whose [CLS] vector is a bag of words: each layer's attention is
+    uniform (zero queries and keys) and its output, scaled up, swamps the residual, so every
+    state becomes the layer-normed mean of the tokens' random embeddings (special tokens: zero;
+    positions: zero); the feed-forwards add nothing. Cosine similarity then counts shared
+    tokens, and passages that share the query's words rank first, through the real XLM-R
+    arithmetic."""
+    from transformers import XLMRobertaConfig, XLMRobertaModel
+    path = Path(path)
+    tokenizer = _xlmr_tokenizer(path, texts, vocab_size, model_max_length=8192)
+    config = XLMRobertaConfig(pad_token_id=tokenizer.pad_token_id,
+                              bos_token_id=tokenizer.bos_token_id,
+                              eos_token_id=tokenizer.eos_token_id,
+                              **dict(XLMR_TINY, vocab_size=len(tokenizer), hidden_size=hidden_size))
+    torch.manual_seed(seed)
+    model = XLMRobertaModel(config, add_pooling_layer=False)
+    identity = torch.eye(hidden_size)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            p.fill_(1.0) if name.endswith("LayerNorm.weight") else p.zero_()
+        words = model.embeddings.word_embeddings.weight
+        words.normal_()
+        words[tokenizer.all_special_ids] = 0.0
+        for layer in model.encoder.layer:
+            layer.attention.self.value.weight.copy_(identity)
+            layer.attention.output.dense.weight.copy_(100 * identity)
+    model.save_pretrained(path)
     return path
 
 

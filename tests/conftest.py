@@ -4,11 +4,17 @@ ir_datasets reads IR_DATASETS_HOME when it is imported, so the variable is set h
 test module imports it; the files are written by the ``irds_home`` fixture. When a cache file
 exists, ir_datasets skips the download and its checksum.
 """
+import atexit
+import json
+import math
 import os
+import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -181,11 +187,149 @@ def fake_hub(cache, repo, files, repo_type="dataset"):
     return Path(cache)
 
 
-def run_script(script, *args, cwd, check=True, env=None):
-    """Run a stage script as a user would (``env``: more variables); return the process."""
-    env = dict(os.environ, IR_DATASETS_HOME=str(IRDS_HOME), PYTHONPATH=str(REPO), **(env or {}))
-    proc = subprocess.run([sys.executable, str(REPO / script), *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+def read_table(text):
+    """{row label: {column: cell}} from a markdown table."""
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = {}
+    for line in lines[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[cells[0]] = dict(zip(header, cells))
+    return rows
+
+
+def reference_means(scores, qrels, measures=("MRR@10", "R@1000")):
+    """ir_measures' mean of each measure over the judged queries (one missing from the run
+    scores 0, as the project's evaluation has it), for a run given as {qid: {docno: score}} and
+    qrels as (qid, docno[, label]) tuples: the value a table row of that run must print."""
+    import ir_measures
+    qrels = [ir_measures.Qrel(q, d, rest[0] if rest else 1) for q, d, *rest in qrels]
+    judged = {q.query_id for q in qrels}
+    run = [ir_measures.ScoredDoc(q, d, s) for q, docs in scores.items() for d, s in docs.items()]
+    parsed = {m: ir_measures.parse_measure(m) for m in measures}
+    totals = dict.fromkeys(measures, 0.0)
+    for value in ir_measures.iter_calc(list(parsed.values()), qrels, run):
+        measure = next(m for m, p in parsed.items() if p == value.measure)
+        totals[measure] += value.value
+    return {m: total / len(judged) for m, total in totals.items()}
+
+
+def assert_row(row, expected):
+    """A printed table row holds the expected means, to the 4 decimals it prints (a † may
+    follow)."""
+    for measure, value in expected.items():
+        assert row[measure].rstrip("†") == f"{value:.4f}", (measure, row[measure], value)
+
+
+def assert_ranked(docnos, scores, tolerance):
+    """A run's documents (``docnos``, best first) are exactly the reference's, in its order: no
+    document comes before one that the reference scores more than ``tolerance`` higher (float
+    noise between two ways of computing the same scores; closer ones may come in either
+    order)."""
+    docnos = list(docnos)
+    assert sorted(docnos) == sorted(scores)
+    values = [scores[d] for d in docnos]
+    for i, value in enumerate(values[:-1]):
+        assert max(values[i + 1:]) <= value + tolerance, (docnos, values)
+
+
+def hand_bm25(query_terms, docs, k1=0.9, b=0.4):
+    """Robertson-Sparck Jones BM25 as PISA computes it (idf floored at a tiny epsilon), summed
+    over the query's terms with their frequencies."""
+    n = len(docs)
+    avgdl = sum(len(t) for t in docs.values()) / n
+    scores = {}
+    for docno, terms in docs.items():
+        score = 0.0
+        for term in set(query_terms):
+            tf = terms.count(term)
+            if not tf:
+                continue
+            df = sum(term in t for t in docs.values())
+            idf = max(math.log((n - df + 0.5) / (df + 0.5)), 1e-6)
+            score += query_terms.count(term) * idf * tf * (k1 + 1) / (
+                tf + k1 * (1 - b + b * len(terms) / avgdl))
+        if score:
+            scores[docno] = score
+    return scores
+
+
+def exhaustive_dense(model, queries, passages, max_length=512):
+    """The reference run of a BGE-M3 model: FlagEmbedding's vectors, every passage scored by
+    inner product; {qid: {docno: score}}."""
+    from FlagEmbedding import BGEM3FlagModel
+    reference = BGEM3FlagModel(str(model), use_fp16=False, devices="cpu")
+    docs = reference.encode(list(passages.values()), max_length=max_length)["dense_vecs"]
+    scores = reference.encode(list(queries.values()))["dense_vecs"] @ docs.T
+    return {qid: dict(zip(passages, map(float, row))) for qid, row in zip(queries, scores)}
+
+
+def reference_rerank(model, run, queries, texts, top_k):
+    """The reference re-ranking: pyterrier-t5 at batch size 1 (its exact semantics) over each
+    query's ``top_k`` first documents of ``run`` (a run frame); {qid: {docno: score}}."""
+    from pyterrier_t5 import mT5ReRanker
+    first = run.sort_values(["qid", "rank"]).groupby("qid").head(top_k)
+    frame = first.assign(query=first.qid.map(queries),
+                         text=first.docno.map(texts))[["qid", "query", "docno", "text"]]
+    scored = mT5ReRanker(str(model), str(model), batch_size=1, verbose=False)(frame)
+    return {qid: dict(zip(group.docno, group.score)) for qid, group in scored.groupby("qid")}
+
+
+class Launcher:
+    """The client of tests/launcher.py: a server that has imported what the scripts import runs
+    each script in a fork of itself (a script then starts in milliseconds, not seconds). Started
+    on first use; one script at a time."""
+
+    def __init__(self):
+        self.server, self.lock = None, threading.Lock()
+
+    def start(self):
+        env = dict(os.environ, IR_DATASETS_HOME=str(IRDS_HOME), PYTHONPATH=str(REPO))
+        self.server = subprocess.Popen([sys.executable, str(REPO / "tests" / "launcher.py")],
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                       env=env, cwd=REPO)
+        assert json.loads(self.server.stdout.readline()) == {"ready": True}
+        atexit.register(self.server.kill)
+
+    def run(self, command, cwd, timeout, env=None):
+        with self.lock, tempfile.TemporaryDirectory() as tmp:
+            if self.server is None or self.server.poll() is not None:
+                self.start()
+            out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
+            self.server.stdin.write(json.dumps({"script": command[1], "args": command[2:],
+                                                "cwd": str(cwd), "stdout": str(out),
+                                                "stderr": str(err), "env": env or {}}) + "\n")
+            self.server.stdin.flush()
+            pid = json.loads(self.server.stdout.readline())["pid"]
+            if not select.select([self.server.stdout], [], [], timeout)[0]:
+                os.kill(pid, signal.SIGKILL)
+                self.server.stdout.readline()
+                raise subprocess.TimeoutExpired(command, timeout)
+            status = json.loads(self.server.stdout.readline())["status"]
+            return subprocess.CompletedProcess(command, status,
+                                               out.read_text("utf-8", errors="replace"),
+                                               err.read_text("utf-8", errors="replace"))
+
+
+LAUNCHER = Launcher()
+FORK = os.environ.get("TESTS_FORK", "1") != "0"  # TESTS_FORK=0: every script a subprocess
+# variables read when used, not when a module is imported: a fork can take them
+RUNTIME_ENV = {"https_proxy", "http_proxy", "HTTPS_PROXY", "HTTP_PROXY", "FLORES_DIR"}
+
+
+def run_script(script, *args, cwd, check=True, env=None, fork=True):
+    """Run a stage script as a user would (``env``: more variables); return the process. It runs
+    in a fork of a pre-imported server (tests/launcher.py) unless ``env`` sets a variable that
+    modules read at import (a fork would not see it) or ``fork`` is False (a fresh
+    interpreter)."""
+    command = [sys.executable, str(REPO / script), *map(str, args)]
+    if fork and FORK and set(env or {}) <= RUNTIME_ENV:
+        proc = LAUNCHER.run(command, cwd, timeout=300, env=env)
+    else:
+        env = dict(os.environ, IR_DATASETS_HOME=str(IRDS_HOME), PYTHONPATH=str(REPO),
+                   **(env or {}))
+        proc = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
+                              timeout=300)
     if check and proc.returncode != 0:
         raise AssertionError(f"{script} {' '.join(map(str, args))} failed ({proc.returncode}):\n"
                              f"{proc.stdout}\n{proc.stderr}")
@@ -201,6 +345,27 @@ def tiny_mt5(tmp_path_factory):
         ["Query: Document: Relevant: yes no", "L'aigua  de la col·lecció\tdels diabètics",
          "他補充說：「我們現在有 4 個月大的老鼠」", "Зелёные ёлки 🌲 ß ﬁ"]
     return build_mt5(tmp_path_factory.mktemp("tiny-mt5"), texts * 20, vocab_size=400)
+
+
+@pytest.fixture(scope="session")
+def lexical_mt5(tmp_path_factory):
+    """An mT5 re-ranker whose score is lexical (random_models.build_lexical_mt5): the passage
+    that shares the query's words ranks first, so a run's metric has a known value."""
+    from crossvariety.random_models import build_lexical_mt5, synthetic_passages
+    texts = list(FR_PASSAGES.values()) + list(FR_DEV_QUERIES.values()) + \
+        list(CA_DEV_QUERIES.values()) + list(FA_PASSAGES.values()) + list(EN_QUERIES.values()) + \
+        [t for pair in NEUCLIR_TOPICS.values() for t in pair] + \
+        [" ".join(p.split()[:30]) for p in synthetic_passages(100, seed=1)]
+    return build_lexical_mt5(tmp_path_factory.mktemp("lexical-mt5") / "mt5-lexical", texts * 3)
+
+
+@pytest.fixture(scope="session")
+def lexical_xlmr(tmp_path_factory):
+    """A BGE-M3-like encoder whose [CLS] vector is a bag of words
+    (random_models.build_lexical_xlmr): the passage that shares the query's words ranks first."""
+    from crossvariety.random_models import build_lexical_xlmr
+    return build_lexical_xlmr(tmp_path_factory.mktemp("lexical-xlmr") / "bge-lexical",
+                              tiny_xlmr_texts() * 3)
 
 
 def tiny_xlmr_texts():

@@ -46,8 +46,10 @@ def test_chinese_bigrams_and_mixed_script():
 
 def test_persian_normalisation():
     fa = get_analyzer("fa")
-    # Arabic yeh/kaf become Persian ones, diacritics and tatweel go, ZWNJ separates.
-    assert fa.normalize("كتاب") == fa.normalize("کتاب")
+    # Arabic kaf (U+0643) and yeh (U+064A) become Persian ones (U+06A9, U+06CC), diacritics and
+    # tatweel go, ZWNJ separates.
+    assert fa.normalize("\u0643\u062a\u0627\u0628") == "\u06a9\u062a\u0627\u0628"
+    assert fa.normalize("\u0639\u0644\u064a") == "\u0639\u0644\u06cc"
     assert fa.normalize("عَلی") == "علی"
     assert fa.normalize("نامه\u200cها") == "نامه ها"
     assert fa.normalize("۱۲۳") == "123"

@@ -1,5 +1,4 @@
 import json
-import math
 import re
 import subprocess
 import sys
@@ -7,7 +6,7 @@ import sys
 import pandas as pd
 import pytest
 
-from conftest import REPO
+from conftest import REPO, hand_bm25
 from crossvariety.bm25 import META, bm25_retriever, build_index, index_built, model_label
 from crossvariety.errors import UsageError, UserError
 
@@ -18,27 +17,6 @@ TOY = {
     "d4": "grape",
     "d5": "apple",
 }
-
-
-def hand_bm25(query_terms, docs, k1=0.9, b=0.4):
-    """Robertson-Sparck Jones BM25 as PISA computes it (idf floored at a tiny epsilon), summed
-    over the query's terms with their frequencies."""
-    n = len(docs)
-    avgdl = sum(len(t) for t in docs.values()) / n
-    scores = {}
-    for docno, terms in docs.items():
-        score = 0.0
-        for term in set(query_terms):
-            tf = terms.count(term)
-            if not tf:
-                continue
-            df = sum(term in t for t in docs.values())
-            idf = max(math.log((n - df + 0.5) / (df + 0.5)), 1e-6)
-            score += query_terms.count(term) * idf * tf * (k1 + 1) / (
-                tf + k1 * (1 - b + b * len(terms) / avgdl))
-        if score:
-            scores[docno] = score
-    return scores
 
 
 def test_scores_equal_hand_computation(tmp_path):

@@ -8,11 +8,14 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import fake_hub, run_script
+from conftest import CA_DEV_QUERIES, EN_QRELS, EN_QUERIES, FR_DEV_QUERIES, NEUCLIR_QRELS, \
+    NEUCLIR_TOPICS, QRELS_SMALL, assert_ranked, assert_row, fake_hub, read_table, reference_means, \
+    run_script
 from crossvariety import chunks, plaid
 from crossvariety.colbert import ColBERTXMEncoder
 from crossvariety.errors import UserError
 from crossvariety.random_models import synthetic_passages
+from crossvariety.runs import read_run
 
 # short passages: a collection of 700 indexes in seconds on a CPU
 PASSAGES = [" ".join(p.split()[:25]) for p in synthetic_passages(700, seed=1)]
@@ -180,7 +183,40 @@ def test_sharded_and_killed_builds_give_the_same_index(tmp_path, encoder):
         assert np.array_equal(np.load(whole / name), np.load(sharded / name)), name
 
 
+def exhaustive_plaid(index, encoder, queries):
+    """The reference run of a PLAID index: MaxSim of each query against every document's
+    vectors as the index stores them (decompressed), no candidate generation, no pruning;
+    {qid: {docno: score}}."""
+    from npids import Lookup
+    codec = plaid.Codec.load(index / "codec.pt")
+    vectors = codec.decompress(torch.from_numpy(np.load(index / "codes.npy")),
+                               torch.from_numpy(np.load(index / "residuals.npy")))
+    lengths = np.load(index / "doclens.npy")
+    docnos = Lookup(index / "docnos.npids").fwd[np.arange(len(lengths))]
+    out = {}
+    for qid, Q in zip(queries, encoder.encode_queries(list(queries.values()))):
+        pids, scores = plaid.exhaustive_search(Q, vectors, lengths, len(lengths))
+        out[qid] = dict(zip(docnos[pids.numpy()], scores.tolist()))
+    return out
+
+
+def assert_runs_as_exhaustive(run_file, index, encoder, queries, qrels, row,
+                              measures=("MRR@10", "R@1000")):
+    """A run file ranks every document as exhaustive MaxSim over its index does, and its table
+    row prints the reference's means."""
+    expected = exhaustive_plaid(index, encoder, queries)
+    run = read_run(run_file)
+    for qid, scores in expected.items():
+        got = run[run.qid == qid].sort_values("rank")
+        assert_ranked(got.docno, scores, 1e-4)
+        np.testing.assert_allclose(got.score, sorted(scores.values(), reverse=True), atol=1e-4)
+    assert_row(row, reference_means(expected, qrels, measures))
+
+
 def test_index_colbertxm_and_run_scripts_end_to_end(tmp_path, workdir, tiny_colbert_xm):
+    """Every document of the toy collections ranked as exhaustive MaxSim ranks it; French
+    queries find their passage first (the lexical checkpoint); the tables print the reference's
+    values."""
     # the short name colbert-xm, served from a Hugging Face cache as a download leaves it
     hub = fake_hub(tmp_path / "hub", "antoinelouis/colbert-xm",
                    {p.name: p.read_bytes() for p in tiny_colbert_xm.iterdir()}, "model")
@@ -194,10 +230,14 @@ def test_index_colbertxm_and_run_scripts_end_to_end(tmp_path, workdir, tiny_colb
 
     proc = run_script("run_mmarco.py", "--pairs", "ca-fr", "--model", "colbert-xm", "--evaluate",
                       cwd=workdir, env=env)
-    for queries in ("fr", "ca"):
-        run = workdir / "runs" / f"mmarco-v2-fr-dev-small.colbert-xm.q-{queries}.retrieve.res.gz"
-        assert run.is_file()
-    assert re.search(r"\| ca-fr q-ca \| 4 \| [01]\.\d{4}", proc.stdout)
+    table = read_table(proc.stdout)
+    french = ColBERTXMEncoder(tiny_colbert_xm, language="fr", device="cpu", verbose=False)
+    judged = dict(QRELS_SMALL)
+    for queries, texts in (("fr", FR_DEV_QUERIES), ("ca", CA_DEV_QUERIES)):
+        assert_runs_as_exhaustive(
+            workdir / "runs" / f"mmarco-v2-fr-dev-small.colbert-xm.q-{queries}.retrieve.res.gz",
+            index, french, {q: texts[q] for q in judged}, QRELS_SMALL, table[f"ca-fr q-{queries}"])
+    assert table["ca-fr q-fr"]["MRR@10"] == "1.0000"  # the answer known by construction
     assert (workdir / "runs" / "mmarco.colbert-xm.ca-fr.gap.md").is_file()
     model = tiny_colbert_xm  # a local checkpoint path works wherever a name does
 
@@ -206,11 +246,20 @@ def test_index_colbertxm_and_run_scripts_end_to_end(tmp_path, workdir, tiny_colb
                       "irds:neuclir/1/fa/trec-2022", "--models", model, "--doc-lang-from-config",
                       cwd=workdir)
     label = f"{model.name}-doclang-config"
-    assert (workdir / "runs" / f"neumarco-fa-dev-small.{label}.q-en.retrieve.res.gz").is_file()
-    assert (workdir / "runs" / f"neuclir-1-fa-trec-2022.{label}.q-title.retrieve.res.gz").is_file()
+    tables = [read_table(t) for t in proc.stdout.split("\n\n") if t.strip()]
+    persian = ColBERTXMEncoder(model, language="fa", doc_lang_from_config=True, device="cpu",
+                               verbose=False)
     meta = json.loads((workdir / "indexes" / label / "neuclir-1-fa" / "meta.json").read_text())
     assert (meta["language"], meta["doc_language"]) == ("fa_IR", "en_XX")
-    assert f"neuclir-1-fa-trec-2022 {label}" in proc.stdout
+    assert_runs_as_exhaustive(
+        workdir / "runs" / f"neumarco-fa-dev-small.{label}.q-en.retrieve.res.gz",
+        workdir / "indexes" / label / "neumarco-fa", persian, EN_QUERIES, EN_QRELS,
+        tables[0][f"neumarco-fa-dev-small {label}"])
+    assert_runs_as_exhaustive(
+        workdir / "runs" / f"neuclir-1-fa-trec-2022.{label}.q-title.retrieve.res.gz",
+        workdir / "indexes" / label / "neuclir-1-fa", persian,
+        {q: title for q, (title, _) in NEUCLIR_TOPICS.items()}, NEUCLIR_QRELS,
+        tables[1][f"neuclir-1-fa-trec-2022 {label}"], measures=("nDCG@20", "R@1000"))
 
     # an index answers only queries of the adapter it was built for
     from crossvariety import retrievers
@@ -218,6 +267,45 @@ def test_index_colbertxm_and_run_scripts_end_to_end(tmp_path, workdir, tiny_colb
     with pytest.raises(UserError, match="was built for queries in fa_IR"):
         retrievers.retriever(str(model), Dataset("irds:neuclir/1/fa"), workdir / "indexes",
                              language="ru", doc_lang_from_config=True)
+
+
+def test_index_colbertxm_merge_only_already_built_overwrite_and_nbits(workdir, tiny_colbert_xm,
+                                                                     encoder):
+    """Shards that encoded every chunk but did not merge: --merge-only writes the index (the
+    same as one job's); a re-run finds it built; --overwrite --nbits 1 builds it again; the
+    widened probe of a search whose first cells hold too few documents still finds every
+    document, ranked as exhaustive MaxSim ranks them."""
+    from crossvariety.datasets import Dataset
+    collection = Dataset("irds:mmarco/v2/fr")
+    index = workdir / "indexes" / tiny_colbert_xm.name / "mmarco-v2-fr"
+    for shard in ("0/2", "1/2"):  # shard 1 finds shard 0's codec: no waiting
+        plaid.encode_chunks(collection.docs_iter, encoder, index, shard=shard, chunk_docs=4)
+    assert chunks.missing_chunks(index) == [] and not plaid.index_built(index)
+    common = ["--dataset", "irds:mmarco/v2/fr", "--model", tiny_colbert_xm, "--chunk-docs", "4"]
+    run_script("index_colbertxm.py", *common, "--merge-only", cwd=workdir)
+    assert plaid.index_built(index) and not chunks.parts_dir(index).exists()
+    whole = workdir / "whole"
+    plaid.build_index(collection.docs_iter, encoder, whole, chunk_docs=4)
+    for name in ("codes.npy", "residuals.npy", "doclens.npy", "ivf.npy", "ivf_lengths.npy"):
+        assert np.array_equal(np.load(whole / name), np.load(index / name)), name
+
+    proc = run_script("index_colbertxm.py", *common, cwd=workdir)
+    assert "already built; nothing to do" in proc.stderr
+
+    search = plaid.PlaidSearch(index, num_results=10, ncells=1, device="cpu", verbose=False)
+    assert search.ivf_lengths.max() < 10  # no single cell holds every document
+    queries = {q: FR_DEV_QUERIES[q] for q, _ in QRELS_SMALL}
+    expected = exhaustive_plaid(index, encoder, queries)
+    for (qid, scores), Q in zip(expected.items(), encoder.encode_queries(list(queries.values()))):
+        pids, values = search.search(Q, 10)
+        assert_ranked(search.docnos.fwd[pids.numpy()], scores, 1e-4)
+        assert pids.tolist() and values[0] == pytest.approx(max(scores.values()), abs=1e-4)
+
+    run_script("index_colbertxm.py", *common, "--overwrite", "--nbits", "1", cwd=workdir)
+    assert json.loads((index / "meta.json").read_text())["nbits"] == 1
+    assert not np.array_equal(np.load(whole / "residuals.npy"), np.load(index / "residuals.npy"))
+    proc = run_script("index_colbertxm.py", *common, "--nbits", "3", cwd=workdir, check=False)
+    assert proc.returncode == 2 and "--nbits 3: choose 1, 2, 4 or 8" in proc.stderr
 
 
 def write_jsonl(path, rows):
@@ -228,11 +316,12 @@ def write_jsonl(path, rows):
 def test_finetune_colbertxm_learns_freezes_resumes_and_indexes(tmp_path, tiny_colbert_xm):
     from crossvariety.colbert import ColBERTXM, pair_loss
     passages = PASSAGES[:96]
-    rows = [{"query": " ".join(p.split()[2:7]), "pos": [p], "neg": [passages[(i + 48) % 96]]}
-            for i, p in enumerate(passages)]
+    # one batch of tuples, seen 12 times: enough to show that it fits what it is trained on
+    rows = [{"query": " ".join(p.split()[2:7]), "pos": [p], "neg": [passages[i + 48]]}
+            for i, p in enumerate(passages[:8])]
     train = write_jsonl(tmp_path / "toy.jsonl", rows)
     common = ["--train", train, "--model", tiny_colbert_xm, "--language", "nl", "--batch-size",
-              "8", "--max-steps", "12", "--warmup-steps", "2", "--learning-rate", "2e-3",
+              "8", "--max-steps", "12", "--warmup-steps", "2", "--learning-rate", "2e-2",
               "--log-every", "3"]
     proc = run_script("finetune_colbertxm.py", *common, "--out", tmp_path / "straight",
                       cwd=tmp_path)
@@ -254,7 +343,8 @@ def test_finetune_colbertxm_learns_freezes_resumes_and_indexes(tmp_path, tiny_co
     assert frozen and all(torch.equal(a[k], start[k]) for k in frozen)
     assert all(not torch.equal(a[k], start[k]) for k in trained if k.endswith("weight"))
 
-    # it learned: the training tuples' loss (no dropout) fell
+    # it learned: the training tuples' loss (no dropout; the same value on every CPU run)
+    # more than halved (measured: 0.330 -> 0.139)
     def loss_of(model):
         encoder = ColBERTXMEncoder(model, language="nl", device="cpu", verbose=False)
         tokens, docs = encoder.tokens, [d for r in rows for d in (r["pos"][0], r["neg"][0])]
@@ -266,7 +356,7 @@ def test_finetune_colbertxm_learns_freezes_resumes_and_indexes(tmp_path, tiny_co
         with torch.no_grad():
             Q = encoder.model(*map(torch.from_numpy, tokens.queries([r["query"] for r in rows])))
             return pair_loss(Q, encoder.model(d_ids, d_mask), tokens.keep(d_ids, d_mask), 2)
-    assert loss_of(tmp_path / "straight") < 0.98 * loss_of(tiny_colbert_xm)  # CPU: deterministic
+    assert loss_of(tmp_path / "straight") < 0.5 * loss_of(tiny_colbert_xm)
 
     # the output indexes and retrieves by path
     fine_tuned = ColBERTXMEncoder(tmp_path / "straight", device="cpu", verbose=False)

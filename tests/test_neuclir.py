@@ -1,11 +1,9 @@
 """neuMARCO and neuCLIR under their real irds: ids, served from fixture files."""
-import gzip
-
 import pytest
 
-from conftest import EN_QUERIES, FA_PASSAGES, NEUCLIR_TOPICS, run_script, tiny_xlmr_texts
+from conftest import EN_QRELS, EN_QUERIES, FA_PASSAGES, NEUCLIR_QRELS, NEUCLIR_TOPICS, assert_row, \
+    assert_ranked, exhaustive_dense, read_table, reference_means, reference_rerank, run_script
 from crossvariety.datasets import Dataset
-from crossvariety.random_models import build_xlmr
 
 
 def test_neumarco_and_neuclir_fixtures_load(irds_home):
@@ -26,36 +24,54 @@ def test_neumarco_and_neuclir_fixtures_load(irds_home):
     assert sorted(neuclir.qrels().label) == [0, 1, 2, 3]
 
 
-@pytest.fixture(scope="module")
-def finetuned_xlmr(tmp_path_factory):
-    """A second encoder, standing in for a fine-tuned BGE-M3."""
-    return build_xlmr(tmp_path_factory.mktemp("tuned-xlmr"), tiny_xlmr_texts() * 3,
-                      vocab_size=1500, seed=1)
+def neuclir_texts():
+    """neuCLIR's documents as the scripts read them (title, newline, text)."""
+    return {d["docno"]: d["text"] for d in Dataset("irds:neuclir/1/fa").collection().docs_iter()}
 
 
-def test_run_neuclir_end_to_end(workdir, tiny_xlmr, finetuned_xlmr, tiny_mt5):
+def test_run_neuclir_end_to_end(workdir, lexical_xlmr, tiny_xlmr, lexical_mt5):
+    """Two models over neuMARCO and neuCLIR: each run ranks every document as FlagEmbedding's
+    vectors do, each table row prints the reference's means; then the Persian topic titles,
+    re-ranked by the lexical mT5, find the documents that share their words first."""
+    from crossvariety.runs import read_run
     datasets = ["irds:neumarco/fa/dev/small", "irds:neuclir/1/fa/trec-2022"]
-    proc = run_script("run_neuclir.py", "--datasets", *datasets, "--models", tiny_xlmr,
-                      finetuned_xlmr, cwd=workdir)
+    proc = run_script("run_neuclir.py", "--datasets", *datasets, "--models", lexical_xlmr,
+                      tiny_xlmr, cwd=workdir)
     runs = workdir / "runs"
-    for model in (tiny_xlmr.name, finetuned_xlmr.name):
-        assert (runs / f"neumarco-fa-dev-small.{model}.q-en.retrieve.res.gz").is_file()
-        assert (runs / f"neuclir-1-fa-trec-2022.{model}.q-title.retrieve.res.gz").is_file()
+    tables = [read_table(t) for t in proc.stdout.split("\n\n") if t.strip()]
+    titles = {q: title for q, (title, _) in NEUCLIR_TOPICS.items()}
+    for model in (lexical_xlmr, tiny_xlmr):
         # one index per model and collection, shared by the topic sets of that collection
-        assert (workdir / "indexes" / model / "neuclir-1-fa" / "pt_meta.json").is_file()
-    tables = proc.stdout.split("\n\n")
-    assert "MRR@10" in tables[0] and "nDCG@20" in tables[1] and "R@1000" in tables[1]
-    assert f"neuclir-1-fa-trec-2022 {finetuned_xlmr.name}" in tables[1]
-    assert "nDCG@20 p" in tables[1]  # significance against the first model
+        assert (workdir / "indexes" / model.name / "neuclir-1-fa" / "pt_meta.json").is_file()
+        for table, name, queries, docs, qrels, measures in (
+                (tables[0], "neumarco-fa-dev-small", EN_QUERIES, FA_PASSAGES, EN_QRELS,
+                 ("MRR@10", "R@1000")),
+                (tables[1], "neuclir-1-fa-trec-2022", titles, neuclir_texts(), NEUCLIR_QRELS,
+                 ("nDCG@20", "R@1000"))):
+            expected = exhaustive_dense(model, queries, docs)
+            run = read_run(runs / f"{name}.{model.name}.q-{'en' if 'neumarco' in name else 'title'}"
+                                  ".retrieve.res.gz")
+            for qid, scores in expected.items():
+                assert_ranked(run[run.qid == qid].sort_values("rank").docno, scores, 1e-5)
+            assert_row(table[f"{name} {model.name}"], reference_means(expected, qrels, measures))
+    assert "nDCG@20 p" in tables[1][f"neuclir-1-fa-trec-2022 {tiny_xlmr.name}"]  # vs the first
 
-    proc = run_script("run_neuclir.py", "--datasets", datasets[1], "--models", tiny_xlmr,
-                      "--query-field", "ht_title", "--rerank", tiny_mt5, cwd=workdir)
-    reranked = runs / f"neuclir-1-fa-trec-2022.{tiny_xlmr.name}.q-ht_title.rerank-{tiny_mt5.name}.res.gz"
-    rows = gzip.open(reranked, "rt").read().splitlines()
-    assert {r.split()[0] for r in rows} == set(NEUCLIR_TOPICS)
-    assert f"{tiny_xlmr.name} >> {tiny_mt5.name}" in proc.stdout
-    assert "reusing" not in proc.stderr  # ht_title runs are new runs
-
-    proc = run_script("run_neuclir.py", "--datasets", datasets[1], "--models", tiny_xlmr,
-                      "--query-field", "summary", cwd=workdir, check=False)
-    assert proc.returncode != 0 and "no field 'summary'" in proc.stderr
+    proc = run_script("run_neuclir.py", "--datasets", datasets[1], "--models", lexical_xlmr,
+                      "--query-field", "ht_title", "--rerank", lexical_mt5, cwd=workdir)
+    first = runs / f"neuclir-1-fa-trec-2022.{lexical_xlmr.name}.q-ht_title.retrieve.res.gz"
+    persian = {q: fa for q, (_, fa) in NEUCLIR_TOPICS.items()}
+    # ht_title runs are new runs, of the Persian titles
+    assert read_run(first).groupby("qid").size().to_dict() == {"301": 5, "302": 5}
+    assert_row(read_table(proc.stdout)[f"neuclir-1-fa-trec-2022 {lexical_xlmr.name} >> "
+                                       f"{lexical_mt5.name}"],
+               reference_means(reference_rerank(lexical_mt5, read_run(first), persian,
+                                                neuclir_texts(), 1000), NEUCLIR_QRELS,
+                               ("nDCG@20", "R@1000")))
+    reranked = read_run(runs / f"neuclir-1-fa-trec-2022.{lexical_xlmr.name}.q-ht_title.rerank-"
+                               f"{lexical_mt5.name}.res.gz")
+    expected = reference_rerank(lexical_mt5, read_run(first), persian, neuclir_texts(), 1000)
+    for qid, scores in expected.items():
+        assert_ranked(reranked[reranked.qid == qid].sort_values("rank").docno, scores, 1e-5)
+    assert reranked[reranked["rank"] == 0].set_index("qid").docno.to_dict() == \
+        {"301": "f1", "302": "f2"}  # the documents that share the titles' words
+    # (an unknown --query-field: the user-error table, tests/test_user_errors.py)

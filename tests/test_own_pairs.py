@@ -2,8 +2,8 @@
 indexing, query translation (Apertium) or none (FLORES), retrieval and evaluation."""
 import gzip
 
-from conftest import FR_DEV_QUERIES, FR_PASSAGES, QRELS_SMALL, flores_source, need, run_script
-from test_scripts import read_table
+from conftest import FR_DEV_QUERIES, FR_PASSAGES, QRELS_SMALL, flores_source, need, read_table, \
+    run_script
 
 
 def mrr(cell):
@@ -56,8 +56,12 @@ def test_a_pair_over_a_local_collection_defined_in_a_config(tmp_path, irds_home)
     assert [line.split("\t")[0] for line in catalan] == ["101", "102", "103", "104"]
     assert "mel" in catalan[0]  # "miel" in Catalan
 
+    index = tmp_path / "indexes" / "bm25" / "my-fr-news"
+    built = (index / "crossvariety.json").stat().st_mtime_ns
     proc = run_script("run_mmarco.py", "--config", config, cwd=tmp_path)
-    assert "no BM25 index" not in proc.stderr  # index_bm25.py's index is the one used
+    # index_bm25.py's index is the one used: not rebuilt, no other one made
+    assert (index / "crossvariety.json").stat().st_mtime_ns == built
+    assert [p.name for p in index.parent.iterdir()] == ["my-fr-news"]
     table = read_table(proc.stdout)
     assert list(table) == ["ca-news q-fr", "ca-news q-ca"]
     assert mrr(table["ca-news q-fr"]["MRR@10"]) == 1.0

@@ -221,3 +221,126 @@ def test_run_mmarco_fetches_the_papers_queries_and_yours_win(tmp_path, workdir):
     assert "using the paper's released dev queries of ca-fr (andreaschari/mmarco-lt/queries/" \
            "dev_small/ca.tsv, 4 queries)" in proc.stderr
     assert mine.read_text().startswith("101\tPaper 1\n")
+
+
+# Runs of the other experiments: the judged documents' ranks in each fixture run.
+RQ2_RANKS = {  # rq2: the pair the models were trained on (ca-fr)
+    ("bge-m3-lt-cafr", "fr"): [1, 1, 2, 1],  # MRR@10 (1 + 1 + 1/2 + 1) / 4 = 0.875
+    ("bge-m3-lt-cafr", "ca"): [1, 1, 1, 3],  # (3 + 1/3) / 4 = 0.8333
+}
+NEU_RANKINGS = {  # {(topics, model): {qid: docnos, best first}} over the Persian toy documents
+    ("neumarco-fa-dev-small", "bge-m3", "en"): {"201": ["f2", "f0"], "202": ["f0", "f1"],
+                                                "203": ["f0", "f4"]},  # (1 + 1/2 + 0) / 3 = 0.5
+    ("neumarco-fa-dev-small", "bge-m3-lt-cafr", "en"): {"201": ["f2"], "202": ["f1"],
+                                                        "203": ["f1", "f2", "f3"]},  # 7/9
+    ("neuclir-1-fa-trec-2022", "bge-m3", "title"): {"301": ["f4", "f1"], "302": ["f0", "f2"]},
+    ("neuclir-1-fa-trec-2022", "bge-m3-lt-cafr", "title"): {"301": ["f1"],
+                                                            "302": ["f2", "f0", "f4"]},
+}
+
+
+def ndcg(ranking, judgements, k=20):
+    """nDCG@k by hand: gain = the label, discount log2(rank + 1) (trec_eval's)."""
+    dcg = sum(judgements.get(d, 0) / math.log2(i + 2) for i, d in enumerate(ranking[:k]))
+    ideal = sorted(judgements.values(), reverse=True)[:k]
+    return dcg / sum(g / math.log2(i + 2) for i, g in enumerate(ideal))
+
+
+def write_neu_runs(workdir):
+    for (topics, model, queries), rankings in NEU_RANKINGS.items():
+        rows = [(qid, docno, i, 10.0 - i) for qid, docnos in rankings.items()
+                for i, docno in enumerate(docnos)]
+        folder = workdir / "runs" / topics.split("-")[0]  # where configs/neu*.toml write them
+        write_run(pd.DataFrame(rows, columns=["qid", "docno", "rank", "score"]),
+                  folder / f"{topics}.{model}.q-{queries}.retrieve.res.gz")
+
+
+def test_rq2_neumarco_and_neuclir_values(runs):
+    write_runs(runs, RQ2_RANKS)
+    cells = paper.rq2()
+    by_key = evaluated(cells, runs)
+    tuned = by_key["ca-fr", "bge-m3-lt-cafr", "ca"]
+    assert tuned.labels["trained on"] == "ca-fr" and cells[tuned.baseline].model == "bge-m3"
+    assert tuned.values["MRR@10"][0] == pytest.approx((3 + 1 / 3) / 4)
+    ca = stats.ttest_rel(rr(RQ2_RANKS["bge-m3-lt-cafr", "ca"]), rr(RANKS["bge-m3", "ca"])).pvalue
+    fr = stats.ttest_rel(rr(RQ2_RANKS["bge-m3-lt-cafr", "fr"]), rr(RANKS["bge-m3", "fr"])).pvalue
+    assert tuned.values["MRR@10"][1] == pytest.approx(min(1.0, 2 * ca))  # Bonferroni over 2
+    assert by_key["ca-fr", "bge-m3-lt-cafr", "fr"].values["MRR@10"][1] == \
+        pytest.approx(min(1.0, 2 * fr))
+    assert not by_key["af-dt", "bge-m3-lt-afdt", "af"].values  # no Dutch runs here
+    assert {c.labels["trained on"] for c in cells} == {"ca-fr", "af-dt"}
+
+    workdir = runs.parent.parent
+    write_neu_runs(workdir)
+    experiments = paper.experiments(["neumarco", "neuclir"])
+    for name, measure, value in (("neumarco", "MRR@10", {"bge-m3": 0.5, "bge-m3-lt-cafr": 7 / 9}),
+                                 ("neuclir", "nDCG@20", {
+                                     "bge-m3": (ndcg(["f4", "f1"], {"f1": 3, "f4": 0}) +
+                                                ndcg(["f0", "f2"], {"f2": 2, "f0": 1})) / 2,
+                                     "bge-m3-lt-cafr": (1 + 1) / 2})):
+        cells = experiments[name]
+        paper.evaluate_cells(cells, lambda run: next(
+            (p for p in workdir.glob(f"runs/*/{run}")), None), lambda topics: [measure])
+        got = {c.labels["model"]: c.values[measure][0] for c in cells if c.values}
+        assert got == pytest.approx(value)
+        assert all(c.labels["dataset"].startswith(name) for c in cells)
+        tuned = next(c for c in cells if c.values and c.model == "bge-m3-lt-cafr")
+        assert cells[tuned.baseline].model == "bge-m3" and 0 < tuned.values[measure][1] <= 1
+
+
+def test_make_tables_other_experiments_script(runs):
+    """make_tables.py --experiments rq2 neumarco neuclir: each table's values, the figures of
+    rq2 (transfer charts), the files."""
+    write_runs(runs, RQ2_RANKS)
+    workdir = runs.parent.parent
+    write_neu_runs(workdir)
+    proc = run_script("make_tables.py", "--experiments", "rq2", "neumarco", "neuclir",
+                      cwd=workdir)
+    out = proc.stdout
+    assert "## rq2 (20 of 24 rows have no run yet: make_tables.py --plan)" in out
+    assert re.search(r"\| ca-fr \| ca-fr \| bge-m3-lt-cafr \| ca \| 0\.8333 \|", out)
+    assert "## neumarco (25 of 27 rows have no run yet" in out
+    assert "| neumarco-fa-dev-small | bge-m3-lt-cafr | en | 0.7778 |" in out
+    assert "## neuclir (52 of 54 rows have no run yet" in out
+    expected = (ndcg(["f4", "f1"], {"f1": 3, "f4": 0}) + ndcg(["f0", "f2"], {"f2": 2, "f0": 1})) / 2
+    assert f"| neuclir-1-fa-trec-2022 | bge-m3 | title | {expected:.4f} |" in out
+    assert "| neuclir-1-fa-trec-2022 | bge-m3-lt-cafr | title | 1.0000" in out
+    headers = {section.split()[0]: section.splitlines()[1] for section in out.split("## ")[1:]}
+    assert headers["neumarco"] == "| dataset | model | queries | MRR@10 | R@1000 |"
+    assert headers["neuclir"] == "| dataset | model | queries | nDCG@20 | R@1000 |"
+    tables = workdir / "runs" / "tables"
+    for name in ("rq2.table.md", "rq2-ca-fr.MRR@10.png", "neumarco.table.csv",
+                 "neuclir.table.tex"):
+        assert (tables / name).is_file(), name
+
+
+def test_make_tables_of_a_run_neuclir_config(tmp_path, irds_home):
+    """A run_neuclir.py config that re-ranks: its own tables, one per kind of topics (their own
+    measures), with the re-ranked runs as rows (the first stage's run is not one), each
+    fine-tuned re-ranker tested against the original."""
+    config = tmp_path / "neu.toml"
+    config.write_text('[paths]\nruns_dir = "runs/neu"\n[run_neuclir]\n'
+                      'datasets = ["irds:neuclir/1/fa/trec-2022", "irds:neumarco/fa/dev/small"]\n'
+                      'models = ["bge-m3"]\nrerank = ["mt5", "mt5-lt-cafr"]\n')
+    for (topics, model, queries), rankings in NEU_RANKINGS.items():
+        rows = [(qid, docno, i, 10.0 - i) for qid, docnos in rankings.items()
+                for i, docno in enumerate(docnos)]
+        reranker = "mt5" if model == "bge-m3" else "mt5-lt-cafr"
+        name = f"{topics}.bge-m3.q-{queries}.rerank-{reranker}.res.gz"
+        write_run(pd.DataFrame(rows, columns=["qid", "docno", "rank", "score"]),
+                  tmp_path / "runs" / "neu" / name)
+    cells = paper.config_cells(paper.config_outputs(config))
+    assert [(paper.kind(c), c.labels["model"], c.baseline) for c in cells] == [
+        ("neuclir", "bge-m3 >> mt5", None), ("neuclir", "bge-m3 >> mt5-lt-cafr", 0),
+        ("neumarco", "bge-m3 >> mt5", None), ("neumarco", "bge-m3 >> mt5-lt-cafr", 2)]
+    proc = run_script("make_tables.py", "--config", config, "--no-figures", cwd=tmp_path)
+    sections = {s.split()[0]: s for s in proc.stdout.split("## ")[1:]}
+    assert set(sections) == {"neu-neuclir", "neu-neumarco"}
+    nd = (ndcg(["f4", "f1"], {"f1": 3, "f4": 0}) + ndcg(["f0", "f2"], {"f2": 2, "f0": 1})) / 2
+    assert sections["neu-neuclir"].splitlines()[1] == \
+        "| dataset | queries | model | nDCG@20 | R@1000 |"
+    assert f"| neuclir-1-fa-trec-2022 | title | bge-m3 >> mt5 | {nd:.4f} | 1.0000 |" in \
+        sections["neu-neuclir"]
+    assert "| neumarco-fa-dev-small | en | bge-m3 >> mt5-lt-cafr | 0.7778" in \
+        sections["neu-neumarco"]
+    assert (tmp_path / "runs" / "neu" / "neu-neuclir.table.md").is_file()

@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import CA_DEV_QUERIES, FR_DEV_QUERIES, FR_PASSAGES, run_script
+from conftest import CA_DEV_QUERIES, FR_DEV_QUERIES, FR_PASSAGES, QRELS_SMALL, assert_row, \
+    assert_ranked, read_table, reference_means, reference_rerank, run_script
 from crossvariety.rerank import MonoT5ReRanker, attach_text
 
 # Multilingual text with what tokenizers trip on: elisions, double spaces, tabs, CJK, emoji.
@@ -48,15 +49,6 @@ def test_ranking_does_not_depend_on_batch_size(tiny_mt5):
     assert chunk_bounds(20, 8, first=2) == [(0, 2), (2, 6), (6, 14), (14, 20)]
 
 
-def test_pyterrier_t5_scores_depend_on_batch_mates(tiny_mt5):
-    """The reason for our own path: pyterrier-t5 chops the last column of a padded batch."""
-    from pyterrier_t5 import mT5ReRanker
-    frame = pairs_frame().iloc[:8]
-    alone = mT5ReRanker(str(tiny_mt5), str(tiny_mt5), batch_size=1, verbose=False)(frame)
-    batched = mT5ReRanker(str(tiny_mt5), str(tiny_mt5), batch_size=8, verbose=False)(frame)
-    assert np.abs(alone.score.to_numpy() - batched.score.to_numpy()).max() > 1e-4
-
-
 def test_fast_tokenizer_matches_the_reference_tokenizer(tiny_mt5):
     from transformers import T5Tokenizer
     slow = T5Tokenizer.from_pretrained(tiny_mt5)
@@ -82,28 +74,38 @@ def test_attach_text_rejects_mismatched_runs(irds_home):
         attach_text(run.assign(docno=["2", "1", "nope"]), queries, collection, 10)
 
 
-def test_rerank_mt5_script_end_to_end(workdir, tiny_mt5):
+def test_rerank_mt5_script_end_to_end(workdir, lexical_mt5):
+    """The lexical re-ranker over BM25's top 3 of the Catalan queries: each query's documents
+    in the reference's order with its scores, nothing more, nothing less."""
+    from crossvariety.runs import read_run
     run_script("run_mmarco.py", "--pairs", "ca-fr", cwd=workdir)
     first = workdir / "runs" / "mmarco-v2-fr-dev-small.bm25.q-ca.retrieve.res.gz"
     queries = workdir / "data" / "translations" / "mmarco-v2-fr-dev-small.ca.tsv"
     proc = run_script("rerank_mt5.py", "--run", first, "--dataset", "irds:mmarco/v2/fr",
-                      "--queries", queries, "--model", tiny_mt5, "--top-k", "3", cwd=workdir)
-    out = workdir / "runs" / f"mmarco-v2-fr-dev-small.bm25.q-ca.rerank-{tiny_mt5.name}.res.gz"
-    rows = [line.split() for line in gzip.open(out, "rt").read().splitlines()]
-    by_qid = {}
-    for qid, _, docno, rank, score, name in rows:
-        by_qid.setdefault(qid, []).append((int(rank), float(score)))
-        assert name == f"mmarco-v2-fr-dev-small.bm25.q-ca.rerank-{tiny_mt5.name}:fp32"
-    assert all(len(v) <= 3 for v in by_qid.values()) and set(by_qid) <= set(CA_DEV_QUERIES)
-    for ranked in by_qid.values():  # ranks follow the new scores
-        assert [s for _, s in sorted(ranked)] == sorted((s for _, s in ranked), reverse=True)
+                      "--queries", queries, "--model", lexical_mt5, "--top-k", "3", cwd=workdir)
     assert "pairs/s" in proc.stderr
+    label = f"mmarco-v2-fr-dev-small.bm25.q-ca.rerank-{lexical_mt5.name}"
+    out = workdir / "runs" / f"{label}.res.gz"
+    assert {line.split()[5] for line in gzip.open(out, "rt")} == {f"{label}:fp32"}
+    retrieved = read_run(first)
+    expected = reference_rerank(lexical_mt5, retrieved, CA_DEV_QUERIES, FR_PASSAGES, 3)
+    sizes = retrieved.groupby("qid").size()
+    assert {q: len(d) for q, d in expected.items()} == dict(sizes.clip(upper=3))
+    reranked = read_run(out)
+    for qid, scores in expected.items():
+        got = reranked[reranked.qid == qid].sort_values("rank")
+        assert_ranked(got.docno, scores, 1e-5)
+        assert list(got["rank"]) == list(range(len(scores)))
+        np.testing.assert_allclose(got.score, sorted(scores.values(), reverse=True), atol=1e-5)
+    assert len(reranked) == sum(map(len, expected.values()))
+
     proc = run_script("rerank_mt5.py", "--run", first, "--dataset", "irds:mmarco/v2/fr",
-                      "--queries", queries, "--model", tiny_mt5, "--top-k", "3", cwd=workdir)
+                      "--queries", queries, "--model", lexical_mt5, "--top-k", "3",
+                      cwd=workdir)
     assert "nothing to do" in proc.stderr
     proc = run_script("rerank_mt5.py", "--run", first, "--dataset", "irds:mmarco/v2/fr",
-                      "--queries", queries, "--model", tiny_mt5, "--dtype", "bf16", cwd=workdir,
-                      check=False)
+                      "--queries", queries, "--model", lexical_mt5, "--dtype", "bf16",
+                      cwd=workdir, check=False)
     assert proc.returncode == 1
     assert "was re-ranked in fp32, not bf16: pass --dtype fp32" in proc.stderr
 
@@ -111,20 +113,33 @@ def test_rerank_mt5_script_end_to_end(workdir, tiny_mt5):
     wrong = workdir / "wrong.tsv"
     wrong.write_text("1\tx\n")
     proc = run_script("rerank_mt5.py", "--run", first, "--dataset", "irds:mmarco/v2/fr",
-                      "--queries", wrong, "--model", tiny_mt5, "--out", workdir / "x.res.gz",
+                      "--queries", wrong, "--model", lexical_mt5, "--out", workdir / "x.res.gz",
                       cwd=workdir, check=False)
     assert proc.returncode != 0 and "qids of the run are not in the query set" in proc.stderr
     assert not (workdir / "x.res.gz").exists()
 
 
-def test_run_mmarco_with_rerank(workdir, tiny_mt5):
+def test_run_mmarco_with_rerank(workdir, lexical_mt5):
+    """BM25 >> the lexical re-ranker: every retrieved passage re-ranked; French queries find
+    their passage first; the table prints the reference's values."""
+    from crossvariety.runs import read_run
     proc = run_script("run_mmarco.py", "--pairs", "ca-fr", "--model", "bm25", "--rerank",
-                      tiny_mt5, "--evaluate", cwd=workdir)
-    for queries in ("fr", "ca"):
-        assert (workdir / "runs" / f"mmarco-v2-fr-dev-small.bm25.q-{queries}.rerank-"
-                                   f"{tiny_mt5.name}.res.gz").is_file()
-    assert f"mmarco bm25 >> {tiny_mt5.name}" in proc.stdout
-    assert "| ca-fr q-ca |" in proc.stdout
+                      lexical_mt5, "--evaluate", cwd=workdir)
+    assert f"mmarco bm25 >> {lexical_mt5.name}" in proc.stdout
+    table = read_table(proc.stdout)
+    judged = dict(QRELS_SMALL)
+    for queries, texts in (("fr", FR_DEV_QUERIES), ("ca", CA_DEV_QUERIES)):
+        runs = workdir / "runs"
+        first = read_run(runs / f"mmarco-v2-fr-dev-small.bm25.q-{queries}.retrieve.res.gz")
+        expected = reference_rerank(lexical_mt5, first, {q: texts[q] for q in judged}, FR_PASSAGES,
+                                    1000)
+        reranked = read_run(runs / f"mmarco-v2-fr-dev-small.bm25.q-{queries}.rerank-"
+                                   f"{lexical_mt5.name}.res.gz")
+        for qid, scores in expected.items():
+            got = reranked[reranked.qid == qid].sort_values("rank")
+            assert_ranked(got.docno, scores, 1e-5)
+        assert_row(table[f"ca-fr q-{queries}"], reference_means(expected, QRELS_SMALL))
+    assert table["ca-fr q-fr"]["MRR@10"] == "1.0000"  # the answer known by construction
 
 
 def test_fp8_linear_layers_and_reranking(tiny_mt5):

@@ -2,9 +2,12 @@
 import gzip
 import re
 
+import numpy as np
 import pytest
 
-from conftest import REPO, flores_source, run_script
+from conftest import CA_DEV_QUERIES, FR_DEV_QUERIES, FR_PASSAGES, QRELS_SMALL, REPO, \
+    assert_ranked, assert_row, flores_source, hand_bm25, read_table, reference_means, run_script
+from crossvariety.runs import read_run
 
 
 @pytest.mark.parametrize("script, options", [
@@ -36,44 +39,54 @@ from conftest import REPO, flores_source, run_script
                         "--plan", "--format", "--out-dir", "--figures"]),
 ])
 def test_help_explains_every_option(tmp_path, script, options):
-    out = run_script(script, "--help", cwd=tmp_path).stdout
+    # a fresh interpreter: every script starts once as a user starts it (the other tests run
+    # most scripts in forks of a pre-imported server, conftest.Launcher)
+    out = run_script(script, "--help", cwd=tmp_path, fork=False).stdout
     assert "Example" in out
     for option in options:
         assert option in out
 
 
-def read_table(text):
-    """{row label: {column: cell}} from a markdown table."""
-    lines = [line for line in text.splitlines() if line.startswith("|")]
-    header = [c.strip() for c in lines[0].strip("|").split("|")]
-    rows = {}
-    for line in lines[2:]:
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        rows[cells[0]] = dict(zip(header, cells))
-    return rows
+def hand_run(queries, lang="fr"):
+    """BM25 computed by hand (conftest.hand_bm25) over the toy French passages, every text
+    analysed as the index analyses it; {qid: {docno: score}}."""
+    from crossvariety.analysis import get_analyzer
+    analyzer = get_analyzer(lang)
+
+    def terms(text):
+        return [t for t, n in analyzer.counts(text).items() for _ in range(n)]
+    docs = {d: terms(t) for d, t in FR_PASSAGES.items()}
+    return {q: hand_bm25(terms(text), docs) for q, text in queries.items()}
 
 
 def test_run_mmarco_bm25_end_to_end(workdir):
+    """The runs hold BM25 as computed by hand, the table its means; a re-run reuses them;
+    evaluate.py prints the same numbers."""
     proc = run_script("run_mmarco.py", "--pair", "ca-fr", "--model", "bm25", "--evaluate",
                       cwd=workdir)
     runs = workdir / "runs"
     fr_run = runs / "mmarco-v2-fr-dev-small.bm25.q-fr.retrieve.res.gz"
     ca_run = runs / "mmarco-v2-fr-dev-small.bm25.q-ca.retrieve.res.gz"
-    assert fr_run.is_file() and ca_run.is_file()
     assert (workdir / "indexes" / "bm25" / "mmarco-v2-fr" / "crossvariety.json").is_file()
-    lines = gzip.open(fr_run, "rt").read().splitlines()
-    first = {}
-    for line in lines:
-        qid, q0, docno, rank, score, name = line.split()
-        assert q0 == "Q0" and name == "mmarco-v2-fr-dev-small.bm25.q-fr.retrieve"
-        first.setdefault(qid, docno)
-    # French queries find their passage first; 105 is a dev query outside dev/small.
-    assert first == {"101": "2", "102": "1", "103": "3", "104": "9"}
+    assert {line.split()[1] + " " + line.split()[5] for line in gzip.open(fr_run, "rt")} == \
+        {"Q0 mmarco-v2-fr-dev-small.bm25.q-fr.retrieve"}
     # stdout holds the table alone (PISA's C++ progress goes to stderr with the logs)
     assert all(line.startswith("|") for line in proc.stdout.splitlines() if line)
     table = read_table(proc.stdout)
-    assert float(table["ca-fr q-fr"]["MRR@10"].rstrip("†")) == 1.0
-    assert "MRR@10 p" in table["ca-fr q-ca"]
+    judged = dict(QRELS_SMALL)
+    expected = {}
+    for queries, run_file, texts in (("fr", fr_run, FR_DEV_QUERIES),
+                                     ("ca", ca_run, CA_DEV_QUERIES)):
+        expected[queries] = hand_run({q: texts[q] for q in judged})
+        run = read_run(run_file)
+        assert set(run.qid) == {q for q, scores in expected[queries].items() if scores}
+        for qid, scores in expected[queries].items():
+            got = run[run.qid == qid].sort_values("rank")
+            assert_ranked(got.docno, scores, 1e-5 * max(scores.values(), default=0))
+            np.testing.assert_allclose(got.score, sorted(scores.values(), reverse=True), rtol=1e-5)
+        assert_row(table[f"ca-fr q-{queries}"], reference_means(expected[queries], QRELS_SMALL))
+    # French queries find their passage first; 105 is a dev query outside dev/small
+    assert table["ca-fr q-fr"]["MRR@10"] == "1.0000" and "MRR@10 p" in table["ca-fr q-ca"]
     assert (runs / "mmarco.bm25.ca-fr.gap.md").read_text() in proc.stdout
 
     # A re-run reuses the run files; --overwrite recomputes them.
@@ -83,36 +96,55 @@ def test_run_mmarco_bm25_end_to_end(workdir):
     run_script("run_mmarco.py", "--pairs", "ca-fr", "--overwrite", cwd=workdir)
     assert ca_run.stat().st_mtime_ns != mtime
 
-    # evaluate.py on the two runs: CSV, per-query scores, a significance column.
-    per_query = workdir / "pq.tsv"
+    # evaluate.py on the two runs: CSV with the same means, per-query scores; --out writes
+    # the table too
+    per_query, out = workdir / "pq.tsv", workdir / "table.csv"
     proc = run_script("evaluate.py", fr_run, ca_run, "--qrels", "irds:mmarco/v2/fr/dev/small",
                       "--names", "fr", "ca", "--format", "csv", "--per-query", per_query,
+                      "--out", out, cwd=workdir)
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "run,queries,MRR@10,R@1000,MRR@10 p,R@1000 p"
+    for line, queries in zip(lines[1:], ("fr", "ca")):
+        name, count, mrr, recall = line.split(",")[:4]
+        assert (name, count) == (queries, "4")
+        means = reference_means(expected[queries], QRELS_SMALL)
+        assert float(mrr) == pytest.approx(means["MRR@10"])
+        assert float(recall) == pytest.approx(means["R@1000"])
+    assert out.read_text() == proc.stdout
+    rows = [line.split("\t") for line in per_query.read_text().splitlines()]
+    assert rows[0] == ["run", "qid", "measure", "value"] and len(rows) == 1 + 2 * 4 * 2
+
+
+def test_evaluate_without_a_baseline_and_with_duplicate_names(workdir):
+    """--baseline none: means only, no p-value columns, judged queries missing from the runs
+    reported; two runs under one name, or a name too many: an error."""
+    run = workdir / "r.res"
+    run.write_text("101 Q0 2 0 2.0 x\n101 Q0 5 1 1.0 x\n102 Q0 3 0 1.0 x\n102 Q0 1 1 0.5 x\n")
+    proc = run_script("evaluate.py", run, run, "--qrels", "irds:mmarco/v2/fr/dev/small",
+                      "--names", "a", "b", "--baseline", "none", "--measures", "MRR@10",
                       cwd=workdir)
-    assert proc.stdout.splitlines()[0] == "run,queries,MRR@10,R@1000,MRR@10 p,R@1000 p"
-    assert proc.stdout.splitlines()[1].startswith("fr,4,1,1,")
-    assert len(per_query.read_text().splitlines()) == 1 + 2 * 4 * 2
+    table = read_table(proc.stdout)
+    # 101: rank 1, 102: rank 2, 103 and 104 missing (0): (1 + 1/2) / 4
+    assert table["a"]["MRR@10"] == table["b"]["MRR@10"] == "0.3750"
+    assert not any(" p" in column for column in table["b"])
+    assert "a: no results for 2 of 4 judged queries" in proc.stderr
+    proc = run_script("evaluate.py", run, workdir / "sub" / "r.res", "--qrels",
+                      "irds:mmarco/v2/fr/dev/small", cwd=workdir, check=False)
+    assert proc.returncode == 2 and "two runs share a name; label them with --names" in proc.stderr
+    proc = run_script("evaluate.py", run, "--qrels", "irds:mmarco/v2/fr/dev/small", "--names",
+                      "a", "b", cwd=workdir, check=False)
+    assert proc.returncode == 2 and "2 names for 1 runs" in proc.stderr
 
 
-def test_bad_variety_queries_fail_clearly_and_write_nothing(workdir):
-    bad = workdir / "bad.tsv"
-    bad.write_text("101\tQui produeix la mel?\n102 Quan es va construir la torre Eiffel?\n"
-                   "999\tDesconeguda\n")
-    proc = run_script("run_mmarco.py", "--pairs", "ca-fr", "--variety-queries", bad,
-                      cwd=workdir, check=False)
-    assert proc.returncode != 0
-    assert f"{bad}:2: no tab between qid and query" in proc.stderr
-    assert f"{bad}:3: qid '999' is not a query of the collection's topics" in proc.stderr
-    assert not (workdir / "runs").exists()
-
+def test_variety_queries_that_lack_judged_qids_fail(workdir):
+    """(Malformed query files, a missing released file: the user-error table,
+    tests/test_user_errors.py.)"""
     partial = workdir / "partial.tsv"
     partial.write_text("101\tQui produeix la mel?\n")
     proc = run_script("run_mmarco.py", "--pairs", "ca-fr", "--variety-queries", partial,
                       cwd=workdir, check=False)
-    assert proc.returncode != 0 and "lacks 3 of the 4 qids" in proc.stderr
-
-    # no Occitan file, and the paper's released one is not in the (offline) hub cache
-    proc = run_script("run_mmarco.py", "--pairs", "oc-fr", cwd=workdir, check=False)
-    assert proc.returncode == 1 and "could not get queries/dev_small/oc.tsv" in proc.stderr
+    assert proc.returncode == 1 and "lacks 3 of the 4 qids" in proc.stderr
+    assert not (workdir / "runs").exists()
 
 
 def test_index_bm25_end_to_end(workdir):
@@ -123,17 +155,6 @@ def test_index_bm25_end_to_end(workdir):
     proc = run_script("index_bm25.py", "--dataset", "irds:mmarco/v2/fr", cwd=workdir)
     assert "already built" in proc.stderr
     assert [p.name for p in index.parent.iterdir()] == ["mmarco-v2-fr"]  # no partial left
-
-
-def test_evaluate_rejects_bad_input(workdir):
-    run_file = workdir / "r.res"
-    run_file.write_text("101 Q0 2 1 1.0 x\n")
-    proc = run_script("evaluate.py", run_file, "--qrels", "irds:mmarco/v2/fr/dev/small",
-                      "--names", "a", "b", cwd=workdir, check=False)
-    assert proc.returncode != 0 and "2 names for 1 runs" in proc.stderr
-    proc = run_script("evaluate.py", run_file, "--qrels", "irds:mmarco/v2/fr/dev/small",
-                      cwd=workdir)
-    assert "no results for 3 of 4 judged queries" in proc.stderr
 
 
 def test_flores_main_job(tmp_path):

@@ -47,9 +47,11 @@ def test_finetune_mt5_learns_resumes_exactly_and_loads_back(tmp_path, tiny_mt5):
     assert (out / "training.json").is_file() and not (tmp_path / "mt5-toy.checkpoints").exists()
 
     proc = run_script("finetune_mt5.py", *common, "--out", tmp_path / "killed", "--stop-after",
-                      "24", cwd=tmp_path)
+                      "24", "--save-every", "5", cwd=tmp_path)
     assert "stopping after 24 steps" in proc.stderr
-    assert [p.name for p in (tmp_path / "killed.checkpoints").iterdir()] == ["step-24"]
+    # saved at steps 5, 10, 15, 20 and 24 (the stop); the last two kept
+    assert sorted(p.name for p in (tmp_path / "killed.checkpoints").iterdir()) == \
+        ["step-20", "step-24"]
     assert not (tmp_path / "killed").exists()
     proc = run_script("finetune_mt5.py", *common, "--out", tmp_path / "killed", cwd=tmp_path)
     assert "resuming from" in proc.stderr and "(step 24 of 40)" in proc.stderr
@@ -64,6 +66,33 @@ def test_finetune_mt5_learns_resumes_exactly_and_loads_back(tmp_path, tiny_mt5):
     pos = reranker.score([e["query"] for e in held_out], [e["pos"][0] for e in held_out])
     neg = reranker.score([e["query"] for e in held_out], [e["neg"][0] for e in held_out])
     assert (pos > neg).mean() >= 0.9  # (test_rerank.py runs the scripts with a model path)
+
+
+def test_finetune_mt5_triples_overwrite_and_nothing_to_do(tmp_path, tiny_mt5):
+    """--triples adds a yes and a no pair per line (a malformed line is an error naming it); a
+    finished output is left alone unless --overwrite."""
+    train = write_jsonl(tmp_path / "two.jsonl", toy_examples(2, seed=4))
+    triples = tmp_path / "triples.tsv"
+    triples.write_text("eau tour\toui eau oui\tnon eau non\nmiel\toui miel\tnon miel\n")
+    common = ["--train", train, "--triples", triples, "--model", tiny_mt5, "--batch-size", "4",
+              "--max-steps", "1", "--out", tmp_path / "out"]
+    proc = run_script("finetune_mt5.py", *common, cwd=tmp_path)
+    assert f"8 training pairs (4 yes, 4 no) from {train} and {triples}" in proc.stderr
+    info = tmp_path / "out" / "training.json"
+    assert json.loads(info.read_text())["pairs"] == 8
+    written = info.stat().st_mtime_ns
+    proc = run_script("finetune_mt5.py", *common, cwd=tmp_path)
+    assert "exists; nothing to do" in proc.stderr and info.stat().st_mtime_ns == written
+    proc = run_script("finetune_mt5.py", *common, "--overwrite", cwd=tmp_path)
+    assert "training" in proc.stderr and info.stat().st_mtime_ns != written
+
+    triples.write_text("eau tour\toui eau oui\tnon eau non\nmiel\toui miel\n")
+    proc = run_script("finetune_mt5.py", *common[:-1], tmp_path / "bad", cwd=tmp_path,
+                      check=False)
+    assert proc.returncode == 1 and not (tmp_path / "bad").exists()
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"finetune_mt5.py: {triples}:2: a triple is query<TAB>positive<TAB>negative "
+        "(found 2 fields)")
 
 
 def without_dropout(model_dir, tmp_path):
@@ -228,24 +257,35 @@ def test_padded_and_compiled_steps_equal_plain_steps(tmp_path, tiny_xlmr, tiny_m
 
 
 def test_finetune_bgem3_learns_resumes_and_loads_back(workdir, tiny_xlmr):
+    from crossvariety import dense
     from crossvariety.random_models import synthetic_passages
-    passages = synthetic_passages(64, seed=5)
-    examples = [{"query": " ".join(p.split()[:4]), "pos": [p], "neg": [passages[(i + 32) % 64]]}
-                for i, p in enumerate(passages)]  # the query is the passage's first words
+    passages = synthetic_passages(16, seed=5)
+    # one batch of examples, seen 12 times: enough to show that it fits what it is trained on
+    examples = [{"query": " ".join(p.split()[:4]), "pos": [p], "neg": [passages[8 + i]]}
+                for i, p in enumerate(passages[:8])]  # the query is the passage's first words
     train = write_jsonl(workdir / "toy.jsonl", examples)
-    common = ["--train", train, "--model", tiny_xlmr, "--learning-rate", "1e-4",
-              "--max-steps", "24", "--log-every", "4"]
+    common = ["--train", train, "--model", tiny_xlmr, "--learning-rate", "1e-2",
+              "--max-steps", "12", "--log-every", "4"]
     out = workdir / "bge-toy"
     proc = run_script("finetune_bgem3.py", *common, "--out", out, cwd=workdir)
-    curve = losses(proc.stderr)
-    assert len(curve) == 6 and np.mean(curve[-2:]) < np.mean(curve[:2]), curve
+    assert len(losses(proc.stderr)) == 3
     assert (out / "config.json").is_file() and not (workdir / "bge-toy.checkpoints").exists()
 
+    def loss_of(model):
+        """The batch's contrastive loss (in-batch negatives, temperature 0.02), no dropout."""
+        encoder = dense.BgeM3Encoder(str(model), max_length=128, verbose=False)
+        q = torch.from_numpy(encoder.encode([e["query"] for e in examples]))
+        p = torch.from_numpy(encoder.encode([e["pos"][0] for e in examples] +
+                                            [e["neg"][0] for e in examples]))
+        return torch.nn.functional.cross_entropy(q @ p.T / 0.02, torch.arange(8)).item()
+    # it learned: the same value on every CPU run; measured 5.92 -> 2.70
+    assert loss_of(out) < 0.6 * loss_of(tiny_xlmr)
+
     proc = run_script("finetune_bgem3.py", *common, "--out", workdir / "killed", "--stop-after",
-                      "10", cwd=workdir)
-    assert "stopping after 10 steps" in proc.stderr and not (workdir / "killed").exists()
+                      "5", cwd=workdir)
+    assert "stopping after 5 steps" in proc.stderr and not (workdir / "killed").exists()
     proc = run_script("finetune_bgem3.py", *common, "--out", workdir / "killed", cwd=workdir)
-    assert "(step 10 of 24)" in proc.stderr
+    assert "(step 5 of 12)" in proc.stderr
     from transformers import AutoModel
     a = AutoModel.from_pretrained(out, add_pooling_layer=False).state_dict()
     b = AutoModel.from_pretrained(workdir / "killed", add_pooling_layer=False).state_dict()
@@ -253,9 +293,8 @@ def test_finetune_bgem3_learns_resumes_and_loads_back(workdir, tiny_xlmr):
 
     # the output loads by path in the encoder of index_bgem3.py and run_mmarco.py (whose
     # scripts test_dense.py runs end to end with a model path)
-    from crossvariety import dense
     vectors = dense.BgeM3Encoder(str(out), max_length=128, verbose=False).encode(passages)
-    assert vectors.shape == (64, 32)
+    assert vectors.shape == (16, 32)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     proc = run_script("finetune_bgem3.py", *common, "--out", out, cwd=workdir)
     assert "nothing to do" in proc.stderr
