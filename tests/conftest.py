@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -170,6 +171,49 @@ def flores_source():
     return source
 
 
+SMOKE_COMMAND = [sys.executable, str(REPO / "benchmarks" / "gpu_suite.py"), "--smoke",
+                 "--inject-failure", "--jobs", "1"]
+SMOKE = {}  # the GPU suite's --smoke run, started in the background when its test is selected
+
+
+def pytest_collection_finish(session):
+    """Start tests/test_gpu_suite.py's --smoke run (80 s of mostly one core) as soon as the
+    session knows it will need it: it runs beside the other tests, which use one core."""
+    if any(item.path.name == "test_gpu_suite.py" and item.name.startswith("test_smoke")
+           for item in session.items):
+        out = Path(tempfile.mkdtemp(prefix="gpu-suite-smoke-")) / "suite"
+        SMOKE.update(out=out, start=time.time(), proc=subprocess.Popen(
+            [*SMOKE_COMMAND, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, cwd=REPO))
+        atexit.register(SMOKE["proc"].kill)
+
+
+def smoke_run():
+    """(out, the finished process, its seconds) of the --smoke run (started now if it was not)."""
+    if not SMOKE:
+        out = Path(tempfile.mkdtemp(prefix="gpu-suite-smoke-")) / "suite"
+        SMOKE.update(out=out, start=time.time(), proc=subprocess.Popen(
+            [*SMOKE_COMMAND, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True, cwd=REPO))
+    proc = SMOKE["proc"]
+    stdout, stderr = proc.communicate(timeout=900)
+    finished = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    return SMOKE["out"], finished, time.time() - SMOKE["start"]
+
+
+@pytest.fixture(scope="session")
+def flores_main_job(tmp_path_factory):
+    """The README's main job (BM25 on FLORES, 7 pairs), run once for the tests that read it:
+    (its folder, its process, {file name: bytes} of the runs and table it wrote)."""
+    flores_source()
+    folder = tmp_path_factory.mktemp("flores-main-job")
+    proc = run_script("run_mmarco.py", "--config", REPO / "configs" / "flores_bm25.toml",
+                      cwd=folder)
+    written = {p.name: p.read_bytes() for p in (folder / "runs" / "flores").iterdir()
+               if p.name.endswith((".res.gz", ".md"))}
+    return folder, proc, written
+
+
 def fake_hub(cache, repo, files, repo_type="dataset"):
     """Files of a Hugging Face repository at the hub cache's layout under ``cache``, as a
     download would leave them; with HF_HUB_OFFLINE=1 huggingface_hub serves them."""
@@ -314,7 +358,8 @@ class Launcher:
 LAUNCHER = Launcher()
 FORK = os.environ.get("TESTS_FORK", "1") != "0"  # TESTS_FORK=0: every script a subprocess
 # variables read when used, not when a module is imported: a fork can take them
-RUNTIME_ENV = {"https_proxy", "http_proxy", "HTTPS_PROXY", "HTTP_PROXY", "FLORES_DIR"}
+RUNTIME_ENV = {"https_proxy", "http_proxy", "HTTPS_PROXY", "HTTP_PROXY", "FLORES_DIR",
+               "HF_HUB_CACHE"}
 
 
 def run_script(script, *args, cwd, check=True, env=None, fork=True):

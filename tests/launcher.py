@@ -7,7 +7,7 @@ Python would give, atexit handlers run).
 What a fork cannot do like a fresh interpreter: see environment variables that modules read
 when they are imported (HF_HUB_CACHE, IR_DATASETS_HOME, ...) if they differ from the server's,
 and start torch.distributed. Variables read when they are used (a proxy, FLORES_DIR) are set in
-the fork. conftest.run_script launches those, and each script's --help, as
+the fork, and HF_HUB_CACHE in the two libraries that read it at import. conftest.run_script launches those, and each script's --help, as
 real subprocesses.
 
 Run as ``python launcher.py``: requests are JSON lines on stdin ({"script", "args", "cwd",
@@ -54,7 +54,13 @@ def run(request):
     import logging
     import runpy
     os.chdir(request["cwd"])
-    os.environ.update(request.get("env") or {})
+    env = request.get("env") or {}
+    os.environ.update(env)
+    if "HF_HUB_CACHE" in env:  # read at import by huggingface_hub and transformers: set both
+        import huggingface_hub.constants
+        import transformers.utils.hub
+        huggingface_hub.constants.HF_HUB_CACHE = env["HF_HUB_CACHE"]
+        transformers.utils.hub.TRANSFORMERS_CACHE = env["HF_HUB_CACHE"]
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     for fd, path in ((1, request["stdout"]), (2, request["stderr"])):

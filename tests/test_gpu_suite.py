@@ -6,11 +6,10 @@ import math
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, smoke_run
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import gpu_suite  # noqa: E402
@@ -19,12 +18,11 @@ SUITE = REPO / "benchmarks" / "gpu_suite.py"
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    out = tmp_path_factory.mktemp("suite") / "suite"
-    start = time.time()
-    proc = subprocess.run([sys.executable, str(SUITE), "--smoke", "--inject-failure", "--out",
-                           str(out)], capture_output=True, text=True, cwd=REPO)
-    print(f"gpu_suite.py --smoke: {time.time() - start:.0f} s\n{proc.stdout}")
+def smoke():
+    """The --smoke run with injected failures (started in the background by conftest when the
+    session begins)."""
+    out, proc, seconds = smoke_run()
+    print(f"gpu_suite.py --smoke: {seconds:.0f} s\n{proc.stdout}")
     return out, proc, json.loads(out.with_suffix(".json").read_text())
 
 

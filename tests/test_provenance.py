@@ -140,17 +140,14 @@ def test_new_weights_under_the_same_model_path(tmp_path, workdir, tiny_xlmr, new
         retrievers.check_index(index, retrievers.index_inputs(model, collection, 1024))
 
 
-def test_the_flores_main_job_twice_gives_the_same_bytes(tmp_path):
+def test_the_flores_main_job_twice_gives_the_same_bytes(tmp_path, flores_main_job):
     """Two fresh runs of the README's main job: every run file and table byte-identical."""
-    flores_source()
-    outputs = []
-    for name in ("first", "second"):
-        (tmp_path / name).mkdir()
-        run_script("run_mmarco.py", "--config", FLORES, cwd=tmp_path / name)
-        folder = tmp_path / name / "runs" / "flores"
-        outputs.append({p.name: p.read_bytes() for p in folder.iterdir()
-                        if p.name.endswith((".res.gz", ".md"))})
-    assert len(outputs[0]) == 14 and outputs[0] == outputs[1]
+    _, _, first = flores_main_job
+    run_script("run_mmarco.py", "--config", FLORES, cwd=tmp_path)
+    folder = tmp_path / "runs" / "flores"
+    second = {p.name: p.read_bytes() for p in folder.iterdir()
+              if p.name.endswith((".res.gz", ".md"))}
+    assert len(first) == 14 and first == second
 
 
 # ----------------------------------------------------------------------------- the parts

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import CA_DEV_QUERIES, FR_DEV_QUERIES, FR_PASSAGES, QRELS_SMALL, REPO, \
-    assert_ranked, assert_row, flores_source, hand_bm25, read_table, reference_means, run_script
+    assert_ranked, assert_row, hand_bm25, read_table, reference_means, run_script
 from crossvariety.runs import read_run
 
 
@@ -157,11 +157,9 @@ def test_index_bm25_end_to_end(workdir):
     assert [p.name for p in index.parent.iterdir()] == ["mmarco-v2-fr"]  # no partial left
 
 
-def test_flores_main_job(tmp_path):
+def test_flores_main_job(flores_main_job):
     """The README's main job: BM25 on FLORES for all 7 pairs, the gap table."""
-    flores_source()
-    proc = run_script("run_mmarco.py", "--config", REPO / "configs" / "flores_bm25.toml",
-                      cwd=tmp_path)
+    tmp_path, proc, _ = flores_main_job
     table = read_table(proc.stdout)
     assert len(table) == 14
     for pair in ("ca-fr", "oc-fr", "af-dt", "scn-it", "yue-zh", "ms-id", "gd-en"):
