@@ -38,6 +38,7 @@ class Pair:
     train_topics: str = ""  # training queries with qrels, for mine_negatives.py ("" = none)
     flores_variety: str = ""  # FLORES-200 codes ("" = found from the language codes)
     flores_highres: str = ""
+    romanize: bool = False  # BM25: romanise queries and documents with uroman (another script)
 
     @property
     def dev_topics(self):
@@ -55,6 +56,7 @@ class Pair:
 
 
 FIELDS = [f.name for f in dataclasses.fields(Pair) if f.name != "name"]
+BOOLEAN = {"romanize"}
 
 
 def _mmarco(name, variety, highres, analyzer):
@@ -90,8 +92,10 @@ def define(name, table, where):
         raise UsageError(f"{where} has unknown key(s) {', '.join(unknown)}; known keys: "
                         f"{', '.join(FIELDS)}")
     for key, value in table.items():
-        if not isinstance(value, str):
-            raise UsageError(f"{where} {key}: expected a string, got {value!r}")
+        kind = bool if key in BOOLEAN else str
+        if not isinstance(value, kind):
+            raise UsageError(f"{where} {key}: expected {'true or false' if kind is bool else 'a string'}, "
+                             f"got {value!r}")
     name = ALIASES.get(name, name)
     base = PAIRS.get(name) or DEFINED.get(name)
     if base is None:
