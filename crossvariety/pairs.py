@@ -118,8 +118,19 @@ def define(name, table, where):
             if key != "analyzer" and not table.get(f"flores_{key}"):
                 values[f"flores_{key}"] = values[key]
             values[key] = code
+    values.update(_script_labels(values["variety"], values["highres"], values["flores_variety"],
+                                 values["flores_highres"]))
     DEFINED[name] = Pair(**values)
     return DEFINED[name]
+
+
+def _script_labels(variety, highres, flores_variety, flores_highres):
+    """One language in two scripts (arb_Latn-arb_Arab, srp_Cyrl-srp_Latn): its two query sets
+    and their files are labelled by FLORES code, which a language code alone cannot tell apart."""
+    if variety == highres and flores_variety and flores_highres and \
+            flores_variety != flores_highres:
+        return {"variety": flores_variety, "highres": flores_highres}
+    return {}
 
 
 def pair_from_name(name):
@@ -133,9 +144,12 @@ def pair_from_name(name):
         if (languages.canonical(pair.variety), languages.canonical(pair.highres)) == \
                 (variety, highres):
             return pair
+    flores_variety = parts[0] if languages.is_flores_code(parts[0]) else ""
+    flores_highres = parts[1] if languages.is_flores_code(parts[1]) else ""
+    labels = _script_labels(variety, highres, flores_variety, flores_highres)
+    variety, highres = labels.get("variety", variety), labels.get("highres", highres)
     return Pair(f"{variety}-{highres}", variety, highres, highres,
-                flores_variety=parts[0] if languages.is_flores_code(parts[0]) else "",
-                flores_highres=parts[1] if languages.is_flores_code(parts[1]) else "")
+                flores_variety=flores_variety, flores_highres=flores_highres)
 
 
 def known():
