@@ -24,6 +24,7 @@ import collections
 import functools
 import logging
 import unicodedata
+from pathlib import Path
 
 import regex
 import Stemmer
@@ -48,6 +49,13 @@ _ELISION = {
 _ENGLISH_STOPWORDS = set(
     "a an and are as at be but by for if in into is it no not of on or such that the their then "
     "there these they this to was will with".split())
+# Lucene's Snowball stop lists (org/apache/lucene/analysis/snowball/*_stop.txt, from
+# snowballstem.org, BSD), copied into crossvariety/stopwords/: the sets Lucene's analyzers use,
+# which the paper used through Anserini. Short lists of function words; the stop-words package's
+# lists (kept for the other languages) hold content words (Italian persone, lavoro, nuovo).
+SNOWBALL_STOPS = {"fr": "french", "nl": "dutch", "it": "italian", "id": "indonesian",
+                  "ms": "indonesian"}
+STOPWORDS_DIR = Path(__file__).parent / "stopwords"
 CJK_MODES = ["bigrams", "unigrams+bigrams"]  # the first is the paper's (Lucene's CJK analyzer)
 NGRAMS = (3, 4, 5)  # character n-gram lengths offered; 4 is the usual best (McNamee & Mayfield)
 BOUNDARY = "_"  # pads each word before n-grams: "_casa_" (a word's start and end are features)
@@ -111,6 +119,8 @@ class Analyzer:
             words = ()
         elif self.lang == "en":
             words = _ENGLISH_STOPWORDS
+        elif self.lang in SNOWBALL_STOPS:
+            words = snowball_stops(SNOWBALL_STOPS[self.lang])
         elif languages.stopword_language(self.lang):
             words = stop_words.get_stop_words(languages.stopword_language(self.lang))
         else:
@@ -190,8 +200,20 @@ def stop_source(spec):
         return "none"
     if spec.lang == "en":
         return "lucene-english"
+    if spec.lang in SNOWBALL_STOPS:
+        return f"snowball:{SNOWBALL_STOPS[spec.lang]}"
     code = languages.stopword_language(spec.lang)
     return f"stop-words:{code}" if code else "none"
+
+
+@functools.lru_cache(maxsize=None)
+def snowball_stops(name):
+    """The words of a Snowball stop file: a word or several at the start of a line, comments
+    after a vertical bar."""
+    words = []
+    for line in (STOPWORDS_DIR / f"{name}.txt").read_text(encoding="utf-8").splitlines():
+        words.extend(line.split("|")[0].split())
+    return words
 
 
 def ngrams(words, n):
