@@ -13,6 +13,9 @@ Examples:
   python index_bm25.py --dataset irds:neuclir/1/fa --lang fa --index indexes/bm25/neuclir-fa
   python index_bm25.py --dataset data/flores200-devtest-pt --lang pt
   python index_bm25.py --dataset irds:mmarco/v2/zh --cjk unigrams+bigrams   # indexes/bm25-unibi/
+  python index_bm25.py --dataset irds:mmarco/v2/fr --ngram 4          # indexes/bm25-char4/
+  python index_bm25.py --dataset data/flores200-devtest-hr --lang hr --romanize --ngram 4
+                                                                      # indexes/bm25-uroman-char4/
 """
 from crossvariety import settings
 
@@ -20,7 +23,9 @@ from crossvariety import settings
 DATASET = "irds:mmarco/v2/fr"  # collection to index
 LANG = ""  # analyzer language; empty = the collection's language from ir_datasets
 CJK = "bigrams"  # Chinese/Cantonese terms: bigrams (the paper's) or unigrams+bigrams
-INDEX = ""  # index folder; empty = {index_dir}/bm25/{dataset name}
+NGRAM = 0  # terms: 0 = words (stemmed, the paper's), 3-5 = character n-grams (4 recommended)
+ROMANIZE = False  # romanise the text with uroman before analysis (a variety in another script)
+INDEX = ""  # index folder; empty = {index_dir}/{model label}/{dataset name}
 WORKERS = 0  # analysis processes; 0 = all cores
 OVERWRITE = False  # rebuild an existing index
 HELP = {
@@ -30,7 +35,13 @@ HELP = {
             "the collection's language as ir_datasets records it",
     "CJK": "terms of Chinese and Cantonese text: bigrams (Lucene's CJK analyzer, the paper's) or "
            "unigrams+bigrams (default index folder {index_dir}/bm25-unibi/)",
-    "INDEX": "index folder to write; empty = {index_dir}/bm25/{dataset name}",
+    "NGRAM": "BM25 terms: 0 = words (stemmed, stop words removed: the paper's); 3, 4 or 5 = "
+             "character n-grams of words padded as _word_ (no stemming, no stop words; "
+             "Chinese/Cantonese keep their bigrams); index folder {index_dir}/bm25-charN/",
+    "ROMANIZE": "write the text in Latin letters with uroman first (queries must be romanised "
+                "too: run_mmarco.py --romanize); index folder {index_dir}/bm25-uroman[-charN]/",
+    "INDEX": "index folder to write; empty = {index_dir}/{model label: bm25, bm25-char4, "
+             "bm25-uroman, ...}/{dataset name}",
     "WORKERS": "processes that analyse text; 0 = all cores",
     "OVERWRITE": "rebuild the index even if it exists",
 }
@@ -52,9 +63,10 @@ if not LANG:
     if not LANG:
         raise UsageError(f"the language of {DATASET} is unknown; pass --lang (e.g. --lang pt)")
 index = Path(INDEX) if INDEX else bm25.default_index_path(paths["index_dir"], dataset.name,
-                                                          bm25.model_label(LANG, CJK))
+                                                          bm25.model_label(LANG, CJK, NGRAM,
+                                                                           ROMANIZE))
 if bm25.index_built(index) and not OVERWRITE:
-    changed = bm25.stale_index(index, dataset, LANG, CJK)
+    changed = bm25.stale_index(index, dataset, LANG, CJK, NGRAM, ROMANIZE)
     if changed is None:
         log.warning("%s has no record of its collection (built by an older version); nothing "
                     "checked, nothing to do (--overwrite rebuilds it)", index)
@@ -64,6 +76,7 @@ if bm25.index_built(index) and not OVERWRITE:
         sys.exit(0)
     log.info("rebuilding %s: %s", index, "; ".join(changed))
 check_writable(index, folder=True, option="--index", replaced=True)
-log.info("indexing %s with %s analysis into %s", DATASET, LANG, index)
+log.info("indexing %s with %s analysis (%s) into %s", DATASET, LANG,
+         bm25.model_label(LANG, CJK, NGRAM, ROMANIZE), index)
 bm25.build_index(dataset.docs_iter(), LANG, index, workers=WORKERS, total=dataset.docs_count(),
-                 cjk=CJK, collection=dataset)
+                 cjk=CJK, collection=dataset, ngram=NGRAM, romanize=ROMANIZE)

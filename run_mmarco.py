@@ -49,6 +49,8 @@ COLLECTION = ""  # documents for every pair; empty = the pair's own (mMARCO for 
 TOPICS = ""  # high-resource queries + qrels; empty = the pair's own, or --collection's
 VARIETY_QUERIES = ""  # variety query file; empty = the pair's, else in translations_dir
 CJK = "bigrams"  # BM25 terms of Chinese/Cantonese: bigrams (the paper's) or unigrams+bigrams
+NGRAM = 0  # BM25 terms: 0 = words (the paper's), 3-5 = character n-grams (4 recommended)
+ROMANIZE = False  # BM25: romanise queries and documents with uroman (every pair; or per pair)
 MAX_LENGTH = 1024  # BGE-M3 document length (its index's: recorded, checked)
 DOC_LANG_FROM_CONFIG = False  # ColBERT-XM: documents with the checkpoint's saved adapter
 NUM_RESULTS = 1000  # depth of each run
@@ -84,6 +86,12 @@ HELP = {
                        "(flores: built in)",
     "CJK": "BM25 terms of Chinese and Cantonese text: bigrams (Lucene's CJK analyzer, the "
            "paper's) or unigrams+bigrams (runs and index named bm25-unibi)",
+    "NGRAM": "BM25 terms: 0 = words (stemmed, stop words removed: the paper's); 3, 4 or 5 = "
+             "character n-grams of words padded as _word_ (no stemming, no stop words; "
+             "Chinese/Cantonese keep their bigrams); runs and index named bm25-charN",
+    "ROMANIZE": "BM25: write queries and documents in Latin letters with uroman first (a variety "
+                "written in another script: Serbian Cyrillic vs Croatian); every pair, or per "
+                "pair with romanize = true in its [pairs.NAME] table; runs named bm25-uroman",
     "MAX_LENGTH": "BGE-M3: tokens per document (and per query); an index built with "
                   "another length is an error (--overwrite rebuilds it)",
     "DOC_LANG_FROM_CONFIG": "ColBERT-XM: encode documents with the checkpoint's saved "
@@ -155,14 +163,18 @@ if TRANSLATE_QUERIES:
     check_writable(paths["translations_dir"], folder=True, option="--translations-dir")
 
 
+def romanized(pair):
+    return ROMANIZE or pair.romanize
+
+
 def first_stage(pair):
     """The first-stage model's name in file names."""
-    return bm25.model_label(pair.analyzer, CJK) if MODEL == "bm25" else \
+    return bm25.model_label(pair.analyzer, CJK, NGRAM, romanized(pair)) if MODEL == "bm25" else \
         retrievers.label(MODEL, DOC_LANG_FROM_CONFIG)
 
 
 @functools.cache
-def retriever_for(collection_spec, analyzer, language):
+def retriever_for(collection_spec, analyzer, language, romanize=False):
     """The first-stage retriever over a collection, its index built if it is missing (a stale
     BM25 index is rebuilt; a stale neural one is an error, or rebuilt with --overwrite). Called
     only when a run must be computed: re-evaluating finished runs loads no model or index."""
@@ -173,8 +185,8 @@ def retriever_for(collection_spec, analyzer, language):
                                     max_length=MAX_LENGTH, dtype=precision.resolve(DTYPE),
                                     overwrite=OVERWRITE)
     index = bm25.default_index_path(paths["index_dir"], collection.name,
-                                    bm25.model_label(analyzer, CJK))
-    bm25.current_index(collection, analyzer, index, CJK, WORKERS)
+                                    bm25.model_label(analyzer, CJK, NGRAM, romanize))
+    bm25.current_index(collection, analyzer, index, CJK, WORKERS, NGRAM, romanize)
     return bm25.bm25_retriever(index, num_results=NUM_RESULTS)
 
 
@@ -182,7 +194,7 @@ def recipe_for(collection, pair, queries):
     """What makes a first-stage run (crossvariety.provenance): checked before a finished run is
     reused, recorded beside a new one."""
     if MODEL == "bm25":
-        return bm25.run_recipe(collection, pair.analyzer, CJK, queries)
+        return bm25.run_recipe(collection, pair.analyzer, CJK, queries, NGRAM, romanized(pair))
     return retrievers.run_recipe(MODEL, collection, queries, pair.highres, DOC_LANG_FROM_CONFIG,
                                  MAX_LENGTH, precision.resolve(DTYPE), paths["index_dir"])
 
@@ -257,7 +269,8 @@ for pair in pairs:
     for label, queries in query_sets:
         path = run_path(paths["runs_dir"], topics.name, first_stage(pair), label, "retrieve")
         runs[label] = cached_run(
-            path, lambda: retriever_for(collection.spec, pair.analyzer, pair.highres)(queries),
+            path, lambda: retriever_for(collection.spec, pair.analyzer, pair.highres,
+                                        romanized(pair))(queries),
             OVERWRITE, None if MODEL == "bm25" else precision.resolve(DTYPE),
             recipe=lambda: recipe_for(collection, pair, queries), depth=NUM_RESULTS,
             exact_depth=MODEL != "bm25" and retrievers.exact_depth(MODEL), optional=("index",))

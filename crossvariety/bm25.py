@@ -72,15 +72,20 @@ def pisa_quiet():
                 log.error("PISA's last output:\n%s", "\n".join(tail))
 
 
-def model_label(lang, cjk="bigrams"):
-    """BM25's name in index folders and run files: bm25, or bm25-unibi for Chinese/Cantonese
-    analysed into unigrams + bigrams."""
-    return "bm25-unibi" if analysis.spec(lang, cjk)[1] == "unigrams+bigrams" else "bm25"
+def model_label(lang, cjk="bigrams", ngram=0, romanize=False):
+    """BM25's name in index folders and run files: bm25; bm25-unibi for Chinese/Cantonese
+    analysed into unigrams + bigrams; bm25-char4 for character 4-grams; bm25-uroman(-char4) for
+    romanised text."""
+    return analysis.spec(lang, cjk, ngram, romanize).label
+
+
+def _analyzer(spec):
+    return get_analyzer(spec.lang, spec.cjk or "bigrams", spec.ngram, spec.romanize)
 
 
 def _analyse(job):
-    (lang, cjk), batch = job
-    analyzer = get_analyzer(lang, cjk or "bigrams")
+    spec, batch = job
+    analyzer = _analyzer(analysis.Spec(*spec))
     return [{"docno": docno, "toks": analyzer.counts(text)} for docno, text in batch]
 
 
@@ -163,34 +168,48 @@ def index_built(index_dir):
     return (Path(index_dir) / META).is_file()
 
 
-def index_inputs(collection, lang, cjk="bigrams"):
+def analysis_record(spec):
+    """The analysis as index metadata and run records write it (terms: words or charN;
+    romanize: the uroman version, or false)."""
+    return {"lang": spec.lang, "cjk": spec.cjk,
+            "terms": f"char{spec.ngram}" if spec.ngram else "words",
+            "romanize": f"uroman {analysis.UROMAN_VERSION}" if spec.romanize else False,
+            "stops": analysis.stop_source(spec)}
+
+
+ANALYSIS_KEYS = ("lang", "cjk", "terms", "romanize", "stops")
+
+
+def index_inputs(collection, lang, cjk="bigrams", ngram=0, romanize=False):
     """What a BM25 index is made of: the collection's identity and the analysis."""
-    lang, cjk = analysis.spec(lang, cjk)
-    return {"collection": provenance.collection_id(collection), "lang": lang, "cjk": cjk}
+    return {"collection": provenance.collection_id(collection),
+            **analysis_record(analysis.spec(lang, cjk, ngram, romanize))}
 
 
-def stale_index(index_dir, collection, lang, cjk="bigrams"):
+def stale_index(index_dir, collection, lang, cjk="bigrams", ngram=0, romanize=False):
     """How the built index at ``index_dir`` differs from one of ``collection`` with this
     analysis: a list of differences (empty when it is current), or None when its metadata
     has no identity of its collection (built by an older version)."""
     meta = json.loads((Path(index_dir) / META).read_text())
     if "collection" not in meta:
         return None
-    return provenance.differences({k: meta.get(k) for k in ("collection", "lang", "cjk")},
-                                  index_inputs(collection, lang, cjk))
+    return provenance.differences({k: meta.get(k) for k in ("collection",) + ANALYSIS_KEYS},
+                                  index_inputs(collection, lang, cjk, ngram, romanize))
 
 
-def run_recipe(collection, lang, cjk, queries):
+def run_recipe(collection, lang, cjk, queries, ngram=0, romanize=False):
     """What makes a BM25 run: the collection, the analysis, the queries, BM25's parameters."""
     return {"stage": "retrieve", "model": f"bm25 k1={K1} b={B}",
-            **index_inputs(collection, lang, cjk), "queries": provenance.queries_id(queries)}
+            **index_inputs(collection, lang, cjk, ngram, romanize),
+            "queries": provenance.queries_id(queries)}
 
 
-def current_index(collection, lang, index_dir, cjk="bigrams", workers=0):
+def current_index(collection, lang, index_dir, cjk="bigrams", workers=0, ngram=0,
+                  romanize=False):
     """The BM25 index of ``collection`` at ``index_dir``: built if missing, rebuilt (with a log
     line naming the difference) if it was built from another collection or analysis."""
     if index_built(index_dir):
-        changed = stale_index(index_dir, collection, lang, cjk)
+        changed = stale_index(index_dir, collection, lang, cjk, ngram, romanize)
         if changed is None:
             log.warning("%s has no record of its collection (built by an older version): used "
                         "unchecked; index_bm25.py --overwrite rebuilds it", index_dir)
@@ -200,26 +219,28 @@ def current_index(collection, lang, index_dir, cjk="bigrams", workers=0):
         log.info("rebuilding the BM25 index %s: %s", index_dir, "; ".join(changed))
     else:
         log.info("no BM25 index at %s: building it from %s (%s analysis)", index_dir,
-                 collection.spec, lang)
+                 collection.spec, model_label(lang, cjk, ngram, romanize))
     build_index(collection.docs_iter(), lang, index_dir, workers=workers,
-                total=collection.docs_count(), cjk=cjk, collection=collection)
+                total=collection.docs_count(), cjk=cjk, collection=collection, ngram=ngram,
+                romanize=romanize)
     return index_dir
 
 
 def build_index(docs, lang, index_dir, workers=0, total=None, batch_size=2000, cjk="bigrams",
-                collection=None):
+                collection=None, ngram=0, romanize=False):
     """Analyse ``docs`` ({"docno", "text"} dicts) on ``workers`` processes (0 = all cores) and
     build a PISA index at ``index_dir``. The index appears only when complete. ``collection``
     (a Dataset, the source of ``docs``): its identity is recorded in the index's metadata."""
     from pyterrier_pisa import PisaIndex
-    spec = analysis.spec(lang, cjk)
-    get_analyzer(spec[0], spec[1] or "bigrams")  # fail, or warn of a generic analysis, at once
-    label = spec[0] + (f", {spec[1]}" if spec[1] else "")
+    spec = analysis.spec(lang, cjk, ngram, romanize)
+    _analyzer(spec)  # fail, or warn of a generic analysis, at once; loads uroman before the fork
+    label = ", ".join(str(x) for x in (spec.lang, spec.cjk) if x) + \
+        ("" if spec.label in ("bm25", "bm25-unibi") else f", {spec.label[len('bm25-'):]}")
     workers = workers or os.cpu_count()
     start, count = time.time(), 0
     # the collection as it is when its reading starts
-    meta = {"lang": spec[0], "cjk": spec[1]} if collection is None else \
-        dict(index_inputs(collection, lang, cjk),
+    meta = analysis_record(spec) if collection is None else \
+        dict(index_inputs(collection, lang, cjk, ngram, romanize),
              collection_files=provenance.collection_files(collection))
     with atomic_path(index_dir) as tmp:
         with _analysis_workers(workers) as pipes, pisa_quiet() as terminal, \
@@ -249,9 +270,9 @@ def build_index(docs, lang, index_dir, workers=0, total=None, batch_size=2000, c
 class AnalyseQuery(pt.Transformer):
     """query -> query_toks: the query's analysed terms with their frequencies."""
 
-    def __init__(self, lang, cjk="bigrams"):
+    def __init__(self, lang, cjk="bigrams", ngram=0, romanize=False):
         self.lang = lang
-        self.analyzer = get_analyzer(lang, cjk or "bigrams")
+        self.analyzer = get_analyzer(lang, cjk or "bigrams", ngram, romanize)
 
     def transform(self, topics):
         out = topics.copy()
@@ -275,7 +296,10 @@ def bm25_retriever(index_dir, num_results=1000, k1=K1, b=B, threads=None):
     with pisa_quiet():  # the first retriever of an index builds its score bounds
         retriever = index.bm25(k1=k1, b=b, num_results=num_results, toks_scale=1,
                                query_weighted=True)
-    return AnalyseQuery(meta["lang"], meta.get("cjk")) >> PisaBm25(retriever)
+    terms = meta.get("terms", "words")
+    ngram = int(terms[len("char"):]) if terms.startswith("char") else 0
+    return AnalyseQuery(meta["lang"], meta.get("cjk"), ngram, bool(meta.get("romanize"))) >> \
+        PisaBm25(retriever)
 
 
 class PisaBm25(pt.Transformer):

@@ -38,6 +38,7 @@ class Pair:
     train_topics: str = ""  # training queries with qrels, for mine_negatives.py ("" = none)
     flores_variety: str = ""  # FLORES-200 codes ("" = found from the language codes)
     flores_highres: str = ""
+    romanize: bool = False  # BM25: romanise queries and documents with uroman (another script)
 
     @property
     def dev_topics(self):
@@ -55,6 +56,7 @@ class Pair:
 
 
 FIELDS = [f.name for f in dataclasses.fields(Pair) if f.name != "name"]
+BOOLEAN = {"romanize"}
 
 
 def _mmarco(name, variety, highres, analyzer):
@@ -90,8 +92,10 @@ def define(name, table, where):
         raise UsageError(f"{where} has unknown key(s) {', '.join(unknown)}; known keys: "
                         f"{', '.join(FIELDS)}")
     for key, value in table.items():
-        if not isinstance(value, str):
-            raise UsageError(f"{where} {key}: expected a string, got {value!r}")
+        kind = bool if key in BOOLEAN else str
+        if not isinstance(value, kind):
+            raise UsageError(f"{where} {key}: expected {'true or false' if kind is bool else 'a string'}, "
+                             f"got {value!r}")
     name = ALIASES.get(name, name)
     base = PAIRS.get(name) or DEFINED.get(name)
     if base is None:
@@ -114,8 +118,19 @@ def define(name, table, where):
             if key != "analyzer" and not table.get(f"flores_{key}"):
                 values[f"flores_{key}"] = values[key]
             values[key] = code
+    values.update(_script_labels(values["variety"], values["highres"], values["flores_variety"],
+                                 values["flores_highres"]))
     DEFINED[name] = Pair(**values)
     return DEFINED[name]
+
+
+def _script_labels(variety, highres, flores_variety, flores_highres):
+    """One language in two scripts (arb_Latn-arb_Arab, srp_Cyrl-srp_Latn): its two query sets
+    and their files are labelled by FLORES code, which a language code alone cannot tell apart."""
+    if variety == highres and flores_variety and flores_highres and \
+            flores_variety != flores_highres:
+        return {"variety": flores_variety, "highres": flores_highres}
+    return {}
 
 
 def pair_from_name(name):
@@ -129,9 +144,12 @@ def pair_from_name(name):
         if (languages.canonical(pair.variety), languages.canonical(pair.highres)) == \
                 (variety, highres):
             return pair
+    flores_variety = parts[0] if languages.is_flores_code(parts[0]) else ""
+    flores_highres = parts[1] if languages.is_flores_code(parts[1]) else ""
+    labels = _script_labels(variety, highres, flores_variety, flores_highres)
+    variety, highres = labels.get("variety", variety), labels.get("highres", highres)
     return Pair(f"{variety}-{highres}", variety, highres, highres,
-                flores_variety=parts[0] if languages.is_flores_code(parts[0]) else "",
-                flores_highres=parts[1] if languages.is_flores_code(parts[1]) else "")
+                flores_variety=flores_variety, flores_highres=flores_highres)
 
 
 def known():
