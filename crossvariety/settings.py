@@ -34,8 +34,10 @@ PATHS = {
     "index_dir": "indexes",  # BM25 and dense indexes
     "runs_dir": "runs",  # TREC run files and result tables
     "models_dir": "models",  # fine-tuned models
-    # FLORES-200 devtest (gzip files); empty = $FLORES_DIR, else ../shared/data/flores200-devtest
-    # beside the repository, else downloaded from the public release into data_dir.
+    # FLORES-200 devtest: a folder of {code}.devtest.gz, the release's .tar.gz or its unpacked
+    # folder; empty = $FLORES_DIR, else ../shared/data/flores200-devtest beside the repository,
+    # else the copy shipped in crossvariety/flores200-devtest (the paper's 13 languages), else a
+    # download of the public release into data_dir.
     "flores_dir": "",
 }
 PATHS_HELP = {
@@ -44,8 +46,10 @@ PATHS_HELP = {
     "index_dir": "folder of BM25 and dense indexes",
     "runs_dir": "folder of TREC run files and result tables",
     "models_dir": "folder of fine-tuned models",
-    "flores_dir": "FLORES-200 devtest folder (*.devtest.gz, metadata_devtest.tsv.gz); "
-                  "default $FLORES_DIR, else ../shared/data/flores200-devtest, else download",
+    "flores_dir": "FLORES-200 devtest: a folder of {code}.devtest.gz and metadata_devtest.tsv.gz, "
+                  "the release's flores200_dataset.tar.gz or its unpacked folder; default "
+                  "$FLORES_DIR, else ../shared/data/flores200-devtest, else the copy shipped "
+                  "with the code (the paper's 13 languages), else a download",
 }
 
 
