@@ -126,7 +126,7 @@ from crossvariety import bm25, evaluation, flores, precision, provenance, releas
     translation
 from crossvariety.datasets import Dataset, read_queries, variety_queries_path, write_queries
 from crossvariety.errors import UsageError, UserError
-from crossvariety.models import model_label, resolve_model
+from crossvariety.models import check_loadable, model_label, resolve_model
 from crossvariety.pairs import PAIRS as BUILT_IN, get_pairs
 from crossvariety.runs import cached_run, check_writable, run_path, write_text
 
@@ -153,6 +153,11 @@ evaluation.parse_measures(measures)  # fail on a typo before hours of retrieval
 check_writable(paths["runs_dir"], folder=True, option="--runs-dir")  # before, not after, the work
 if TRANSLATE_QUERIES:
     check_writable(paths["translations_dir"], folder=True, option="--translations-dir")
+# models neither cached nor reachable fail now, in seconds (one short probe of the hub)
+if MODEL != "bm25":
+    check_loadable(MODEL, retrievers.family(MODEL))
+if RERANK:
+    check_loadable(RERANK, "mt5", TOKENIZER or None)
 
 
 def first_stage(pair):

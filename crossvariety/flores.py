@@ -33,9 +33,9 @@ SHARED_COPY = REPO_ROOT.parent / "shared" / "data" / "flores200-devtest"
 EMBEDDED = Path(__file__).resolve().parent / "flores200-devtest"
 DATASET_PREFIX = "flores200-devtest"
 METADATA = "metadata_devtest.tsv"
-WHERE_TO_PUT = (f"pass --flores-dir with the FLORES-200 release ({FLORES_URL}: the .tar.gz, "
-                "or its unpacked flores200_dataset folder) or with a folder of "
-                "{code}.devtest.gz files and metadata_devtest.tsv.gz")
+WHERE_TO_PUT = (f"--flores-dir takes the FLORES-200 release ({FLORES_URL}, or its unpacked "
+                "flores200_dataset folder) or a folder of {code}.devtest.gz files with "
+                "metadata_devtest.tsv.gz")
 
 
 def _layout(folder):
@@ -65,12 +65,13 @@ def devtest_file(directory, code):
 
 
 def wanted_file(language):
-    """The file name a language's devtest text has (for the message that asks for it)."""
+    """The file a language's devtest text is in, for the message that asks for it:
+    "glg_Latn.devtest.gz", or "glg_*.devtest.gz" when the script is not known."""
     if languages.is_flores_code(language):
         return f"{language}.devtest.gz"
     lang = languages.canonical(language)
-    code = languages.FLORES_CODES.get(lang) or f"{languages.iso639_3(lang)}_<script>"
-    return f"{code}.devtest.gz"
+    code = languages.FLORES_CODES.get(lang) or f"{languages.iso639_3(lang)}_*"
+    return f"{code}.devtest.gz ({languages.name(lang)})"
 
 
 def flores_code(directory, language):
@@ -126,7 +127,7 @@ def find_flores(flores_dir, data_dir, langs, url=FLORES_URL):
                 raise UserError(f"flores_dir {flores_dir} lacks metadata_devtest.tsv.gz (or the "
                                 f"release's metadata_devtest.tsv); {WHERE_TO_PUT}")
             raise UserError(f"flores_dir {flores_dir} lacks {_missing_text(flores_dir, langs)}; "
-                            f"put it in {_layout(flores_dir)[0]}, or {WHERE_TO_PUT}")
+                            f"put it in {_layout(flores_dir)[0]}; {WHERE_TO_PUT}")
         return found
     candidates = [os.environ.get("FLORES_DIR"), SHARED_COPY, Path(data_dir) / DATASET_PREFIX,
                   EMBEDDED]
@@ -140,8 +141,9 @@ def find_flores(flores_dir, data_dir, langs, url=FLORES_URL):
     try:
         download_flores(url, target)
     except UserError as e:
-        raise UserError(f"{_missing_text(EMBEDDED, langs)} is in none of {looked}, and "
-                        f"{getattr(e, 'reason', e)}; {WHERE_TO_PUT}") from None
+        raise UserError(f"no {_missing_text(EMBEDDED, langs)} in {looked}, and "
+                        f"{getattr(e, 'reason', e)}; put the file in a folder with "
+                        f"metadata_devtest.tsv.gz and set $FLORES_DIR; {WHERE_TO_PUT}") from None
     found = _codes_in(target, langs)
     if found is None:
         raise UserError(f"FLORES-200 ({url}) has no {_missing_text(target, langs)}; "
