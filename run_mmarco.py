@@ -118,6 +118,7 @@ paths = settings.configure(globals(), HELP)
 # -----------------------------------------------------------------------------
 import functools
 import logging
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -131,6 +132,10 @@ from crossvariety.pairs import PAIRS as BUILT_IN, get_pairs
 from crossvariety.runs import cached_run, check_writable, run_path, write_text
 
 log = logging.getLogger("run_mmarco")
+# One line per pair (queries, runs, time) instead of these modules' line per file and index;
+# their warnings still show, and so do progress bars of loops longer than a few seconds.
+for quiet in ("crossvariety.runs", "crossvariety.flores", "crossvariety.bm25"):
+    logging.getLogger(quiet).setLevel(logging.WARNING)
 if BENCHMARK not in ("mmarco", "flores"):
     raise UsageError(f"unknown benchmark {BENCHMARK!r}; choose mmarco or flores")
 if TRANSLATE_QUERIES and TRANSLATE_QUERIES not in translation.ENGINES:
@@ -198,8 +203,9 @@ def reranker_for(model):
     return MonoT5ReRanker(model, dtype=precision.resolve(DTYPE), tok_model=TOKENIZER or None)
 
 
-tables, topic_specs, collection_ids = [], [], []
+tables, topic_specs, collection_ids, problems = [], [], [], []
 for pair in pairs:
+    start = time.time()
     # 1. the collection, its high-resource topics and the variety's version of them
     if BENCHMARK == "flores":
         source, codes = flores.find_flores(
@@ -235,8 +241,6 @@ for pair in pairs:
         raise UserError(f"{variety_file} lacks {len(missing)} of the {len(highres_queries)} qids "
                         f"of {topics.spec} (e.g. {', '.join(missing[:5])}); the comparison is "
                         "paired, so translate every query")
-    log.info("%s: %d %s queries (%s), %d %s queries (%s)", pair.name, len(highres_queries),
-             pair.highres, topics.spec, len(lowres_queries), pair.variety, variety_file)
     qrels = topics.qrels() if EVALUATE else None  # a broken qrels file fails before the runs
     topic_specs.append(topics.spec)
     collection_ids.append(provenance.collection_id(collection))
@@ -282,11 +286,19 @@ for pair in pairs:
     # 4. the gap: variety (and translated) vs high-resource queries, paired over the same qids
     if EVALUATE:
         named = {f"{pair.name} q-{label}": run for label, run in runs.items()}
-        table, _, problems = evaluation.evaluate(named, qrels, measures, baseline=0,
-                                                 correction=CORRECTION)
-        for problem in problems:
-            log.warning(problem)
+        table, _, found = evaluation.evaluate(named, qrels, measures, baseline=0,
+                                              correction=CORRECTION)
+        problems += found
         tables.append(table)
+    log.info("%s: %d %s queries (%s), %d %s queries (%s): %d runs in %s (%.1fs)", pair.name,
+             len(highres_queries), pair.highres, topics.spec, len(lowres_queries), pair.variety,
+             variety_file, len(runs), paths["runs_dir"], time.time() - start)
+
+no_results, problems = evaluation.summarise_no_results(problems)
+if no_results:  # expected (and in the scores): said once, not as a warning per run
+    log.info(no_results)
+for problem in problems:
+    log.warning(problem)
 
 if tables:
     # the table is named by benchmark (or the topics of your own pairs, with a hash of their

@@ -67,7 +67,7 @@ BASE_TOKENIZERS = {
 TOKENIZER_FLAG = "pass --tokenizer ID_OR_PATH (tok_model= in Python)"
 # Seconds one probe of the hub may take before a model is fetched: without network, a run
 # learns it in seconds, instead of after huggingface_hub's retries (~50 s, dozens of lines).
-HUB_TIMEOUT = 4.0
+HUB_TIMEOUT = 3.0
 
 
 def resolve_model(name_or_path):
