@@ -141,9 +141,12 @@ if BENCHMARK not in ("mmarco", "flores"):
 if TRANSLATE_QUERIES and TRANSLATE_QUERIES not in translation.ENGINES:
     raise UsageError(f"unknown engine {TRANSLATE_QUERIES!r}; choose from "
                      f"{', '.join(translation.ENGINES)}")
-for model in (MODEL, RERANK, TOKENIZER):
-    if model and model != "bm25":
-        resolve_model(model)  # an unknown name fails here, before any retrieval
+# an unknown name fails here, before any retrieval, listing the names the flag takes
+if MODEL != "bm25":
+    resolve_model(MODEL, ["bm25", *retrievers.FIRST_STAGE])
+for model in (RERANK, TOKENIZER):
+    if model:
+        resolve_model(model)
 if MODEL != "bm25":
     retrievers.family(MODEL)  # an mT5 model as first stage fails here
 pairs = get_pairs(PAIRS)

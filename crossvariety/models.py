@@ -70,15 +70,17 @@ TOKENIZER_FLAG = "pass --tokenizer ID_OR_PATH (tok_model= in Python)"
 HUB_TIMEOUT = 3.0
 
 
-def resolve_model(name_or_path):
-    """A short name -> its HF id; an existing local directory -> its path; an "org/name" HF id as is."""
+def resolve_model(name_or_path, names=None):
+    """A short name -> its HF id; an existing local directory -> its path; an "org/name" HF id as
+    is. ``names``: the short names the flag accepts, for the error (default: every model's)."""
     if name_or_path in MODELS:
         return MODELS[name_or_path]
     if Path(name_or_path).is_dir():
         return str(Path(name_or_path))
     if name_or_path.count("/") == 1 and not name_or_path.startswith((".", "/", "~")):
         return name_or_path
-    raise UsageError(f"unknown model {name_or_path!r}: not a short name ({', '.join(MODELS)}), "
+    raise UsageError(f"unknown model {name_or_path!r}: not a short name "
+                     f"({', '.join(names or MODELS)}), "
                      "not an existing directory, and not a Hugging Face id of the form org/name")
 
 

@@ -195,16 +195,19 @@ def configure(namespace, help, positional=(), argv=None):
         elif isinstance(default, bool):
             parser.add_argument(_flag(name), dest=name, action=argparse.BooleanOptionalAction,
                                 default=None, help=f"{text} (default: {default})")
-        elif isinstance(default, list):
+        elif isinstance(default, list):  # an empty default: the help line says what it means
             parser.add_argument(_flag(name), dest=name, nargs="+", default=None,
-                                help=f"{text} (default: {' '.join(default) or 'none'})")
+                                help=f"{text}" + (f" (default: {' '.join(default)})"
+                                                  if default else ""))
         else:
             parser.add_argument(_flag(name), dest=name, type=type(default), default=None,
-                                help=f"{text} (default: {default!r})")
+                                help=f"{text}" + (f" (default: {default!r})"
+                                                  if default != "" else ""))
     paths_group = parser.add_argument_group("paths of the experiment")
     for key, text in PATHS_HELP.items():
         paths_group.add_argument(_flag(key), dest=f"path_{key}", default=None,
-                                 help=f"{text} (default: {PATHS[key]!r})")
+                                 help=f"{text}" + (f" (default: {PATHS[key]})"
+                                                   if PATHS[key] else ""))
     parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
     args = parser.parse_args(argv)
 
