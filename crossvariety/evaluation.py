@@ -164,6 +164,18 @@ def correct(pvalues, correction):
     return list(multipletests(pvalues, method=correction)[1])
 
 
+CORRECTION_TEXT = {"bonferroni": "Bonferroni-corrected", "holm": "Holm-corrected",
+                   "holm-sidak": "Holm-Sidak-corrected", "fdr_bh": "Benjamini-Hochberg-adjusted",
+                   "none": "uncorrected"}
+
+
+def significance_note(baseline, rows, correction="bonferroni", alpha=0.05):
+    """The sentence under a table that says what † and p mean: against which ``baseline``, the
+    correction and the ``rows`` it is applied over."""
+    return (f"† = differs from {baseline} (paired t-test per measure; p {CORRECTION_TEXT[correction]} "
+            f"over {rows}; † when p < {alpha:g}).")
+
+
 def format_table(table, fmt="markdown", alpha=0.05, digits=4):
     """Render an evaluation table as markdown, csv or latex. In markdown and latex a dagger marks
     a mean that differs from the baseline's with corrected p < alpha."""
