@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import CA_DEV_QUERIES, FR_DEV_QUERIES, FR_PASSAGES, QRELS_SMALL, REPO, \
-    assert_ranked, assert_row, flores_source, hand_bm25, read_table, reference_means, run_script
+    assert_ranked, assert_row, hand_bm25, read_table, reference_means, run_script
 from crossvariety.runs import read_run
 
 
@@ -157,34 +157,3 @@ def test_index_bm25_end_to_end(workdir):
     assert [p.name for p in index.parent.iterdir()] == ["mmarco-v2-fr"]  # no partial left
 
 
-def test_flores_main_job(tmp_path):
-    """The README's main job: BM25 on FLORES for all 7 pairs, the gap table."""
-    flores_source()
-    proc = run_script("run_mmarco.py", "--config", REPO / "configs" / "flores_bm25.toml",
-                      cwd=tmp_path)
-    table = read_table(proc.stdout)
-    assert len(table) == 14
-    for pair in ("ca-fr", "oc-fr", "af-dt", "scn-it", "yue-zh", "ms-id", "gd-en"):
-        variety, highres = pair.split("-")
-        high = float(table[f"{pair} q-{highres}"]["MRR@10"].rstrip("†"))
-        low = float(table[f"{pair} q-{variety}"]["MRR@10"].rstrip("†"))
-        assert high >= 0.95, pair
-        assert low < high, pair
-    catalan = table["ca-fr q-ca"]
-    assert float(catalan["MRR@10"].rstrip("†")) < 0.8 and catalan["MRR@10"].endswith("†")
-    assert re.search(r"flores bm25", proc.stdout)
-
-    # make_tables.py reads those runs: the same values and significance, and the gap chart
-    proc = run_script("make_tables.py", "--config", REPO / "configs" / "flores_bm25.toml",
-                      cwd=tmp_path)
-    for pair in ("ca-fr", "yue-zh", "gd-en"):
-        variety, highres = pair.split("-")
-        rows = [line.split("|") for line in proc.stdout.splitlines()
-                if line.startswith(f"| {pair} |")]
-        assert [(r[3].strip(), r[4].strip(), r[5].strip()) for r in rows] == [
-            (queries, table[f"{pair} q-{queries}"]["MRR@10"],
-             table[f"{pair} q-{queries}"]["R@1000"]) for queries in (highres, variety)]
-    runs = tmp_path / "runs" / "flores"
-    for name in ("flores_bm25.MRR@10.png", "flores_bm25.MRR@10.pdf", "flores_bm25.table.md",
-                 "flores_bm25.table.csv", "flores_bm25.table.tex"):
-        assert (runs / name).is_file(), name
