@@ -133,9 +133,21 @@ from crossvariety.runs import cached_run, check_writable, run_path, write_text
 
 log = logging.getLogger("run_mmarco")
 # One line per pair (queries, runs, time) instead of these modules' line per file and index;
-# their warnings still show, and so do progress bars of loops longer than a few seconds.
-for quiet in ("crossvariety.runs", "crossvariety.flores", "crossvariety.bm25"):
-    logging.getLogger(quiet).setLevel(logging.WARNING)
+# what is not routine stays (a run recomputed and why, an index rebuilt, a download, warnings).
+ROUTINE = {"crossvariety.runs": ("computed ", "wrote ", "reusing "),
+           "crossvariety.flores": ("built ", "wrote "),
+           "crossvariety.bm25": ("no BM25 index at ", "indexed ")}
+reused = []  # finished run files reused, for the pair's line
+
+
+def routine(record):
+    if record.msg.startswith("reusing "):
+        reused.append(record.args[0])
+    return not str(record.msg).startswith(ROUTINE[record.name])
+
+
+for name in ROUTINE:
+    logging.getLogger(name).addFilter(routine)
 if BENCHMARK not in ("mmarco", "flores"):
     raise UsageError(f"unknown benchmark {BENCHMARK!r}; choose mmarco or flores")
 if TRANSLATE_QUERIES and TRANSLATE_QUERIES not in translation.ENGINES:
@@ -208,7 +220,7 @@ def reranker_for(model):
 
 tables, topic_specs, collection_ids, problems = [], [], [], []
 for pair in pairs:
-    start = time.time()
+    start, reused_before = time.time(), len(reused)
     # 1. the collection, its high-resource topics and the variety's version of them
     if BENCHMARK == "flores":
         source, codes = flores.find_flores(
@@ -293,9 +305,11 @@ for pair in pairs:
                                               correction=CORRECTION)
         problems += found
         tables.append(table)
-    log.info("%s: %d %s queries (%s), %d %s queries (%s): %d runs in %s (%.1fs)", pair.name,
+    again = len(reused) - reused_before
+    log.info("%s: %d %s queries (%s), %d %s queries (%s): %d runs in %s%s (%.1fs)", pair.name,
              len(highres_queries), pair.highres, topics.spec, len(lowres_queries), pair.variety,
-             variety_file, len(runs), paths["runs_dir"], time.time() - start)
+             variety_file, len(runs), paths["runs_dir"], f", reusing {again} finished (--overwrite "
+             "recomputes them)" if again else "", time.time() - start)
 
 no_results, problems = evaluation.summarise_no_results(problems)
 if no_results:  # expected (and in the scores): said once, not as a warning per run

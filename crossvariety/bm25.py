@@ -225,7 +225,7 @@ def build_index(docs, lang, index_dir, workers=0, total=None, batch_size=2000, c
         with _analysis_workers(workers) as pipes, pisa_quiet() as terminal, \
                 tqdm(total=total, unit="doc", desc=f"BM25 index ({label})", mininterval=2,
                      file=terminal, delay=3,  # no bar for an index built in seconds
-                     disable=not logging.getLogger().isEnabledFor(logging.INFO)) as progress:
+                     disable=not log.isEnabledFor(logging.INFO)) as progress:
 
             def stream():
                 nonlocal count

@@ -70,8 +70,11 @@ def test_run_mmarco_bm25_end_to_end(workdir):
     assert (workdir / "indexes" / "bm25" / "mmarco-v2-fr" / "crossvariety.json").is_file()
     assert {line.split()[1] + " " + line.split()[5] for line in gzip.open(fr_run, "rt")} == \
         {"Q0 mmarco-v2-fr-dev-small.bm25.q-fr.retrieve"}
-    # stdout holds the table alone (PISA's C++ progress goes to stderr with the logs)
-    assert all(line.startswith("|") for line in proc.stdout.splitlines() if line)
+    # stdout holds the table and the sentence under it alone (PISA's C++ progress goes to
+    # stderr with the logs)
+    lines = [line for line in proc.stdout.splitlines() if line]
+    assert all(line.startswith("|") for line in lines[:-1])
+    assert lines[-1].startswith("† = differs from the pair's high-resource queries")
     table = read_table(proc.stdout)
     judged = dict(QRELS_SMALL)
     expected = {}
