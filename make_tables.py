@@ -67,7 +67,7 @@ import time
 from pathlib import Path
 
 from crossvariety import evaluation, paper
-from crossvariety.errors import UsageError
+from crossvariety.errors import UsageError, UserError
 from crossvariety.runs import write_text
 
 log = logging.getLogger("make_tables")
@@ -148,30 +148,77 @@ if PLAN:
 # 4. our values, the published ones beside them, the tables and the figures
 from crossvariety import figures  # noqa: E402 (matplotlib: only when there is a figure to draw)
 
+
+
+def benchmark(cells):
+    """What the cells' topics are, in words, for a figure's title."""
+    names = []
+    for cell in cells:
+        topics = cell.topics
+        names.append("FLORES-200 devtest" if "flores200-devtest" in topics else
+                     "mMARCO dev/small" if "marco" in topics and "neumarco" not in topics else
+                     "neuMARCO" if "neumarco" in topics else "neuCLIR" if "neuclir" in topics
+                     else Path(topics.rstrip("/")).name)
+    return ", ".join(dict.fromkeys(names))
+
+
+def significance_note(cells):
+    """The sentence under a table: what † and p are tested against, corrected over which rows."""
+    if any(c.role in ("variety", "translated") for c in cells):
+        return evaluation.significance_note(
+            "the high-resource queries of the same pair and model" +
+            ("; for fine-tuned models, the original model on the same queries"
+             if any(c.role == "fine-tuned" for c in cells) else ""),
+            "the rows tested against the same baseline", CORRECTION, ALPHA)
+    return evaluation.significance_note("the original (first) model on the same queries",
+                                        "the other models tested against it", CORRECTION, ALPHA)
+
+
+problems = []
 for name, cells in experiments.items():
     measures = MEASURES or evaluation.default_measures(cells[0].topics)
-    for problem in paper.evaluate_cells(cells, locate, lambda topics: measures, CORRECTION):
-        log.warning(problem)
+    problems += paper.evaluate_cells(cells, locate, lambda topics: measures, CORRECTION)
+if not any(cell.values for cells in experiments.values() for cell in cells):
+    makers = list(dict.fromkeys(o.command for o in outputs))
+    raise UserError(f"no run file of {', '.join(experiments)} exists yet (looked in "
+                    f"{', '.join(sorted({str(o.path.parent) for o in outputs} | set(RUNS_DIRS)))})"
+                    + (f"; make them first: {makers[0]}" if own and len(makers) == 1 else
+                       "; make_tables.py --plan lists the commands that make them"))
+no_results, problems = evaluation.summarise_no_results(problems)
+if no_results:  # expected (and in the scores): said once, not as a warning per run
+    log.info(no_results)
+for problem in problems:
+    log.warning(problem)
+
+for name, cells in experiments.items():
+    measures = MEASURES or evaluation.default_measures(cells[0].topics)
     frame = paper.table(cells, measures, TOLERANCE)
     absent = sum(1 for cell in cells if not cell.values)
+    note = significance_note(cells)
     print(f"## {name}" + (f" ({absent} of {len(cells)} rows have no run yet: make_tables.py "
                           "--plan)" if absent else ""))
-    print(paper.render(frame, measures, FORMAT, ALPHA))
+    print(paper.render(frame, measures, FORMAT, ALPHA) + ("\n" + note if FORMAT == "markdown"
+                                                          else ""))
     written = []
     for fmt, suffix in (("markdown", ".md"), ("csv", ".csv"), ("latex", ".tex")):
         path = out_dir / f"{name}.table{suffix}"
-        write_text(path, paper.render(frame, measures, fmt, ALPHA))
+        write_text(path, paper.render(frame, measures, fmt, ALPHA) +
+                   ("\n" + note + "\n" if fmt == "markdown" else ""))
         written.append(path)
     if FIGURES and any(cell.values for cell in cells):
+        systems = ", ".join(dict.fromkeys(c.labels.get("model", c.model) for c in cells))
         for measure in measures:
             if any(c.role in ("highres", "variety") for c in cells):
-                written += figures.save(figures.gap_chart(cells, measure, f"{name}: {measure}"),
+                title = f"{benchmark(cells)}: {measure} of {systems}, high-resource vs " \
+                        "variety queries"
+                written += figures.save(figures.gap_chart(cells, measure, title, ALPHA),
                                         out_dir / f"{name}.{measure}")
             for trained in dict.fromkeys(c.labels.get("trained on") for c in cells):
                 chosen = paper.subset(cells, lambda c: c.labels.get("trained on") == trained)
                 if trained and any(c.values for c in chosen):
                     written += figures.save(figures.transfer_chart(
-                        chosen, measure, f"{name}: {measure}, models fine-tuned on {trained}"),
+                        chosen, measure, f"{benchmark(chosen)}: {measure}, original vs "
+                        f"fine-tuned on {trained} ({name})"),
                         out_dir / f"{name}-{trained}.{measure}")
     log.info("wrote %s", ", ".join(str(p) for p in written))
 log.info("made %d table(s) in %.1fs", len(experiments), time.time() - start)

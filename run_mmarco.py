@@ -126,6 +126,7 @@ paths = settings.configure(globals(), HELP)
 # -----------------------------------------------------------------------------
 import functools
 import logging
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -134,19 +135,38 @@ from crossvariety import bm25, evaluation, flores, precision, provenance, releas
     translation
 from crossvariety.datasets import Dataset, read_queries, variety_queries_path, write_queries
 from crossvariety.errors import UsageError, UserError
-from crossvariety.models import model_label, resolve_model
+from crossvariety.models import check_loadable, model_label, resolve_model
 from crossvariety.pairs import PAIRS as BUILT_IN, get_pairs
 from crossvariety.runs import cached_run, check_writable, run_path, write_text
 
 log = logging.getLogger("run_mmarco")
+# One line per pair (queries, runs, time) instead of these modules' line per file and index;
+# what is not routine stays (a run recomputed and why, an index rebuilt, a download, warnings).
+ROUTINE = {"crossvariety.runs": ("computed ", "wrote ", "reusing "),
+           "crossvariety.flores": ("built ", "wrote "),
+           "crossvariety.bm25": ("no BM25 index at ", "indexed ")}
+reused = []  # finished run files reused, for the pair's line
+
+
+def routine(record):
+    if record.msg.startswith("reusing "):
+        reused.append(record.args[0])
+    return not str(record.msg).startswith(ROUTINE[record.name])
+
+
+for name in ROUTINE:
+    logging.getLogger(name).addFilter(routine)
 if BENCHMARK not in ("mmarco", "flores"):
     raise UsageError(f"unknown benchmark {BENCHMARK!r}; choose mmarco or flores")
 if TRANSLATE_QUERIES and TRANSLATE_QUERIES not in translation.ENGINES:
     raise UsageError(f"unknown engine {TRANSLATE_QUERIES!r}; choose from "
                      f"{', '.join(translation.ENGINES)}")
-for model in (MODEL, RERANK, TOKENIZER):
-    if model and model != "bm25":
-        resolve_model(model)  # an unknown name fails here, before any retrieval
+# an unknown name fails here, before any retrieval, listing the names the flag takes
+if MODEL != "bm25":
+    resolve_model(MODEL, ["bm25", *retrievers.FIRST_STAGE])
+for model in (RERANK, TOKENIZER):
+    if model:
+        resolve_model(model)
 if MODEL != "bm25":
     retrievers.family(MODEL)  # an mT5 model as first stage fails here
 pairs = get_pairs(PAIRS)
@@ -161,6 +181,11 @@ evaluation.parse_measures(measures)  # fail on a typo before hours of retrieval
 check_writable(paths["runs_dir"], folder=True, option="--runs-dir")  # before, not after, the work
 if TRANSLATE_QUERIES:
     check_writable(paths["translations_dir"], folder=True, option="--translations-dir")
+# models neither cached nor reachable fail now, in seconds (one short probe of the hub)
+if MODEL != "bm25":
+    check_loadable(MODEL, retrievers.family(MODEL))
+if RERANK:
+    check_loadable(RERANK, "mt5", TOKENIZER or None)
 
 
 def romanized(pair):
@@ -205,8 +230,9 @@ def reranker_for(model):
     return MonoT5ReRanker(model, dtype=precision.resolve(DTYPE), tok_model=TOKENIZER or None)
 
 
-tables, topic_specs, collection_ids = [], [], []
+tables, topic_specs, collection_ids, problems = [], [], [], []
 for pair in pairs:
+    start, reused_before = time.time(), len(reused)
     # 1. the collection, its high-resource topics and the variety's version of them
     if BENCHMARK == "flores":
         source, codes = flores.find_flores(
@@ -242,8 +268,6 @@ for pair in pairs:
         raise UserError(f"{variety_file} lacks {len(missing)} of the {len(highres_queries)} qids "
                         f"of {topics.spec} (e.g. {', '.join(missing[:5])}); the comparison is "
                         "paired, so translate every query")
-    log.info("%s: %d %s queries (%s), %d %s queries (%s)", pair.name, len(highres_queries),
-             pair.highres, topics.spec, len(lowres_queries), pair.variety, variety_file)
     qrels = topics.qrels() if EVALUATE else None  # a broken qrels file fails before the runs
     topic_specs.append(topics.spec)
     collection_ids.append(provenance.collection_id(collection))
@@ -290,11 +314,21 @@ for pair in pairs:
     # 4. the gap: variety (and translated) vs high-resource queries, paired over the same qids
     if EVALUATE:
         named = {f"{pair.name} q-{label}": run for label, run in runs.items()}
-        table, _, problems = evaluation.evaluate(named, qrels, measures, baseline=0,
-                                                 correction=CORRECTION)
-        for problem in problems:
-            log.warning(problem)
+        table, _, found = evaluation.evaluate(named, qrels, measures, baseline=0,
+                                              correction=CORRECTION)
+        problems += found
         tables.append(table)
+    again = len(reused) - reused_before
+    log.info("%s: %d %s queries (%s), %d %s queries (%s): %d runs in %s%s (%.1fs)", pair.name,
+             len(highres_queries), pair.highres, topics.spec, len(lowres_queries), pair.variety,
+             variety_file, len(runs), paths["runs_dir"], f", reusing {again} finished (--overwrite "
+             "recomputes them)" if again else "", time.time() - start)
+
+no_results, problems = evaluation.summarise_no_results(problems)
+if no_results:  # expected (and in the scores): said once, not as a warning per run
+    log.info(no_results)
+for problem in problems:
+    log.warning(problem)
 
 if tables:
     # the table is named by benchmark (or the topics of your own pairs, with a hash of their
@@ -310,7 +344,8 @@ if tables:
     model = max(first_stage(pair) for pair in pairs)  # bm25-unibi if any pair uses it
     table = pd.concat(tables)
     table.index.name = f"{benchmark} {model}" + (f" >> {model_label(RERANK)}" if RERANK else "")
-    text = evaluation.format_table(table)
+    text = evaluation.format_table(table) + "\n" + evaluation.significance_note(
+        "the pair's high-resource queries", "the pair's other query sets", CORRECTION)
     print(text)
     name = "all" if PAIRS == ["all"] else "+".join(p.name for p in pairs)
     if TRANSLATE_QUERIES:
@@ -318,4 +353,4 @@ if tables:
     stage = f"{model}.rerank-{model_label(RERANK)}" if RERANK else model
     out = paths["runs_dir"] / f"{benchmark}.{stage}.{name}.gap.md"
     write_text(out, text)
-    log.info("wrote %s († = differs from the high-resource queries, corrected p < 0.05)", out)
+    log.info("wrote %s", out)

@@ -245,7 +245,8 @@ def build_index(docs, lang, index_dir, workers=0, total=None, batch_size=2000, c
     with atomic_path(index_dir) as tmp:
         with _analysis_workers(workers) as pipes, pisa_quiet() as terminal, \
                 tqdm(total=total, unit="doc", desc=f"BM25 index ({label})", mininterval=2,
-                     file=terminal, disable=not log.isEnabledFor(logging.INFO)) as progress:
+                     file=terminal, delay=3,  # no bar for an index built in seconds
+                     disable=not log.isEnabledFor(logging.INFO)) as progress:
 
             def stream():
                 nonlocal count

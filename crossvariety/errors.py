@@ -4,8 +4,12 @@ A stage script prints a ``UserError`` as one line, ``script.py: what is wrong, a
 stderr and exits with status 1, or 2 for a ``UsageError`` (a flag or config value that cannot be
 used: an unknown pair, language, model, engine or measure), as argparse does for its own errors.
 Ctrl-C prints ``script.py: interrupted: finished parts kept; rerun to resume`` and exits with
-status 130. Any other exception is a programming error and keeps its traceback.
+status 130. Output piped into a reader that stops early (``make_tables.py | head``) ends the
+script quietly with status 141 (128 + SIGPIPE), as a shell tool does. Any other exception is a
+programming error and keeps its traceback.
 """
+import atexit
+import os
 import signal
 import sys
 
@@ -31,6 +35,21 @@ def one_line(message):
 
 INTERRUPTED = "interrupted: finished parts kept; rerun to resume"
 INTERRUPTED_STATUS = 130  # 128 + SIGINT, what a shell reports for a job stopped by Ctrl-C
+CLOSED_PIPE_STATUS = 141  # 128 + SIGPIPE: the reader of stdout (head) stopped reading
+
+
+def _drop_stdout():
+    """The reader of stdout is gone: send what is left to /dev/null, so that the flush at exit
+    raises no second BrokenPipeError ("Exception ignored ...")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+def _flush_stdout():  # at exit: a table that fit in the buffer meets the closed pipe here
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _drop_stdout()
 
 
 def install_handler(prog):
@@ -41,6 +60,9 @@ def install_handler(prog):
     default = sys.excepthook
 
     def handler(kind, error, traceback):
+        if issubclass(kind, BrokenPipeError):
+            _drop_stdout()
+            sys.exit(CLOSED_PIPE_STATUS)
         if issubclass(kind, KeyboardInterrupt):
             message, status = INTERRUPTED, INTERRUPTED_STATUS
         elif issubclass(kind, UserError):
@@ -51,6 +73,7 @@ def install_handler(prog):
         print(f"{prog}: {message}", file=sys.stderr, flush=True)
         sys.exit(status)  # from the hook, this sets the status; atexit still runs
     sys.excepthook = handler
+    atexit.register(_flush_stdout)
 
 
 def ignore_interrupts():

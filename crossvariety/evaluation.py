@@ -7,6 +7,7 @@ errors, as trec_eval refuses the duplicates (ir_measures would keep the last one
 rank a NaN first).
 """
 import math
+import re
 
 import ir_measures
 import numpy as np
@@ -53,6 +54,29 @@ def coverage_problems(name, run, qrels):
         problems.append(f"{name}: none of its docnos appears in the qrels; is it a run over "
                         "another collection, or are the docnos formatted differently?")
     return problems
+
+
+NO_RESULTS = re.compile(r"^(.*): no results for (\d+) of (\d+) judged queries")
+
+
+def summarise_no_results(problems):
+    """(one line for every "no results" problem, the other problems): queries that retrieve
+    nothing (a variety query sharing no term with the collection) are expected and already in
+    the scores, so a report names them once, not once per run."""
+    counts, others = [], []
+    for problem in problems:
+        found = NO_RESULTS.match(problem)
+        if found:
+            counts.append(found.groups())
+        else:
+            others.append(problem)
+    if not counts:
+        return None, others
+    totals = {total for _, _, total in counts}
+    line = ("queries with no results, each scored 0 in the table (no term in common with the "
+            "collection): " + ", ".join(f"{name} {n}" for name, n, _ in counts) +
+            (f" of {totals.pop()} each" if len(totals) == 1 else ""))
+    return line, others
 
 
 def per_query(run, qrels, measures):
@@ -138,6 +162,18 @@ def correct(pvalues, correction):
         return pvalues
     from statsmodels.stats.multitest import multipletests
     return list(multipletests(pvalues, method=correction)[1])
+
+
+CORRECTION_TEXT = {"bonferroni": "Bonferroni-corrected", "holm": "Holm-corrected",
+                   "holm-sidak": "Holm-Sidak-corrected", "fdr_bh": "Benjamini-Hochberg-adjusted",
+                   "none": "uncorrected"}
+
+
+def significance_note(baseline, rows, correction="bonferroni", alpha=0.05):
+    """The sentence under a table that says what † and p mean: against which ``baseline``, the
+    correction and the ``rows`` it is applied over."""
+    return (f"† = differs from {baseline} (paired t-test per measure; p {CORRECTION_TEXT[correction]} "
+            f"over {rows}; † when p < {alpha:g}).")
 
 
 def format_table(table, fmt="markdown", alpha=0.05, digits=4):

@@ -5,8 +5,10 @@ Two kinds, one panel per system, our values filled and the published ones hollow
   translated back, when present), joined by a line: the gap (RQ1, the FLORES main job);
 - ``transfer_chart``: per query set, the original model's value -> the fine-tuned model's, an
   arrow (RQ2, RQ3).
-Each scatter carries a label ("ours: variety", "paper: original", ...) so that a figure can be
-read back from its objects.
+Each scatter carries a label ("ours: variety", "paper: original", ...; just "variety queries"
+when the figure has no published value) so that a figure can be read back from its objects.
+The y axis starts at 0 (a gap drawn from 0.35 looks larger than it is); a variety value that
+differs from its high-resource one (corrected p < alpha) is marked † above its point.
 """
 import math
 
@@ -46,14 +48,16 @@ def _figure(count, title):
     return fig, list(axes.flat[:count])
 
 
-def _scatter(ax, xs, ys, role, source):
+def _scatter(ax, xs, ys, role, source, alone=False):
+    """``alone``: no published series in the figure, so "ours" would contrast with nothing."""
     marker, colour, name = ROLES[role]
     points = [(x, y) for x, y in zip(xs, ys) if y is not None and not math.isnan(y)]
     if not points:
         return
     x, y = zip(*points)
     if source == "ours":
-        ax.scatter(x, y, marker=marker, color=colour, label=f"ours: {name}", zorder=3)
+        ax.scatter(x, y, marker=marker, color=colour, label=name if alone else f"ours: {name}",
+                   zorder=3)
     else:
         ax.scatter(x, y, marker=marker, facecolors="none", edgecolors=colour,
                    label=f"paper: {name}", zorder=3)
@@ -66,27 +70,44 @@ def _value(cell, measure, source):
     return math.nan if value is None else value
 
 
-def gap_chart(cells, measure, title):
+def _published_in(cells, measure):
+    return any(not math.isnan(_value(c, measure, "paper")) for c in cells)
+
+
+def _significant(cell, measure, alpha):
+    p = cell.values.get(measure, (math.nan, math.nan))[1]
+    return not math.isnan(p) and p < alpha
+
+
+def gap_chart(cells, measure, title, alpha=0.05):
     """High-resource vs variety (vs translated) per pair; one panel per model."""
     panels = _panels(cells, lambda c: c.labels["model"])
     fig, axes = _figure(len(panels), title)
+    alone = not _published_in(cells, measure)
     for ax, (model, members) in zip(axes, panels.items()):
         pair_names = list(dict.fromkeys(c.labels["pair"] for c in members))
         for source, offset in (("ours", 0.0), ("paper", OFFSET)):
             for role in ("highres", "variety", "translated"):
                 chosen = [c for c in members if c.role == role]
                 _scatter(ax, [pair_names.index(c.labels["pair"]) + offset for c in chosen],
-                         [_value(c, measure, source) for c in chosen], role, source)
+                         [_value(c, measure, source) for c in chosen], role, source, alone)
             for i, name in enumerate(pair_names):  # the gap: a line from high-resource down
                 ys = [_value(c, measure, source) for c in members
                       if c.labels["pair"] == name and not math.isnan(_value(c, measure, source))]
                 if len(ys) > 1:
                     ax.plot([i + offset] * 2, [min(ys), max(ys)], color="lightgray", zorder=1,
                             linestyle="-" if source == "ours" else ":")
+        for cell in members:  # † above each of our values that differs from its baseline
+            if cell.baseline is not None and _significant(cell, measure, alpha):
+                ax.annotate("†", (pair_names.index(cell.labels["pair"]),
+                                  _value(cell, measure, "ours")), xytext=(5, 2),
+                            textcoords="offset points", fontsize="small")
         ax.set_xticks(range(len(pair_names)), pair_names)
         ax.set_title(model)
         ax.set_ylabel(measure)
-        ax.legend(fontsize="small")
+        ax.set_ylim(0, 1.05)  # the measures are fractions: the gap at its true scale
+        ax.legend(fontsize="small", title=f"† = differs from high-resource (p < {alpha:g})",
+                  title_fontsize="x-small")
     fig.tight_layout()
     return fig
 
@@ -97,6 +118,7 @@ def transfer_chart(cells, measure, title):
     originals = [c for c in cells if c.role == "original"]
     panels = _panels(originals, lambda c: c.labels["model"])
     fig, axes = _figure(len(panels), title)
+    alone = not _published_in(cells, measure)
     for ax, (model, members) in zip(axes, panels.items()):
         tuned = [c for c in cells if c.role == "fine-tuned" and cells[c.baseline] in members]
         ticks = list(dict.fromkeys(f"{c.labels['pair']}: {c.queries}" for c in members))
@@ -104,7 +126,7 @@ def transfer_chart(cells, measure, title):
             for role, chosen in (("original", members), ("fine-tuned", tuned)):
                 _scatter(ax, [ticks.index(f"{c.labels['pair']}: {c.queries}") + offset
                               for c in chosen], [_value(c, measure, source) for c in chosen],
-                         role, source)
+                         role, source, alone)
             for cell in tuned:
                 start, end = _value(cells[cell.baseline], measure, source), \
                     _value(cell, measure, source)
@@ -116,6 +138,7 @@ def transfer_chart(cells, measure, title):
         ax.set_xticks(range(len(ticks)), ticks, rotation=30, ha="right", fontsize="small")
         ax.set_title(f"{model} -> {', '.join(dict.fromkeys(c.labels['model'] for c in tuned))}")
         ax.set_ylabel(measure)
+        ax.set_ylim(0, 1.05)
         ax.legend(fontsize="small")
     fig.tight_layout()
     return fig

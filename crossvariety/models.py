@@ -21,6 +21,7 @@ pyterrier-t5's mT5ReRanker names it) overrides the choice.
 import functools
 import json
 import logging
+import os
 import time
 from fnmatch import fnmatch
 from pathlib import Path
@@ -64,17 +65,22 @@ BASE_TOKENIZERS = {
     "colbert-xm": (("xmod",), "FacebookAI/xlm-roberta-base"),
 }
 TOKENIZER_FLAG = "pass --tokenizer ID_OR_PATH (tok_model= in Python)"
+# Seconds one probe of the hub may take before a model is fetched: without network, a run
+# learns it in seconds, instead of after huggingface_hub's retries (~50 s, dozens of lines).
+HUB_TIMEOUT = 3.0
 
 
-def resolve_model(name_or_path):
-    """A short name -> its HF id; an existing local directory -> its path; an "org/name" HF id as is."""
+def resolve_model(name_or_path, names=None):
+    """A short name -> its HF id; an existing local directory -> its path; an "org/name" HF id as
+    is. ``names``: the short names the flag accepts, for the error (default: every model's)."""
     if name_or_path in MODELS:
         return MODELS[name_or_path]
     if Path(name_or_path).is_dir():
         return str(Path(name_or_path))
     if name_or_path.count("/") == 1 and not name_or_path.startswith((".", "/", "~")):
         return name_or_path
-    raise UsageError(f"unknown model {name_or_path!r}: not a short name ({', '.join(MODELS)}), "
+    raise UsageError(f"unknown model {name_or_path!r}: not a short name "
+                     f"({', '.join(names or MODELS)}), "
                      "not an existing directory, and not a Hugging Face id of the form org/name")
 
 
@@ -137,19 +143,52 @@ def fetch(model, family):
     return _fetch_from_hub(path, family, what, constants.HF_HUB_CACHE)
 
 
+def hub_unreachable():
+    """Why the Hugging Face hub cannot be asked (a few words), or None when it answers: one
+    request with a short timeout (HUB_TIMEOUT), through the proxies the environment sets."""
+    from huggingface_hub import constants
+    if constants.HF_HUB_OFFLINE:
+        return "HF_HUB_OFFLINE=1 is set"
+    proxies = tuple(os.environ.get(k) for k in ("https_proxy", "HTTPS_PROXY", "all_proxy",
+                                                 "ALL_PROXY", "no_proxy", "NO_PROXY"))
+    return _probe(constants.ENDPOINT, proxies)
+
+
+@functools.cache  # once per process and endpoint: the answer does not change within a run
+def _probe(endpoint, proxies):
+    import requests
+    try:  # any HTTP answer, even an error status, means the hub can be reached
+        requests.head(endpoint, timeout=HUB_TIMEOUT, allow_redirects=False)
+    except requests.RequestException as e:
+        return f"the hub cannot be reached ({type(e).__name__})"
+    return None
+
+
+def check_loadable(model, family, tok_model=None):
+    """Fail now, in one line, when ``model`` (and its tokenizer) cannot be loaded later: a local
+    folder that lacks files, an HF id neither in the cache nor reachable. The scripts call it
+    before their long work; what it fetches is what the work would fetch first anyway."""
+    tokenizer_source(model, family, tok_model)
+
+
 @functools.cache  # once per process (and hub cache): a second encoder of a model asks no more
 def _fetch_from_hub(path, family, what, cache_dir):
     import huggingface_hub
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+    why = hub_unreachable()
+    if why:  # no request that would only time out and retry: the cache must do
+        return _cached(path, family, what, cache_dir, why)
     try:
-        info = huggingface_hub.HfApi().model_info(path, files_metadata=True)
+        info = huggingface_hub.HfApi().model_info(path, files_metadata=True,
+                                                  timeout=10 * HUB_TIMEOUT)
     except (RepositoryNotFoundError, GatedRepoError) as e:
         kind = "is gated: accept its terms on the hub and log in" if isinstance(
             e, GatedRepoError) else "does not exist on the Hugging Face hub (or is private: " \
             "log in with huggingface-cli login)"
         raise UserError(f"cannot load {what} {path}: the repository {kind}") from None
-    except OSError as e:  # offline mode, no network, the hub down: the cache must do
-        return _cached(path, family, what, cache_dir, e)
+    except OSError as e:  # the hub went away since the probe: the cache must do
+        return _cached(path, family, what, cache_dir, f"the hub cannot be reached "
+                                                      f"({type(e).__name__})")
     sizes = {s.rfilename: s.size or 0 for s in info.siblings or []}
     selected, missing = select_files(sizes, family)
     if missing:
@@ -168,13 +207,10 @@ def _fetch_from_hub(path, family, what, cache_dir):
     return folder
 
 
-def _cached(path, family, what, cache_dir, error):
-    """The cached snapshot of ``path`` when the hub cannot be asked (``error``), if it holds
+def _cached(path, family, what, cache_dir, why):
+    """The cached snapshot of ``path`` when the hub cannot be asked (``why``), if it holds
     what ``family`` needs."""
     import huggingface_hub
-    from huggingface_hub.errors import OfflineModeIsEnabled
-    why = "HF_HUB_OFFLINE=1 is set" if isinstance(error, OfflineModeIsEnabled) else \
-        f"the hub cannot be reached ({type(error).__name__})"
     fix = "run this once where the hub can be reached (only the files it loads are fetched) " \
           "or pass a local folder"
     try:

@@ -418,17 +418,19 @@ def table(cells, measures, tolerance=0.01):
 
 
 def render(frame, measures, fmt="markdown", alpha=0.05):
-    """Markdown or LaTeX: ours with † (differs from its baseline row, corrected p < alpha), the
-    published value, and the difference with ! when it exceeds the tolerance (no such columns
-    when nothing was published); CSV: every number."""
+    """Markdown or LaTeX: ours with † (differs from its baseline row, corrected p < alpha) and
+    its p-value (as run_mmarco.py prints them), the published value, and the difference with !
+    when it exceeds the tolerance (no such columns when nothing was published); CSV: every
+    number. The "queries" label (a language or field) is headed "query set", so that it is not
+    read as run_mmarco.py's count of queries."""
     if fmt == "csv":
         return frame.to_csv(index=False, float_format="%.6g")
     labels = [c for c in frame.columns if c not in measures and c != "run"
               and not any(c.startswith(f"{m} ") for m in measures)]
     with_paper = frame[[f"{m} paper" for m in measures]].notna().any().any()
-    header = list(labels)
+    header = ["query set" if c == "queries" else c for c in labels]
     for m in measures:
-        header += [m, "paper", "Δ"] if with_paper else [m]
+        header += [m, f"{m} p", "paper", "Δ"] if with_paper else [m, f"{m} p"]
     rows = []
     for _, row in frame.iterrows():
         cells = [str(row[c]) for c in labels]
@@ -436,6 +438,7 @@ def render(frame, measures, fmt="markdown", alpha=0.05):
             ours, p, paper, diff = row[m], row[f"{m} p"], row[f"{m} paper"], row[f"{m} diff"]
             cells.append("–" if math.isnan(ours) else
                          f"{ours:.4f}" + ("†" if not math.isnan(p) and p < alpha else ""))
+            cells.append("" if math.isnan(p) else f"{p:.3g}")
             if with_paper:
                 cells.append("" if math.isnan(paper) else f"{paper:.4f}")
                 cells.append("" if math.isnan(diff) else

@@ -14,6 +14,8 @@ from .models import MODELS, model_label, resolve_model
 
 log = logging.getLogger(__name__)
 FAMILIES = ("bge-m3", "colbert-xm")
+# the short names of first-stage models (run scripts' --model, with bm25)
+FIRST_STAGE = [m for m in MODELS if m.startswith(FAMILIES)]
 DOC_LANG_SUFFIX = "-doclang-config"  # ColBERT-XM runs with documents in the saved language
 
 

@@ -34,8 +34,10 @@ PATHS = {
     "index_dir": "indexes",  # BM25 and dense indexes
     "runs_dir": "runs",  # TREC run files and result tables
     "models_dir": "models",  # fine-tuned models
-    # FLORES-200 devtest (gzip files); empty = $FLORES_DIR, else ../shared/data/flores200-devtest
-    # beside the repository, else downloaded from the public release into data_dir.
+    # FLORES-200 devtest: a folder of {code}.devtest.gz, the release's .tar.gz or its unpacked
+    # folder; empty = $FLORES_DIR, else ../shared/data/flores200-devtest beside the repository,
+    # else the copy shipped in crossvariety/flores200-devtest (the paper's 13 languages), else a
+    # download of the public release into data_dir.
     "flores_dir": "",
 }
 PATHS_HELP = {
@@ -44,8 +46,10 @@ PATHS_HELP = {
     "index_dir": "folder of BM25 and dense indexes",
     "runs_dir": "folder of TREC run files and result tables",
     "models_dir": "folder of fine-tuned models",
-    "flores_dir": "FLORES-200 devtest folder (*.devtest.gz, metadata_devtest.tsv.gz); "
-                  "default $FLORES_DIR, else ../shared/data/flores200-devtest, else download",
+    "flores_dir": "FLORES-200 devtest: a folder of {code}.devtest.gz and metadata_devtest.tsv.gz, "
+                  "the release's flores200_dataset.tar.gz or its unpacked folder; default "
+                  "$FLORES_DIR, else ../shared/data/flores200-devtest, else the copy shipped "
+                  "with the code (the paper's 13 languages), else a download",
 }
 
 
@@ -191,16 +195,19 @@ def configure(namespace, help, positional=(), argv=None):
         elif isinstance(default, bool):
             parser.add_argument(_flag(name), dest=name, action=argparse.BooleanOptionalAction,
                                 default=None, help=f"{text} (default: {default})")
-        elif isinstance(default, list):
+        elif isinstance(default, list):  # an empty default: the help line says what it means
             parser.add_argument(_flag(name), dest=name, nargs="+", default=None,
-                                help=f"{text} (default: {' '.join(default) or 'none'})")
+                                help=f"{text}" + (f" (default: {' '.join(default)})"
+                                                  if default else ""))
         else:
             parser.add_argument(_flag(name), dest=name, type=type(default), default=None,
-                                help=f"{text} (default: {default!r})")
+                                help=f"{text}" + (f" (default: {default!r})"
+                                                  if default != "" else ""))
     paths_group = parser.add_argument_group("paths of the experiment")
     for key, text in PATHS_HELP.items():
         paths_group.add_argument(_flag(key), dest=f"path_{key}", default=None,
-                                 help=f"{text} (default: {PATHS[key]!r})")
+                                 help=f"{text}" + (f" (default: {PATHS[key]})"
+                                                   if PATHS[key] else ""))
     parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
     args = parser.parse_args(argv)
 

@@ -158,17 +158,21 @@ def need(tool, *modes):
         pytest.skip(f"{tool} {' '.join(modes)} not installed (apt-get install, see README)")
 
 
-def flores_source():
-    """The FLORES-200 devtest copy beside the repository (or $FLORES_DIR); skip without it, and
-    fail in CI, which runs with ../shared beside the clone."""
+def flores_source(*langs):
+    """A FLORES-200 devtest copy holding ``langs`` (default: the paper's 13 languages, which ship
+    with the code): $FLORES_DIR, the copy beside the repository, or the shipped one; skip
+    without one, and fail in CI, which runs with ../shared beside the clone."""
     from crossvariety import flores
-    source = Path(os.environ.get("FLORES_DIR") or flores.SHARED_COPY)
-    if not (source / "metadata_devtest.tsv.gz").is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"FLORES-200 devtest not found at {source}: CI needs ../shared beside the "
-                        "clone (or $FLORES_DIR)")
-        pytest.skip("FLORES-200 devtest not available (set FLORES_DIR)")
-    return source
+    langs = langs or ("ca", "fr", "oc", "af", "nl", "scn", "it", "yue", "zh", "ms", "id", "gd",
+                      "en")
+    for candidate in (os.environ.get("FLORES_DIR"), flores.SHARED_COPY, flores.EMBEDDED):
+        found = flores._codes_in(candidate, langs)
+        if found:
+            return found[0]
+    if os.environ.get("CI"):
+        pytest.fail(f"FLORES-200 devtest of {' '.join(langs)} not found: CI needs ../shared "
+                    "beside the clone (or $FLORES_DIR)")
+    pytest.skip(f"FLORES-200 devtest of {' '.join(langs)} not available (set FLORES_DIR)")
 
 
 SMOKE_COMMAND = [sys.executable, str(REPO / "benchmarks" / "gpu_suite.py"), "--smoke",

@@ -12,7 +12,7 @@ def mrr(cell):
 
 def test_a_flores_pair_defined_in_a_config(tmp_path):
     """Galician queries over Portuguese FLORES articles: nothing in the package names them."""
-    flores_source()
+    flores_source("gl", "pt")
     config = tmp_path / "galician.toml"
     config.write_text('[paths]\nruns_dir = "runs/flores"\n'
                       '[pairs.galician]\nvariety = "gl"\nhighres = "por_Latn"\n'

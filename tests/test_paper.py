@@ -90,10 +90,11 @@ def test_rq1_values_significance_and_published_numbers(runs):
     text = paper.render(frame, ["MRR@10", "R@1000"])
     line = next(l for l in text.splitlines() if l.startswith("| ca-fr | bge-m3 | ca |"))
     cells_text = [c.strip() for c in line.strip("|").split("|")]
-    assert cells_text[3:6] == ["0.4375", "0.2185", "+0.2190 !"]  # p = 0.078: no dagger
-    assert "| af-dt | bge-m3 | af | – | 0.2182 |  |" in text  # missing run, published value
+    assert cells_text[3:7] == ["0.4375", "0.078", "0.2185", "+0.2190 !"]  # p = 0.078: no dagger
+    assert "| af-dt | bge-m3 | af | – |  | 0.2182 |  |" in text  # missing run, published value
+    assert text.startswith("| pair | model | query set | MRR@10 | MRR@10 p | paper | Δ |")
     latex = paper.render(frame, ["MRR@10"], "latex")
-    assert "0.4375 & 0.2185 & +0.2190 !" in latex and latex.startswith("\\begin{tabular}")
+    assert "0.4375 & 0.078 & 0.2185 & +0.2190 !" in latex and latex.startswith("\\begin{tabular}")
     csv_text = paper.render(frame, ["MRR@10"], "csv")
     assert "ca-fr,bge-m3,ca,0.4375,0.0779943,0.2185,0.219,True" in csv_text
 
@@ -164,7 +165,7 @@ def test_make_tables_script_and_plan(runs):
 
     proc = run_script("make_tables.py", "--experiments", "rq1", "rq3", cwd=workdir)
     assert "## rq1 (49 of 56 rows have no run yet: make_tables.py --plan)" in proc.stdout
-    assert "| ca-fr | bge-m3 | ca | 0.4375 | 0.2185 | +0.2190 ! |" in proc.stdout
+    assert "| ca-fr | bge-m3 | ca | 0.4375 | 0.078 | 0.2185 | +0.2190 ! |" in proc.stdout
     tables = workdir / "runs" / "tables"
     for name in ("rq1.table.md", "rq1.table.csv", "rq1.table.tex", "rq1.MRR@10.png",
                  "rq1.R@1000.pdf", "rq3-af-dt.MRR@10.png", "rq3-ca-fr.MRR@10.pdf"):
@@ -306,8 +307,8 @@ def test_make_tables_other_experiments_script(runs):
     assert f"| neuclir-1-fa-trec-2022 | bge-m3 | title | {expected:.4f} |" in out
     assert "| neuclir-1-fa-trec-2022 | bge-m3-lt-cafr | title | 1.0000" in out
     headers = {section.split()[0]: section.splitlines()[1] for section in out.split("## ")[1:]}
-    assert headers["neumarco"] == "| dataset | model | queries | MRR@10 | R@1000 |"
-    assert headers["neuclir"] == "| dataset | model | queries | nDCG@20 | R@1000 |"
+    assert headers["neumarco"] == "| dataset | model | query set | MRR@10 | MRR@10 p | R@1000 | R@1000 p |"
+    assert headers["neuclir"] == "| dataset | model | query set | nDCG@20 | nDCG@20 p | R@1000 | R@1000 p |"
     tables = workdir / "runs" / "tables"
     for name in ("rq2.table.md", "rq2-ca-fr.MRR@10.png", "neumarco.table.csv",
                  "neuclir.table.tex"):
@@ -338,8 +339,8 @@ def test_make_tables_of_a_run_neuclir_config(tmp_path, irds_home):
     assert set(sections) == {"neu-neuclir", "neu-neumarco"}
     nd = (ndcg(["f4", "f1"], {"f1": 3, "f4": 0}) + ndcg(["f0", "f2"], {"f2": 2, "f0": 1})) / 2
     assert sections["neu-neuclir"].splitlines()[1] == \
-        "| dataset | queries | model | nDCG@20 | R@1000 |"
-    assert f"| neuclir-1-fa-trec-2022 | title | bge-m3 >> mt5 | {nd:.4f} | 1.0000 |" in \
+        "| dataset | query set | model | nDCG@20 | nDCG@20 p | R@1000 | R@1000 p |"
+    assert f"| neuclir-1-fa-trec-2022 | title | bge-m3 >> mt5 | {nd:.4f} |  | 1.0000 |  |" in \
         sections["neu-neuclir"]
     assert "| neumarco-fa-dev-small | en | bge-m3 >> mt5-lt-cafr | 0.7778" in \
         sections["neu-neumarco"]

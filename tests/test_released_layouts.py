@@ -121,6 +121,7 @@ def test_online_fetch_downloads_only_what_is_loaded_and_says_how_much(hub, tiny_
     repo = "andreaschari/bge-m3-lt-cafr"
     publish(hub, repo, tiny_xlmr, "bge-m3-lt-cafr")
     listing = LISTINGS[repo]
+    monkeypatch.setattr(models, "hub_unreachable", lambda: None)  # the hub answers the probe
     monkeypatch.setattr(huggingface_hub.HfApi, "model_info", lambda self, repo_id, **kw: (
         SimpleNamespace(siblings=[SimpleNamespace(rfilename=f, size=s)
                                   for f, s in listing.items()])))
@@ -318,6 +319,7 @@ def test_errors_tell_offline_missing_repo_file_and_incomplete_folder_apart(hub, 
                                         r"local Hugging Face cache"):
         models.fetch("mt5", "mt5")
     # (b) the hub answers: the repository lacks a file
+    monkeypatch.setattr(models, "hub_unreachable", lambda: None)
     monkeypatch.setattr(huggingface_hub.HfApi, "model_info", lambda self, repo_id, **kw: (
         SimpleNamespace(siblings=[SimpleNamespace(rfilename="README.md", size=10)])))
     with pytest.raises(UserError, match=r"cannot load model org/cardonly: the hub repository has "

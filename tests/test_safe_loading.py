@@ -277,6 +277,7 @@ def test_the_publishers_checksum_is_checked_and_a_mismatch_keeps_nothing(tmp_pat
 def test_a_tampered_flores_download_is_refused(tmp_path, monkeypatch):
     monkeypatch.delenv("FLORES_DIR", raising=False)
     monkeypatch.setattr(flores, "SHARED_COPY", tmp_path / "no-shared-copy")
+    monkeypatch.setattr(flores, "EMBEDDED", tmp_path / "no-shipped-copy")
     archive = tmp_path / "flores200_dataset.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         for name, text in [("flores200_dataset/devtest/fra_Latn.devtest", "Un.\n"),

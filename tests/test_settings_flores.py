@@ -77,6 +77,7 @@ def test_build_flores_groups_sentences_into_articles(tmp_path):
 def test_find_flores_downloads_the_public_release_layout(tmp_path, monkeypatch):
     monkeypatch.delenv("FLORES_DIR", raising=False)
     monkeypatch.setattr(flores, "SHARED_COPY", tmp_path / "no-shared-copy")
+    monkeypatch.setattr(flores, "EMBEDDED", tmp_path / "no-shipped-copy")
     archive = tmp_path / "flores200_dataset.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         for name, text in [("flores200_dataset/devtest/fra_Latn.devtest", "Un.\n"),
@@ -93,11 +94,69 @@ def test_find_flores_downloads_the_public_release_layout(tmp_path, monkeypatch):
     assert sorted(p.name for p in found.iterdir()) == [
         "SHA256SUMS", "cat_Latn.devtest.gz", "flores200_dataset.tar.gz.sha256",
         "fra_Latn.devtest.gz", "metadata_devtest.tsv.gz"]  # the checksums: test_safe_loading.py
-    with pytest.raises(UserError, match="lacks metadata_devtest.tsv.gz or the devtest file"):
-        flores.find_flores(tmp_path / "data", tmp_path, ["glg_Latn"])
-    # no network: one message that says what to fetch and where to put it
-    with pytest.raises(UserError, match=r"could not download FLORES-200 from .* pass --flores-dir"):
-        flores.find_flores(None, tmp_path / "elsewhere", ["fr"], url="http://127.0.0.1:9/x.tar.gz")
+    with pytest.raises(UserError, match=r"flores_dir .* lacks glg_Latn.devtest.gz; put it in "):
+        flores.find_flores(found, tmp_path, ["glg_Latn"])
+    # no network, a language the shipped copy lacks: one message that names the file, where it
+    # was looked for and where to put it
+    with pytest.raises(UserError, match=r"^no glg_Latn.devtest.gz in .*no-shipped-copy, and could "
+                                        r"not download FLORES-200 from .* --flores-dir takes"):
+        flores.find_flores(None, tmp_path / "elsewhere", ["glg_Latn"],
+                           url="http://127.0.0.1:9/x.tar.gz")
+
+
+def release_layout(folder, sentences_by_code, articles):
+    """The FLORES-200 release as published, unpacked: plain devtest/{code}.devtest files and
+    metadata_devtest.tsv under flores200_dataset/ (and a dev/ split that is not read)."""
+    root = folder / "flores200_dataset"
+    (root / "devtest").mkdir(parents=True)
+    (root / "dev").mkdir()
+    for code, sentences in sentences_by_code.items():
+        (root / "devtest" / f"{code}.devtest").write_text("".join(s + "\n" for s in sentences))
+        (root / "dev" / f"{code}.dev").write_text("not read\n")
+    (root / "metadata_devtest.tsv").write_text("URL\tdomain\n" +
+                                               "".join(f"{a}\twiki\n" for a in articles))
+    return root
+
+
+def test_flores_dir_takes_the_official_release(tmp_path, monkeypatch):
+    """--flores-dir as the release comes: its unpacked folder, that folder's devtest/ or the folder
+    it was unpacked in, and the .tar.gz itself (unpacked gzipped into data_dir); a language it
+    lacks gets one line naming the file."""
+    monkeypatch.delenv("FLORES_DIR", raising=False)
+    root = release_layout(tmp_path / "unpacked", {"fra_Latn": ["Un.", "Deux."],
+                                                  "cat_Latn": ["U.", "Dos."]},
+                          ["http://a", "http://b"])
+    for given in (root, root / "devtest", root.parent):
+        found, codes = flores.find_flores(given, tmp_path / "data", ["fr", "ca"])
+        assert (found, codes) == (root / "devtest", ["fra_Latn", "cat_Latn"])
+        dataset, variety = flores.build_flores(PAIRS["ca-fr"], found, codes,
+                                               tmp_path / f"data-{given.name}", tmp_path / "tr")
+        assert Dataset(dataset).qrels().values.tolist() == [["1", "a001", 1], ["2", "a002", 1]]
+        assert list(read_queries(variety)["query"]) == ["U.", "Dos."]
+    with pytest.raises(UserError, match=r"lacks glg_Latn.devtest.gz \(Galician\)|lacks glg_\*"):
+        flores.find_flores(root, tmp_path / "data", ["gl", "fr"])
+    archive = tmp_path / "flores200_dataset.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(root, arcname="flores200_dataset")
+    found, codes = flores.find_flores(archive, tmp_path / "data", ["ca", "fr"])
+    assert found == tmp_path / "data" / "flores200-devtest" and codes == ["cat_Latn", "fra_Latn"]
+    assert {p.suffix for p in found.glob("*.devtest*")} == {".gz"}  # the licence: gzipped
+    assert flores.read_sentences(found, "cat_Latn") == ["U.", "Dos."]
+    with pytest.raises(UserError, match=r"flores200_dataset.tar.gz has no glg_Latn.devtest.gz"):
+        flores.find_flores(archive, tmp_path / "data", ["glg_Latn", "fr"])
+
+
+def test_the_shipped_copy_is_the_last_local_resort(tmp_path, monkeypatch):
+    """No $FLORES_DIR, no copy beside the repository: the paper's 13 languages come from the
+    copy shipped with the code, which is gzipped and matches its SHA256SUMS."""
+    monkeypatch.delenv("FLORES_DIR", raising=False)
+    monkeypatch.setattr(flores, "SHARED_COPY", tmp_path / "no-shared-copy")
+    found, codes = flores.find_flores(None, tmp_path / "data", ["gd", "en"],
+                                      url="http://127.0.0.1:9/x.tar.gz")
+    assert found == flores.EMBEDDED and codes == ["gla_Latn", "eng_Latn"]
+    assert sorted(p.name for p in found.iterdir() if not p.name.endswith(".gz")) == [
+        "LICENSE-CC-BY-SA-4.0", "README.md", "SHA256SUMS"]
+    assert len(flores.read_sentences(found, "gla_Latn")) == len(flores.read_articles(found)) == 1012
 
 
 def test_flores_codes_by_language_and_script(tmp_path):

@@ -60,10 +60,11 @@ CASES = [
     ("run_mmarco.py", ["--benchmark", "flores", "--collection", "x"], 2,
      r"--collection and --topics go with --benchmark mmarco"),
     ("run_mmarco.py", ["--benchmark", "flores", "--flores-dir", "nope"], 1,
-     r"flores_dir nope lacks metadata_devtest.tsv.gz"),
+     r"flores_dir nope does not exist; --flores-dir takes the FLORES-200 release"),
     ("run_mmarco.py", ["--benchmark", "flores", "--pairs", "fur-it", "--data-dir", "d"], 1,
-     r"could not download FLORES-200 from https://dl.fbaipublicfiles.com/.* put its devtest files "
-     r".* pass --flores-dir"),
+     r"no fur_\*.devtest.gz \(Friulian\) in .*, and could not download FLORES-200 from "
+     r"https://dl.fbaipublicfiles.com/.*; put the file in a folder with metadata_devtest.tsv.gz "
+     r"and set \$FLORES_DIR; --flores-dir takes the FLORES-200 release"),
     ("run_mmarco.py", ["--pairs", "scn-it", "--variety-queries", "scn.tsv"], 1,
      r"irds:mmarco/v2/it/dev/small: ir_datasets could not download https://\S+ \(no network\?\); "
      r"download it and put it at \S+, then run again"),
