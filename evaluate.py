@@ -43,7 +43,7 @@ HELP = {
     "OUT": "file to write the table to (besides printing it)",
     "PER_QUERY": "file to write per-query scores to, as TSV (run, qid, measure, value)",
 }
-paths = settings.configure(globals(), HELP, positional=("RUNS",))
+settings.configure(globals(), HELP, positional=("RUNS",), path_keys=())  # files by path only
 # -----------------------------------------------------------------------------
 import logging
 import sys

@@ -161,12 +161,13 @@ def _expand(paths):
             for key, value in paths.items()}
 
 
-def configure(namespace, help, positional=(), argv=None):
+def configure(namespace, help, positional=(), argv=None, path_keys=tuple(PATHS)):
     """Override the script's constants in ``namespace`` from --config and flags; return the paths.
 
     ``help`` maps every constant to its help line (a constant without one is a programming error,
     so that ``--help`` always explains every option). ``positional`` names list constants taken
-    from positional arguments instead of flags.
+    from positional arguments instead of flags. ``path_keys``: the paths the script uses, offered
+    as flags (a config's [paths] may still name any).
     """
     script = Path(namespace.get("__file__", sys.argv[0])).stem
     install_handler(f"{script}.py")
@@ -203,8 +204,10 @@ def configure(namespace, help, positional=(), argv=None):
             parser.add_argument(_flag(name), dest=name, type=type(default), default=None,
                                 help=f"{text}" + (f" (default: {default!r})"
                                                   if default != "" else ""))
-    paths_group = parser.add_argument_group("paths of the experiment")
+    paths_group = parser.add_argument_group("paths of the experiment") if path_keys else None
     for key, text in PATHS_HELP.items():
+        if key not in path_keys:
+            continue
         paths_group.add_argument(_flag(key), dest=f"path_{key}", default=None,
                                  help=f"{text}" + (f" (default: {PATHS[key]})"
                                                    if PATHS[key] else ""))
@@ -237,7 +240,7 @@ def configure(namespace, help, positional=(), argv=None):
     for name in origin:
         check_value(namespace[name], defaults[name], origin[name], help[name],
                     zero=name in ZERO_IS_A_VALUE)
-    for key in PATHS:
+    for key in path_keys:
         if getattr(args, f"path_{key}") is not None:
             paths[key] = getattr(args, f"path_{key}")
 
@@ -253,7 +256,8 @@ def configure(namespace, help, positional=(), argv=None):
     paths = _expand(paths)
     paths["config"] = Path(args.config) if args.config else None  # the file itself, if any
     # the paths given as flags: they override other configs' [paths] too (make_tables.py)
-    paths["flags"] = {key: paths[key] for key in PATHS if getattr(args, f"path_{key}") is not None}
+    paths["flags"] = {key: paths[key] for key in path_keys
+                      if getattr(args, f"path_{key}") is not None}
     return paths
 
 

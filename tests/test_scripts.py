@@ -45,6 +45,8 @@ def test_help_explains_every_option(tmp_path, script, options):
     assert "Example" in out
     for option in options:
         assert option in out
+    if script == "evaluate.py":  # it reads files by path only: no path flag that would do nothing
+        assert "-dir" not in out and "paths of the experiment" not in out
 
 
 def hand_run(queries, lang="fr"):
