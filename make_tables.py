@@ -184,11 +184,7 @@ if not any(cell.values for cells in experiments.values() for cell in cells):
                     f"{', '.join(sorted({str(o.path.parent) for o in outputs} | set(RUNS_DIRS)))})"
                     + (f"; make them first: {makers[0]}" if own and len(makers) == 1 else
                        "; make_tables.py --plan lists the commands that make them"))
-no_results, problems = evaluation.summarise_no_results(problems)
-if no_results:  # expected (and in the scores): said once, not as a warning per run
-    log.info(no_results)
-for problem in problems:
-    log.warning(problem)
+evaluation.log_problems(problems, log)
 
 for name, cells in experiments.items():
     measures = MEASURES or evaluation.default_measures(cells[0].topics)

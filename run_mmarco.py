@@ -324,11 +324,7 @@ for pair in pairs:
              variety_file, len(runs), paths["runs_dir"], f", reusing {again} finished (--overwrite "
              "recomputes them)" if again else "", time.time() - start)
 
-no_results, problems = evaluation.summarise_no_results(problems)
-if no_results:  # expected (and in the scores): said once, not as a warning per run
-    log.info(no_results)
-for problem in problems:
-    log.warning(problem)
+evaluation.log_problems(problems, log)
 
 if tables:
     # the table is named by benchmark (or the topics of your own pairs, with a hash of their

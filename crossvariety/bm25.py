@@ -180,6 +180,14 @@ def analysis_record(spec):
 ANALYSIS_KEYS = ("lang", "cjk", "terms", "romanize", "stops")
 
 
+def recorded_analysis(meta):
+    """The analysis an index's metadata records (analysis_record's inverse): (lang, cjk, ngram,
+    romanize)."""
+    terms = meta.get("terms", "words")
+    return (meta["lang"], meta.get("cjk"), int(terms[len("char"):]) if terms.startswith("char")
+            else 0, bool(meta.get("romanize")))
+
+
 def index_inputs(collection, lang, cjk="bigrams", ngram=0, romanize=False):
     """What a BM25 index is made of: the collection's identity and the analysis."""
     return {"collection": provenance.collection_id(collection),
@@ -297,10 +305,7 @@ def bm25_retriever(index_dir, num_results=1000, k1=K1, b=B, threads=None):
     with pisa_quiet():  # the first retriever of an index builds its score bounds
         retriever = index.bm25(k1=k1, b=b, num_results=num_results, toks_scale=1,
                                query_weighted=True)
-    terms = meta.get("terms", "words")
-    ngram = int(terms[len("char"):]) if terms.startswith("char") else 0
-    return AnalyseQuery(meta["lang"], meta.get("cjk"), ngram, bool(meta.get("romanize"))) >> \
-        PisaBm25(retriever)
+    return AnalyseQuery(*recorded_analysis(meta)) >> PisaBm25(retriever)
 
 
 class PisaBm25(pt.Transformer):

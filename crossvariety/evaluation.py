@@ -7,7 +7,6 @@ errors, as trec_eval refuses the duplicates (ir_measures would keep the last one
 rank a NaN first).
 """
 import math
-import re
 
 import ir_measures
 import numpy as np
@@ -36,6 +35,17 @@ def parse_measures(names):
     return parsed
 
 
+class NoResults(str):
+    """The problem "judged queries with no results": its line, and its numbers for a summary."""
+
+    def __new__(cls, name, missing, judged):
+        line = super().__new__(cls, f"{name}: no results for {len(missing)} of {judged} judged "
+                                    f"queries (each scored 0): qids {', '.join(missing[:8])}"
+                                    + (" ..." if len(missing) > 8 else ""))
+        line.name, line.count, line.judged = name, len(missing), judged
+        return line
+
+
 def coverage_problems(name, run, qrels):
     """What about a run does not fit the qrels: missing or unknown qids, unjudged docnos."""
     problems = []
@@ -43,9 +53,7 @@ def coverage_problems(name, run, qrels):
     run_qids = set(run.qid.tolist())
     missing = sorted(judged_qids - run_qids)
     if missing:
-        problems.append(f"{name}: no results for {len(missing)} of {len(judged_qids)} judged "
-                        f"queries (each scored 0): qids {', '.join(missing[:8])}"
-                        + (" ..." if len(missing) > 8 else ""))
+        problems.append(NoResults(name, missing, len(judged_qids)))
     extra = run_qids - judged_qids
     if extra:
         problems.append(f"{name}: {len(extra)} of its {len(run_qids)} queries have no qrels and "
@@ -56,20 +64,12 @@ def coverage_problems(name, run, qrels):
     return problems
 
 
-NO_RESULTS = re.compile(r"^(.*): no results for (\d+) of (\d+) judged queries")
-
-
 def summarise_no_results(problems):
     """(one line for every "no results" problem, the other problems): queries that retrieve
     nothing (a variety query sharing no term with the collection) are expected and already in
     the scores, so a report names them once, not once per run."""
-    counts, others = [], []
-    for problem in problems:
-        found = NO_RESULTS.match(problem)
-        if found:
-            counts.append(found.groups())
-        else:
-            others.append(problem)
+    counts = [(p.name, p.count, p.judged) for p in problems if isinstance(p, NoResults)]
+    others = [p for p in problems if not isinstance(p, NoResults)]
     if not counts:
         return None, others
     totals = {total for _, _, total in counts}
@@ -77,6 +77,16 @@ def summarise_no_results(problems):
             "collection): " + ", ".join(f"{name} {n}" for name, n, _ in counts) +
             (f" of {totals.pop()} each" if len(totals) == 1 else ""))
     return line, others
+
+
+def log_problems(problems, log):
+    """Report coverage problems: the "no results" ones summarised in one info line (expected, and
+    in the scores), every other one as a warning."""
+    no_results, others = summarise_no_results(problems)
+    if no_results:
+        log.info(no_results)
+    for problem in others:
+        log.warning(problem)
 
 
 def per_query(run, qrels, measures):
