@@ -49,8 +49,8 @@ import logging
 import sys
 from pathlib import Path
 
-from crossvariety import evaluation
-from crossvariety.datasets import Dataset
+from crossvariety.report import evaluation
+from crossvariety.data.datasets import Dataset
 from crossvariety.errors import UsageError
 from crossvariety.runs import atomic_path, check_writable, read_run, write_text
 

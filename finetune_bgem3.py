@@ -113,9 +113,9 @@ if (out / "config.json").is_file() and not OVERWRITE:
 if PRECISION not in ("auto", "bf16", "fp32"):
     raise UsageError(f"--precision {PRECISION!r}: choose auto, bf16 or fp32")
 
-from crossvariety import released  # noqa: E402
+from crossvariety.data import released  # noqa: E402
 from crossvariety.models import resolve_model  # noqa: E402
-from crossvariety.negatives import read_examples  # noqa: E402
+from crossvariety.data.negatives import read_examples  # noqa: E402
 from crossvariety.runs import check_writable  # noqa: E402
 
 check_writable(out.parent, folder=True, option="--out")  # before, not after, the training
@@ -133,7 +133,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from transformers import AutoTokenizer, get_linear_schedule_with_warmup  # noqa: E402
 
-from crossvariety import checkpoints, training  # noqa: E402
+from crossvariety.neural import checkpoints, training  # noqa: E402
 from crossvariety.models import from_pretrained  # noqa: E402
 from crossvariety.runs import atomic_path  # noqa: E402
 

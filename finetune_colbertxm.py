@@ -88,12 +88,12 @@ import numpy as np
 import torch
 from transformers import get_linear_schedule_with_warmup
 
-from crossvariety import checkpoints, released, training
-from crossvariety.colbert import (ColBERTXM, Tokens, checkpoint_dir, load_tokenizer, pair_loss,
-                                  read_settings)
+from crossvariety.neural import checkpoints, training
+from crossvariety.data import released
+from crossvariety.families.colbertxm import ColBERTXM, Tokens, checkpoint_dir, load_tokenizer, pair_loss, read_settings
 from crossvariety.errors import UsageError, UserError
-from crossvariety.negatives import read_examples
-from crossvariety.pairs import pair_from_name
+from crossvariety.data.negatives import read_examples
+from crossvariety.data.pairs import pair_from_name
 from crossvariety.runs import atomic_path, check_writable
 
 log = logging.getLogger("finetune_colbertxm")

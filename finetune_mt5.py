@@ -79,12 +79,12 @@ import sys
 import time
 from pathlib import Path
 
-from crossvariety import released
+from crossvariety.data import released
 from crossvariety.errors import UsageError, UserError
 from crossvariety.models import resolve_model
-from crossvariety.negatives import read_examples
+from crossvariety.data.negatives import read_examples
 from crossvariety.runs import check_writable
-from crossvariety.textfiles import read_lines
+from crossvariety.data.textfiles import read_lines
 
 log = logging.getLogger("finetune_mt5")
 if not TRAIN:
@@ -125,10 +125,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from transformers import AutoModelForSeq2SeqLM  # noqa: E402
 
-from crossvariety import checkpoints, training  # noqa: E402
-from crossvariety.batching import default_device, no_cudnn_attention  # noqa: E402
+from crossvariety.neural import checkpoints, training  # noqa: E402
+from crossvariety.neural.batching import default_device, no_cudnn_attention  # noqa: E402
 from crossvariety.models import fetch, from_pretrained, load_tokenizer  # noqa: E402
-from crossvariety.rerank import MAX_LENGTH, prompt_tokenizer, yes_no_ids  # noqa: E402
+from crossvariety.rerank.mt5 import MAX_LENGTH, prompt_tokenizer, yes_no_ids  # noqa: E402
 from crossvariety.runs import atomic_path  # noqa: E402
 
 torch.manual_seed(SEED)

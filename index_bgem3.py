@@ -13,7 +13,7 @@ the index folder) as the ranks of one torchrun job (each rank encodes its share 
 rank 0 merges them when all are done) or as the jobs of a job array (--shard i/n encodes every
 n-th chunk; the job that finds every chunk done merges them; --merge-only merges after the
 fact). Jobs on one index at once (shards finishing together, the same command twice) share the
-work through file locks and merge once (crossvariety/chunks.py).
+work through file locks and merge once (crossvariety/neural/chunks.py).
 
 Examples:
   python index_bgem3.py --dataset irds:mmarco/v2/fr --model bge-m3
@@ -67,9 +67,10 @@ import logging
 import sys
 from pathlib import Path
 
-from crossvariety import chunks, compiling, dense, ranks, retrievers
-from crossvariety.batching import worker_count
-from crossvariety.datasets import Dataset
+from crossvariety.neural import chunks, compiling, ranks
+from crossvariety.families import bgem3, retrievers
+from crossvariety.neural.batching import worker_count
+from crossvariety.data.datasets import Dataset
 from crossvariety.models import resolve_model
 from crossvariety.runs import check_writable
 
@@ -79,7 +80,7 @@ compiling.check(COMPILE)
 worker_count(TOKENIZER_WORKERS, "cpu")  # a wrong value fails before the collection is opened
 resolve_model(MODEL)  # an unknown name fails before the collection is opened
 dataset = Dataset(DATASET)
-index = Path(INDEX) if INDEX else dense.default_index_path(paths["index_dir"], MODEL,
+index = Path(INDEX) if INDEX else bgem3.default_index_path(paths["index_dir"], MODEL,
                                                           dataset.name)
 device, rank, world = ranks.join_stage(DEVICE)
 if OVERWRITE and rank == 0:
@@ -92,10 +93,10 @@ if retrievers.check_index(index, retrievers.index_inputs(MODEL, dataset, MAX_LEN
 check_writable(index, folder=True, option="--index", replaced=True)
 if MERGE_ONLY:
     if rank == 0:
-        chunks.merge_when_complete(index, dense.index_built, dense.merge_chunks, required=True)
+        chunks.merge_when_complete(index, bgem3.index_built, bgem3.merge_chunks, required=True)
     sys.exit(0)
 shard = chunks.rank_shard(SHARD, rank, world)
-encoder = dense.BgeM3Encoder(MODEL, max_length=MAX_LENGTH, batch_tokens=BATCH_TOKENS,
+encoder = bgem3.BgeM3Encoder(MODEL, max_length=MAX_LENGTH, batch_tokens=BATCH_TOKENS,
                              device=device, dtype=DTYPE, compile=COMPILE,
                              tokenizer_workers=TOKENIZER_WORKERS)
 log.info("encoding %s with %s on %s (%s, %d tokens/batch) into %s, shard %s", DATASET,
@@ -103,5 +104,5 @@ log.info("encoding %s with %s on %s (%s, %d tokens/batch) into %s, shard %s", DA
          shard)
 # the identities again, now that the model is loaded (in the HF cache)
 inputs = retrievers.index_inputs(MODEL, dataset, MAX_LENGTH)
-dense.build_index(dataset.docs_iter, encoder, index, shard=shard, chunk_docs=CHUNK_DOCS,
+bgem3.build_index(dataset.docs_iter, encoder, index, shard=shard, chunk_docs=CHUNK_DOCS,
                   total=dataset.docs_count(), inputs=inputs)

@@ -1,6 +1,6 @@
 """Build a BM25 index (PISA) of a collection, with language-aware analysis done in Python.
 
-Text is analysed by crossvariety.analysis (Unicode tokens, lowercasing, elision, stopwords,
+Text is analysed by crossvariety.families.analysis (Unicode tokens, lowercasing, elision, stopwords,
 Snowball stemming where Snowball has the language, else a generic analysis with a warning;
 Chinese character bigrams; Persian normalisation) on all cores, and PISA indexes the resulting
 term counts. The index appears only when complete; a re-run skips a built index unless
@@ -51,8 +51,8 @@ import logging
 import sys
 from pathlib import Path
 
-from crossvariety import bm25
-from crossvariety.datasets import Dataset
+from crossvariety.families import bm25
+from crossvariety.data.datasets import Dataset
 from crossvariety.errors import UsageError
 from crossvariety.runs import check_writable
 

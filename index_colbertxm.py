@@ -77,9 +77,10 @@ import logging
 import sys
 from pathlib import Path
 
-from crossvariety import chunks, plaid, ranks, retrievers
-from crossvariety.colbert import ColBERTXMEncoder
-from crossvariety.datasets import Dataset
+from crossvariety.neural import chunks, ranks
+from crossvariety.families import plaid, retrievers
+from crossvariety.families.colbertxm import ColBERTXMEncoder
+from crossvariety.data.datasets import Dataset
 from crossvariety.errors import UsageError
 from crossvariety.models import resolve_model
 from crossvariety.runs import check_writable

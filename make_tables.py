@@ -66,7 +66,7 @@ import logging
 import time
 from pathlib import Path
 
-from crossvariety import evaluation, paper
+from crossvariety.report import evaluation, paper
 from crossvariety.errors import UsageError, UserError
 from crossvariety.runs import write_text
 
@@ -146,7 +146,7 @@ if PLAN:
     raise SystemExit(0)
 
 # 4. our values, the published ones beside them, the tables and the figures
-from crossvariety import figures  # noqa: E402 (matplotlib: only when there is a figure to draw)
+from crossvariety.report import figures  # noqa: E402 (matplotlib: only when there is a figure to draw)
 
 
 

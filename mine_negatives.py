@@ -72,11 +72,11 @@ import sys
 import time
 from pathlib import Path
 
-from crossvariety import negatives, released
-from crossvariety.datasets import Dataset, read_queries, variety_queries_path
-from crossvariety.downloads import local_copy
+from crossvariety.data import negatives, released
+from crossvariety.data.datasets import Dataset, read_queries, variety_queries_path
+from crossvariety.data.downloads import local_copy
 from crossvariety.errors import UsageError, UserError
-from crossvariety.pairs import PAIRS as BUILT_IN, get_pairs
+from crossvariety.data.pairs import PAIRS as BUILT_IN, get_pairs
 from crossvariety.runs import atomic_path, check_writable, read_run
 
 log = logging.getLogger("mine_negatives")

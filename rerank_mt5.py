@@ -85,10 +85,11 @@ for model in (MODEL, TOKENIZER):
 
 import pandas as pd  # noqa: E402
 
-from crossvariety import compiling, precision, provenance, ranks  # noqa: E402
-from crossvariety.batching import worker_count  # noqa: E402
-from crossvariety.datasets import Dataset, load_queries  # noqa: E402
-from crossvariety.rerank import MonoT5ReRanker, attach_text  # noqa: E402
+from crossvariety.neural import compiling, precision, ranks
+from crossvariety import provenance  # noqa: E402
+from crossvariety.neural.batching import worker_count  # noqa: E402
+from crossvariety.data.datasets import Dataset, load_queries  # noqa: E402
+from crossvariety.rerank.mt5 import MonoT5ReRanker, attach_text  # noqa: E402
 from crossvariety.runs import check_precision, check_writable, read_run, reusable, \
     run_name, write_run  # noqa: E402
 

@@ -131,20 +131,23 @@ from pathlib import Path
 
 import pandas as pd
 
-from crossvariety import bm25, evaluation, flores, precision, provenance, released, retrievers, \
-    translation
-from crossvariety.datasets import Dataset, read_queries, variety_queries_path, write_queries
+from crossvariety.families import bm25, retrievers
+from crossvariety.report import evaluation
+from crossvariety.data import flores, released, translation
+from crossvariety.neural import precision
+from crossvariety import provenance
+from crossvariety.data.datasets import Dataset, read_queries, variety_queries_path, write_queries
 from crossvariety.errors import UsageError, UserError
 from crossvariety.models import check_loadable, model_label, resolve_model
-from crossvariety.pairs import PAIRS as BUILT_IN, get_pairs
+from crossvariety.data.pairs import PAIRS as BUILT_IN, get_pairs
 from crossvariety.runs import cached_run, check_writable, run_path, write_text
 
 log = logging.getLogger("run_mmarco")
 # One line per pair (queries, runs, time) instead of these modules' line per file and index;
 # what is not routine stays (a run recomputed and why, an index rebuilt, a download, warnings).
 ROUTINE = {"crossvariety.runs": ("computed ", "wrote ", "reusing "),
-           "crossvariety.flores": ("built ", "wrote "),
-           "crossvariety.bm25": ("no BM25 index at ", "indexed ")}
+           "crossvariety.data.flores": ("built ", "wrote "),
+           "crossvariety.families.bm25": ("no BM25 index at ", "indexed ")}
 reused = []  # finished run files reused, for the pair's line
 
 
@@ -226,7 +229,7 @@ def recipe_for(collection, pair, queries):
 
 @functools.cache
 def reranker_for(model):
-    from crossvariety.rerank import MonoT5ReRanker
+    from crossvariety.rerank.mt5 import MonoT5ReRanker
     return MonoT5ReRanker(model, dtype=precision.resolve(DTYPE), tok_model=TOKENIZER or None)
 
 
@@ -301,7 +304,7 @@ for pair in pairs:
 
     # 3. mT5 re-ranking of each first-stage run
     if RERANK:
-        from crossvariety.rerank import attach_text
+        from crossvariety.rerank.mt5 import attach_text
         for label, queries in query_sets:
             path = run_path(paths["runs_dir"], topics.name, first_stage(pair), label,
                             f"rerank-{model_label(RERANK)}")

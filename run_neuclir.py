@@ -76,11 +76,14 @@ paths = settings.configure(globals(), HELP)
 import functools
 import logging
 
-from crossvariety import evaluation, precision, provenance, retrievers
-from crossvariety.datasets import Dataset
+from crossvariety.report import evaluation
+from crossvariety.neural import precision
+from crossvariety import provenance
+from crossvariety.families import retrievers
+from crossvariety.data.datasets import Dataset
 from crossvariety.errors import UsageError
 from crossvariety.models import model_label, resolve_model
-from crossvariety.rerank import MonoT5ReRanker, attach_text
+from crossvariety.rerank.mt5 import MonoT5ReRanker, attach_text
 from crossvariety.runs import cached_run, check_writable, run_path, write_text
 
 log = logging.getLogger("run_neuclir")

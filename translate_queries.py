@@ -68,11 +68,11 @@ paths = settings.configure(globals(), HELP)
 import logging
 import time
 
-from crossvariety import translation
-from crossvariety.datasets import Dataset, load_queries, variety_queries_path, write_queries
+from crossvariety.data import translation
+from crossvariety.data.datasets import Dataset, load_queries, variety_queries_path, write_queries
 from crossvariety.errors import UsageError
-from crossvariety.languages import canonical
-from crossvariety.pairs import get_pairs
+from crossvariety.data.languages import canonical
+from crossvariety.data.pairs import get_pairs
 from crossvariety.runs import check_writable
 
 log = logging.getLogger("translate_queries")

@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import pandas as pd
 
-from crossvariety import bm25, flores
+from crossvariety.families import bm25
+from crossvariety.data import flores
 
 LANGS = ["fra_Latn", "cat_Latn", "oci_Latn", "ita_Latn", "scn_Latn", "spa_Latn", "por_Latn",
          "glg_Latn", "nld_Latn", "afr_Latn", "deu_Latn", "ind_Latn", "zsm_Latn", "eng_Latn",

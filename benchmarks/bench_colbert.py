@@ -2,7 +2,7 @@
 
 A ColBERT-XM checkpoint at random weights (tiny X-MOD on a CPU, "lexical" so that rankings have
 clear winners; X-MOD base, ColBERT-XM's architecture, with --size base) indexes synthetic
-passages of mMARCO-like length, once with index_colbertxm.py's path (crossvariety.plaid) and once
+passages of mMARCO-like length, once with index_colbertxm.py's path (crossvariety.families.plaid) and once
 with colbert-ai's Indexer (nbits 2, the same checkpoint and adapter), then both search the same
 queries at k=1000 with colbert-ai's defaults for large k. Prints, for both: encoding passages/s
 (the model alone) and indexing passages/s (the whole path: codec sample, k-means, encoding,
@@ -38,9 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 
 from common import GPU as gpu, Results, random_model, sync
-from crossvariety import plaid
-from crossvariety.colbert import ColBERTXMEncoder
-from crossvariety.random_models import synthetic_passages
+from crossvariety.families import plaid
+from crossvariety.families.colbertxm import ColBERTXMEncoder
+from crossvariety.neural.random_models import synthetic_passages
 
 parser = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -3,11 +3,11 @@
 Builds an mT5 re-ranker at random weights (throughput does not depend on the weights) with a
 sentencepiece tokenizer trained on synthetic passages of mMARCO-like length, then scores the
 same (query, passage) pairs, text in and scores out, with:
-- crossvariety.rerank.MonoT5ReRanker (--dtype), eager (crossvariety.t5 with SDPA) and compiled
+- crossvariety.rerank.mt5.MonoT5ReRanker (--dtype), eager (crossvariety.rerank.t5 with SDPA) and compiled
   (FlexAttention, torch.compile; its compilation is timed apart, on a warm-up sample), and on a
   GPU with fp8 tensor cores also compiled in fp8;
 - the same re-ranker with transformers' own modules as its forward pass (this project's path
-  before crossvariety.t5: the lever that the fused forward is);
+  before crossvariety.rerank.t5: the lever that the fused forward is);
 - pyterrier-t5 at batch 4 (the original path) and batch 64, on --ref-pairs pairs (measured
   first: cheap, and the basis of every ratio).
 --variants chooses among ours. Prints pairs/s (also of the model alone, on the same batches
@@ -34,10 +34,10 @@ import torch
 from torch._dynamo.utils import counters
 
 from common import BF16_PEAK, GPU as gpu, Results, error_text, random_model, sync
-from crossvariety import compiling, fp8
-from crossvariety.batching import padded_batches
-from crossvariety.random_models import synthetic_passages
-from crossvariety.rerank import MonoT5ReRanker, prompt_tokenizer
+from crossvariety.neural import compiling, fp8
+from crossvariety.neural.batching import padded_batches
+from crossvariety.neural.random_models import synthetic_passages
+from crossvariety.rerank.mt5 import MonoT5ReRanker, prompt_tokenizer
 
 # ours: (precision, --compile); None = --dtype
 VARIANTS = {"eager": (None, "off"), "compiled": (None, "on"), "compiled_fp8": ("fp8", "on"),
@@ -93,13 +93,13 @@ def timed(fn, frame):
 
 
 class TransformersForward(torch.nn.Module):
-    """The forward pass through transformers' own encoder and decoder (as before crossvariety.t5):
+    """The forward pass through transformers' own encoder and decoder (as before crossvariety.rerank.t5):
     the full cross-attention, the eager T5 attention, the logits' direction only."""
 
     def __init__(self, path, reranker):
         super().__init__()
         from transformers import AutoModelForSeq2SeqLM
-        from crossvariety import precision
+        from crossvariety.neural import precision
         model = AutoModelForSeq2SeqLM.from_pretrained(path, dtype=precision.weights(
             reranker.precision))
         del model.lm_head

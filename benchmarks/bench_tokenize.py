@@ -2,11 +2,11 @@
 that launches the GPU's work, in one run.
 
 Tokenises --pairs (query, passage) prompts (``Query: {q} Document: {d} Relevant:``, as
-crossvariety.rerank does) with an mT5 sentencepiece tokenizer trained on synthetic passages of
+crossvariety.rerank.mt5 does) with an mT5 sentencepiece tokenizer trained on synthetic passages of
 mMARCO-like length, four ways:
-- transformers' tokenizer call (the project's path before crossvariety.tokens);
-- crossvariety.tokens.FlatTokenizer on a thread (the Rust tokenizer, flat arrays);
-- crossvariety.tokens.Workers with 1 and --workers processes (ChunkTokenizer's chunks).
+- transformers' tokenizer call (the project's path before crossvariety.neural.tokens);
+- crossvariety.neural.tokens.FlatTokenizer on a thread (the Rust tokenizer, flat arrays);
+- crossvariety.neural.tokens.Workers with 1 and --workers processes (ChunkTokenizer's chunks).
 Each runs on a background thread, as in the re-ranker, while the main thread runs a pure-Python
 loop standing in for the launching thread; printed: pairs/s, and the main loop's rate as a
 fraction of its rate alone (1.0 = tokenisation takes nothing from the launching thread).
@@ -25,9 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from crossvariety.batching import ChunkTokenizer
-from crossvariety.random_models import build_mt5, synthetic_passages
-from crossvariety.rerank import MAX_LENGTH, prompt_ids, prompt_tokenizer
+from crossvariety.neural.batching import ChunkTokenizer
+from crossvariety.neural.random_models import build_mt5, synthetic_passages
+from crossvariety.rerank.mt5 import MAX_LENGTH, prompt_ids, prompt_tokenizer
 
 parser = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 import torch
 
 from common import GPU as gpu, Results, random_model, sync
-from crossvariety.random_models import synthetic_passages
+from crossvariety.neural.random_models import synthetic_passages
 
 PARTS = ("mt5", "bgem3", "colbert")
 parser = argparse.ArgumentParser(description=__doc__,

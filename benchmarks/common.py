@@ -28,10 +28,10 @@ def environment():
 
 
 def random_model(kind, size, folder, **options):
-    """A model of crossvariety.random_models at random weights (``kind``: mt5, xlmr or
+    """A model of crossvariety.neural.random_models at random weights (``kind``: mt5, xlmr or
     colbert_xm; ``size``: tiny or the real architecture's name, base or large), its tokenizer
     trained on synthetic passages; built under ``folder``, or once under $BENCH_MODEL_CACHE."""
-    from crossvariety import random_models
+    from crossvariety.neural import random_models
     build = {"mt5": random_models.build_mt5, "xlmr": random_models.build_xlmr,
              "colbert_xm": random_models.build_colbert_xm}[kind]
     name = "-".join([kind, size, *(f"{k}-{v}" for k, v in sorted(options.items()))])

@@ -4,7 +4,7 @@ A run file's name says dataset, model, query set and stage:
 ``{dataset}.{model}.q-{queries}.{stage}.res.gz``, e.g.
 ``mmarco-v2-fr-dev-small.bm25.q-ca.retrieve.res.gz`` (BM25 top-1000 for the Catalan queries).
 The run name (the TREC file's last column) is the file's name, followed by ``:{dtype}`` for a
-run a neural model made (``:bf16``, ``:fp32``, ``:fp8``; crossvariety.precision). Beside a run,
+run a neural model made (``:bf16``, ``:fp32``, ``:fp8``; crossvariety.neural.precision). Beside a run,
 ``{name}.res.gz.json`` records what made it (crossvariety.provenance); a finished run is reused
 only when that record matches. The same results give the same bytes (rows in a fixed order, a
 gzip header without name or time).
@@ -29,7 +29,7 @@ import pyterrier as pt
 
 from . import provenance
 from .errors import UserError
-from .textfiles import TextFileError, check_text, read_lines
+from .data.textfiles import TextFileError, check_text, read_lines
 
 log = logging.getLogger(__name__)
 

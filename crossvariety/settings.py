@@ -4,7 +4,7 @@ A stage script declares its settings as constants at the top (nanoGPT style), ea
 then calls ``configure(globals(), HELP)``. Precedence: the constants < the config file's ``[paths]``
 table and the table named after the script (``[run_mmarco]``) < command-line flags. Tables named
 after other scripts are skipped, so one config file can drive every stage of an experiment;
-``[pairs.NAME]`` tables define language pairs (crossvariety.pairs) for every script. A table
+``[pairs.NAME]`` tables define language pairs (crossvariety.data.pairs) for every script. A table
 that names no script, or a key no script has, is an error.
 
 ``configure`` also makes user errors (crossvariety.errors.UserError, wrong arguments) print as one
@@ -22,7 +22,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-from . import pairs
+from .data import pairs
 from .errors import UsageError, UserError, install_handler, one_line
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +36,7 @@ PATHS = {
     "models_dir": "models",  # fine-tuned models
     # FLORES-200 devtest: a folder of {code}.devtest.gz, the release's .tar.gz or its unpacked
     # folder; empty = $FLORES_DIR, else ../shared/data/flores200-devtest beside the repository,
-    # else the copy shipped in crossvariety/flores200-devtest (the paper's 13 languages), else a
+    # else the copy shipped in crossvariety/data/flores200-devtest (the paper's 13 languages), else a
     # download of the public release into data_dir.
     "flores_dir": "",
 }

@@ -162,7 +162,7 @@ def flores_source(*langs):
     """A FLORES-200 devtest copy holding ``langs`` (default: the paper's 13 languages, which ship
     with the code): $FLORES_DIR, the copy beside the repository, or the shipped one; skip
     without one, and fail in CI, which runs with ../shared beside the clone."""
-    from crossvariety import flores
+    from crossvariety.data import flores
     langs = langs or ("ca", "fr", "oc", "af", "nl", "scn", "it", "yue", "zh", "ms", "id", "gd",
                       "en")
     for candidate in (os.environ.get("FLORES_DIR"), flores.SHARED_COPY, flores.EMBEDDED):
@@ -388,7 +388,7 @@ def run_script(script, *args, cwd, check=True, env=None, fork=True):
 @pytest.fixture(scope="session")
 def tiny_mt5(tmp_path_factory):
     """An mT5 re-ranker at random weights (2 layers), with a tokenizer trained on the fixtures."""
-    from crossvariety.random_models import build_mt5
+    from crossvariety.neural.random_models import build_mt5
     texts = list(FR_PASSAGES.values()) + list(FR_DEV_QUERIES.values()) + \
         list(CA_DEV_QUERIES.values()) + list(FA_PASSAGES.values()) + \
         ["Query: Document: Relevant: yes no", "L'aigua  de la col·lecció\tdels diabètics",
@@ -400,7 +400,7 @@ def tiny_mt5(tmp_path_factory):
 def lexical_mt5(tmp_path_factory):
     """An mT5 re-ranker whose score is lexical (random_models.build_lexical_mt5): the passage
     that shares the query's words ranks first, so a run's metric has a known value."""
-    from crossvariety.random_models import build_lexical_mt5, synthetic_passages
+    from crossvariety.neural.random_models import build_lexical_mt5, synthetic_passages
     texts = list(FR_PASSAGES.values()) + list(FR_DEV_QUERIES.values()) + \
         list(CA_DEV_QUERIES.values()) + list(FA_PASSAGES.values()) + list(EN_QUERIES.values()) + \
         [t for pair in NEUCLIR_TOPICS.values() for t in pair] + \
@@ -412,13 +412,13 @@ def lexical_mt5(tmp_path_factory):
 def lexical_xlmr(tmp_path_factory):
     """A BGE-M3-like encoder whose [CLS] vector is a bag of words
     (random_models.build_lexical_xlmr): the passage that shares the query's words ranks first."""
-    from crossvariety.random_models import build_lexical_xlmr
+    from crossvariety.neural.random_models import build_lexical_xlmr
     return build_lexical_xlmr(tmp_path_factory.mktemp("lexical-xlmr") / "bge-lexical",
                               tiny_xlmr_texts() * 3)
 
 
 def tiny_xlmr_texts():
-    from crossvariety.random_models import synthetic_passages
+    from crossvariety.neural.random_models import synthetic_passages
     return synthetic_passages(240, seed=3) + list(FR_PASSAGES.values()) + \
         list(FR_DEV_QUERIES.values()) + list(CA_DEV_QUERIES.values()) + \
         list(FA_PASSAGES.values()) + list(EN_QUERIES.values())
@@ -427,7 +427,7 @@ def tiny_xlmr_texts():
 @pytest.fixture(scope="session")
 def tiny_xlmr(tmp_path_factory):
     """A BGE-M3-like XLM-R encoder at random weights (2 layers)."""
-    from crossvariety.random_models import build_xlmr
+    from crossvariety.neural.random_models import build_xlmr
     return build_xlmr(tmp_path_factory.mktemp("tiny-xlmr"), tiny_xlmr_texts() * 3,
                       vocab_size=1500)
 
@@ -437,6 +437,6 @@ def tiny_colbert_xm(tmp_path_factory):
     """A ColBERT-XM checkpoint at random weights (X-MOD, 2 layers, 8 adapters), Stanford format,
     saved with default_language en_XX as antoinelouis/colbert-xm; "lexical" (see
     random_models.build_colbert_xm) so that rankings have clear winners."""
-    from crossvariety.random_models import build_colbert_xm
+    from crossvariety.neural.random_models import build_colbert_xm
     return build_colbert_xm(tmp_path_factory.mktemp("tiny-colbert-xm") / "colbert-xm-tiny",
                             tiny_xlmr_texts() * 3, vocab_size=1500, lexical=True)

@@ -3,7 +3,7 @@ import pickle
 
 import pytest
 
-from crossvariety.analysis import Analyzer, get_analyzer
+from crossvariety.families.analysis import Analyzer, get_analyzer
 from crossvariety.errors import UsageError
 
 

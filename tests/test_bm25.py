@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO, hand_bm25
-from crossvariety.bm25 import META, bm25_retriever, build_index, index_built, model_label
+from crossvariety.families.bm25 import META, bm25_retriever, build_index, index_built, model_label
 from crossvariety.errors import UsageError, UserError
 
 TOY = {
@@ -82,7 +82,7 @@ PISA_INDEX_SCRIPT = """
 import logging, sys
 sys.path.insert(0, {repo!r})
 logging.basicConfig(level=logging.INFO)
-from crossvariety.bm25 import bm25_retriever, build_index
+from crossvariety.families.bm25 import bm25_retriever, build_index
 import pandas as pd
 docs = ({{"docno": str(i), "text": f"document {{i}} about topic {{i % 17}}"}} for i in range(3000))
 build_index(docs, "en", {index!r}, workers=1, total=3000)

@@ -6,8 +6,8 @@ import json
 import pytest
 
 from conftest import read_table, run_script
-from crossvariety import bm25
-from crossvariety.analysis import Analyzer, get_analyzer, ngrams, romanizer
+from crossvariety.families import bm25
+from crossvariety.families.analysis import Analyzer, get_analyzer, ngrams, romanizer
 from crossvariety.errors import UsageError
 
 

@@ -11,10 +11,11 @@ import torch
 from conftest import CA_DEV_QUERIES, EN_QRELS, EN_QUERIES, FR_DEV_QUERIES, NEUCLIR_QRELS, \
     NEUCLIR_TOPICS, QRELS_SMALL, assert_ranked, assert_row, fake_hub, read_table, reference_means, \
     run_script
-from crossvariety import chunks, plaid
-from crossvariety.colbert import ColBERTXMEncoder
+from crossvariety.neural import chunks
+from crossvariety.families import plaid
+from crossvariety.families.colbertxm import ColBERTXMEncoder
 from crossvariety.errors import UserError
-from crossvariety.random_models import synthetic_passages
+from crossvariety.neural.random_models import synthetic_passages
 from crossvariety.runs import read_run
 
 # short passages: a collection of 700 indexes in seconds on a CPU
@@ -86,7 +87,7 @@ def test_training_loss_equals_colbert_ai(tiny_colbert_xm, encoder):
     from colbert.infra import ColBERTConfig
     from colbert.modeling.colbert import ColBERT
     from colbert.modeling.tokenization import DocTokenizer, QueryTokenizer
-    from crossvariety.colbert import pair_loss
+    from crossvariety.families.colbertxm import pair_loss
     ColBERT.loaded_extensions = True
     reference = ColBERT(str(tiny_colbert_xm), colbert_config=ColBERTConfig(
         checkpoint=str(tiny_colbert_xm), nway=2, use_ib_negatives=True))
@@ -262,8 +263,8 @@ def test_index_colbertxm_and_run_scripts_end_to_end(tmp_path, workdir, tiny_colb
         tables[1][f"neuclir-1-fa-trec-2022 {label}"], measures=("nDCG@20", "R@1000"))
 
     # an index answers only queries of the adapter it was built for
-    from crossvariety import retrievers
-    from crossvariety.datasets import Dataset
+    from crossvariety.families import retrievers
+    from crossvariety.data.datasets import Dataset
     with pytest.raises(UserError, match="was built for queries in fa_IR"):
         retrievers.retriever(str(model), Dataset("irds:neuclir/1/fa"), workdir / "indexes",
                              language="ru", doc_lang_from_config=True)
@@ -275,7 +276,7 @@ def test_index_colbertxm_merge_only_already_built_overwrite_and_nbits(workdir, t
     same as one job's); a re-run finds it built; --overwrite --nbits 1 builds it again; the
     widened probe of a search whose first cells hold too few documents still finds every
     document, ranked as exhaustive MaxSim ranks them."""
-    from crossvariety.datasets import Dataset
+    from crossvariety.data.datasets import Dataset
     collection = Dataset("irds:mmarco/v2/fr")
     index = workdir / "indexes" / tiny_colbert_xm.name / "mmarco-v2-fr"
     for shard in ("0/2", "1/2"):  # shard 1 finds shard 0's codec: no waiting
@@ -314,7 +315,7 @@ def write_jsonl(path, rows):
 
 
 def test_finetune_colbertxm_learns_freezes_resumes_and_indexes(tmp_path, tiny_colbert_xm):
-    from crossvariety.colbert import ColBERTXM, pair_loss
+    from crossvariety.families.colbertxm import ColBERTXM, pair_loss
     passages = PASSAGES[:96]
     # one batch of tuples, seen 12 times: enough to show that it fits what it is trained on
     rows = [{"query": " ".join(p.split()[2:7]), "pos": [p], "neg": [passages[i + 48]]}

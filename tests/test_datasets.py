@@ -2,7 +2,7 @@ import gzip
 
 import pytest
 
-from crossvariety.datasets import Dataset, QueryFileError, read_queries, write_queries
+from crossvariety.data.datasets import Dataset, QueryFileError, read_queries, write_queries
 from crossvariety.models import model_label, resolve_model
 
 

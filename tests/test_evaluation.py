@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crossvariety.evaluation import default_measures, evaluate, format_table
+from crossvariety.report.evaluation import default_measures, evaluate, format_table
 
 QRELS = pd.DataFrame([("q1", "d1", 1), ("q1", "d3", 1), ("q2", "d5", 2), ("q3", "d9", 1)],
                      columns=["qid", "docno", "label"])

@@ -25,8 +25,11 @@ import pandas as pd
 import pytest
 
 from conftest import FR_PASSAGES, REPO, IRDS_HOME
-from crossvariety import bm25, evaluation, flores, negatives, runs, settings, translation
-from crossvariety.datasets import Dataset, read_queries
+from crossvariety.families import bm25
+from crossvariety.report import evaluation
+from crossvariety.data import flores, negatives, translation
+from crossvariety import runs, settings
+from crossvariety.data.datasets import Dataset, read_queries
 from crossvariety.errors import INTERRUPTED, UserError, one_line
 
 DOCS = "".join(f"d{i}\t{text}\n" for i, text in enumerate(FR_PASSAGES.values()))
@@ -293,7 +296,7 @@ def test_a_read_only_folder(tmp_path):
 
 
 def test_reranker_input_with_duplicates_is_deduplicated_with_a_warning(irds_home, caplog):
-    from crossvariety.rerank import attach_text
+    from crossvariety.rerank.mt5 import attach_text
     queries = pd.DataFrame({"qid": ["101", "102"], "query": ["miel", "tour Eiffel"]})
     unique = pd.DataFrame({"qid": ["101", "101", "101", "102", "102"],
                            "docno": ["2", "5", "7", "1", "4"],
@@ -336,8 +339,8 @@ def test_an_interrupted_translation_keeps_its_finished_chunks(tmp_path, monkeypa
 def test_a_failed_build_closes_its_progress_bar(tmp_path, caplog):
     """A bar left open prints when it is collected: after pytest's summary, in a test run."""
     from tqdm.auto import tqdm
-    from crossvariety import chunks
-    caplog.set_level("INFO", logger="crossvariety.chunks")  # the bar shows
+    from crossvariety.neural import chunks
+    caplog.set_level("INFO", logger="crossvariety.neural.chunks")  # the bar shows
 
     def docs():
         yield {"docno": "d0", "text": "a"}

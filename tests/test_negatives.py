@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from conftest import CA_TRAIN_QUERIES, FR_PASSAGES, IRDS_HOME, REPO, run_script
-from crossvariety import negatives
+from crossvariety.data import negatives
 
 # A hand-made hard-negative file and cross-encoder score table (ids as the real files: ints).
 HARD = [

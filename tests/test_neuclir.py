@@ -3,7 +3,7 @@ import pytest
 
 from conftest import EN_QRELS, EN_QUERIES, FA_PASSAGES, NEUCLIR_QRELS, NEUCLIR_TOPICS, assert_row, \
     assert_ranked, exhaustive_dense, read_table, reference_means, reference_rerank, run_script
-from crossvariety.datasets import Dataset
+from crossvariety.data.datasets import Dataset
 
 
 def test_neumarco_and_neuclir_fixtures_load(irds_home):

@@ -1,9 +1,10 @@
 """Language codes and pairs: the paper's seven built in, any other pair from a config or a name."""
 import pytest
 
-from crossvariety import languages, pairs, settings
+from crossvariety.data import languages, pairs
+from crossvariety import settings
 from crossvariety.errors import UsageError
-from crossvariety.pairs import get_pairs
+from crossvariety.data.pairs import get_pairs
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,8 @@ import pytest
 from scipy import stats
 
 from conftest import CA_DEV_QUERIES, FR_DEV_QUERIES, QRELS_SMALL, REPO, fake_hub, run_script
-from crossvariety import figures, paper, released
+from crossvariety.report import figures, paper
+from crossvariety.data import released
 from crossvariety.errors import UserError
 from crossvariety.runs import write_run
 

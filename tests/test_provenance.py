@@ -104,8 +104,8 @@ def test_new_weights_under_the_same_model_path(tmp_path, workdir, tiny_xlmr, new
     """The issue's third case: other weights saved where the model was. The runs are not
     reused, the dense index of the old weights is refused (one line: the difference and the
     fix), and --overwrite rebuilds it: the runs are those of a fresh experiment."""
-    from crossvariety import retrievers
-    from crossvariety.datasets import Dataset
+    from crossvariety.families import retrievers
+    from crossvariety.data.datasets import Dataset
     from crossvariety.errors import UserError
     args = ["--pairs", "ca-fr", "--model", "models/tiny", "--max-length", "128"]
     names = [f"mmarco-v2-fr-dev-small.tiny.q-{q}.retrieve.res.gz" for q in ("fr", "ca")]
@@ -217,7 +217,7 @@ def test_file_hashes_are_kept_while_the_file_is_unchanged(tmp_path, monkeypatch)
 
 
 def test_identities(tmp_path, tiny_xlmr):
-    from crossvariety.datasets import Dataset
+    from crossvariety.data.datasets import Dataset
     queries = pd.DataFrame({"qid": ["1", "2"], "query": ["a", "b"]})
     assert provenance.queries_id(queries) == provenance.queries_id(queries.iloc[::-1])
     assert provenance.queries_id(queries) != provenance.queries_id(queries.assign(query="a"))

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import CA_DEV_QUERIES, FR_DEV_QUERIES, FR_PASSAGES, QRELS_SMALL, assert_row, \
     assert_ranked, read_table, reference_means, reference_rerank, run_script
-from crossvariety.rerank import MonoT5ReRanker, attach_text
+from crossvariety.rerank.mt5 import MonoT5ReRanker, attach_text
 
 # Multilingual text with what tokenizers trip on: elisions, double spaces, tabs, CJK, emoji.
 HOSTILE_TEXTS = [
@@ -45,7 +45,7 @@ def test_ranking_does_not_depend_on_batch_size(tiny_mt5):
     for size in (7, 64):
         np.testing.assert_allclose(results[size].score, results[1].score, atol=1e-6)
         assert list(results[size]["rank"]) == list(results[1]["rank"])
-    from crossvariety.batching import chunk_bounds  # small chunks first, then up to ``chunk``
+    from crossvariety.neural.batching import chunk_bounds  # small chunks first, then up to ``chunk``
     assert chunk_bounds(20, 8, first=2) == [(0, 2), (2, 6), (6, 14), (14, 20)]
 
 
@@ -59,7 +59,7 @@ def test_fast_tokenizer_matches_the_reference_tokenizer(tiny_mt5):
 
 
 def test_attach_text_rejects_mismatched_runs(irds_home):
-    from crossvariety.datasets import Dataset
+    from crossvariety.data.datasets import Dataset
     queries = pd.DataFrame({"qid": ["101", "102"], "query": ["a", "b"]})
     run = pd.DataFrame({"qid": ["101", "101", "102"], "docno": ["2", "1", "1"],
                         "score": [2.0, 1.0, 1.0]})
@@ -148,7 +148,7 @@ def test_fp8_linear_layers_and_reranking(tiny_mt5):
     and a re-ranker's ranking close to fp32's."""
     import torch
     from scipy.stats import kendalltau
-    from crossvariety import fp8
+    from crossvariety.neural import fp8
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(64, 256, generator=generator) * torch.logspace(-3, 1, 64)[:, None]
     x8, scale = fp8.quantize_rows(x)
@@ -192,13 +192,14 @@ def t5_reference_logits(model, input_ids, mask, direction):
     dict(feed_forward_proj="relu", tie_word_embeddings=False),  # T5 v1.0 (monoT5 English)
 ])
 def test_t5_forward_equals_transformers(shape):
-    """crossvariety.t5 (fused projections, the bias in the attention, the decoder step without
+    """crossvariety.rerank.t5 (fused projections, the bias in the attention, the decoder step without
     cross-attention keys and values) against transformers' modules in fp32, with both attention
     paths, ragged lengths, several decoder layers; and its compiled graph (dynamic shapes, one
     graph) against its eager path."""
     import torch
     from transformers import MT5Config, MT5ForConditionalGeneration
-    from crossvariety import compiling, t5
+    from crossvariety.neural import compiling
+    from crossvariety.rerank import t5
     torch.manual_seed(0)
     config = MT5Config(vocab_size=300, d_model=48, d_kv=8, d_ff=96, num_layers=3,
                        num_decoder_layers=2, num_heads=6, relative_attention_num_buckets=16,
@@ -231,7 +232,7 @@ def test_t5_forward_equals_transformers(shape):
 
 def test_compile_failure_falls_back_to_eager(caplog):
     import torch
-    from crossvariety import compiling
+    from crossvariety.neural import compiling
 
     class Untraceable(torch.nn.Module):
         def forward(self, x):

@@ -18,7 +18,8 @@ import pytest
 import torch
 
 from conftest import CA_TRAIN_QUERIES, REPO, run_script
-from crossvariety import checkpoints, downloads, flores, negatives, released
+from crossvariety.neural import checkpoints
+from crossvariety.data import downloads, flores, negatives, released
 from crossvariety.errors import UserError
 
 

@@ -1,6 +1,5 @@
 """End-to-end runs of the stage scripts, as a user runs them, on fixtures under the real ids."""
 import gzip
-import re
 
 import numpy as np
 import pytest
@@ -52,7 +51,7 @@ def test_help_explains_every_option(tmp_path, script, options):
 def hand_run(queries, lang="fr"):
     """BM25 computed by hand (conftest.hand_bm25) over the toy French passages, every text
     analysed as the index analyses it; {qid: {docno: score}}."""
-    from crossvariety.analysis import get_analyzer
+    from crossvariety.families.analysis import get_analyzer
     analyzer = get_analyzer(lang)
 
     def terms(text):

@@ -4,10 +4,11 @@ import tarfile
 
 import pytest
 
-from crossvariety import flores, pairs, settings
-from crossvariety.datasets import Dataset, read_queries
+from crossvariety.data import flores, pairs
+from crossvariety import settings
+from crossvariety.data.datasets import Dataset, read_queries
 from crossvariety.errors import UserError
-from crossvariety.pairs import PAIRS
+from crossvariety.data.pairs import PAIRS
 
 
 def script_namespace(**constants):

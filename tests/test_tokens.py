@@ -1,12 +1,12 @@
-"""Tokenisation as flat arrays (crossvariety.tokens), its worker processes, and the batches built
-from it (crossvariety.batching)."""
+"""Tokenisation as flat arrays (crossvariety.neural.tokens), its worker processes, and the batches built
+from it (crossvariety.neural.batching)."""
 import numpy as np
 import pytest
 import torch
 
 from conftest import FR_PASSAGES
-from crossvariety import batching, tokens
-from crossvariety.random_models import synthetic_passages
+from crossvariety.neural import batching, tokens
+from crossvariety.neural.random_models import synthetic_passages
 from test_rerank import HOSTILE_TEXTS
 
 TEXTS = HOSTILE_TEXTS + list(FR_PASSAGES.values()) + synthetic_passages(300, seed=5) + [""]
@@ -32,7 +32,7 @@ def test_flat_tokenizer_equals_transformers(xlmr_tokenizer, mt5_tokenizer):
         assert flat.lists() == expected
         assert flat.lengths.max() == min(max_length, max(map(len, expected)))
     # the re-ranker's prompts: the text truncated so that "Relevant:</s>" always fits
-    from crossvariety.rerank import MAX_LENGTH, prompt_ids, prompt_tokenizer
+    from crossvariety.rerank.mt5 import MAX_LENGTH, prompt_ids, prompt_tokenizer
     pairs = [("quin és el riu més llarg", text) for text in TEXTS]
     prompt = prompt_ids(mt5_tokenizer)
     expected = [ids + prompt for ids in mt5_tokenizer(

@@ -60,7 +60,7 @@ def test_finetune_mt5_learns_resumes_exactly_and_loads_back(tmp_path, tiny_mt5):
     b = MT5ForConditionalGeneration.from_pretrained(tmp_path / "killed").state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
-    from crossvariety.rerank import MonoT5ReRanker
+    from crossvariety.rerank.mt5 import MonoT5ReRanker
     reranker = MonoT5ReRanker(str(out), verbose=False)
     held_out = toy_examples(30, seed=1)
     pos = reranker.score([e["query"] for e in held_out], [e["pos"][0] for e in held_out])
@@ -127,7 +127,7 @@ def test_bgem3_step_equals_flagembedding_trainer_step(tmp_path, tiny_xlmr):
     from FlagEmbedding.finetune.embedder.encoder_only.m3 import (
         EncoderOnlyEmbedderM3DataArguments, EncoderOnlyEmbedderM3ModelArguments,
         EncoderOnlyEmbedderM3Runner, EncoderOnlyEmbedderM3TrainingArguments)
-    from crossvariety.random_models import synthetic_passages
+    from crossvariety.neural.random_models import synthetic_passages
     model = without_dropout(tiny_xlmr, tmp_path)
     passages = synthetic_passages(16, seed=5)
     train = write_jsonl(tmp_path / "eight.jsonl", [
@@ -208,7 +208,7 @@ def test_padded_and_compiled_steps_equal_plain_steps(tmp_path, tiny_xlmr, tiny_m
     the aot_eager backend: loss and gradients equal those of the plain, unpadded step (dropout
     off: padding changes which random numbers a dropout mask gets, not their distribution)."""
     from transformers import AutoModel, MT5ForConditionalGeneration
-    from crossvariety import training
+    from crossvariety.neural import training
     from crossvariety.errors import UsageError
     cpu = torch.device("cpu")
     generator = torch.Generator().manual_seed(0)
@@ -257,8 +257,8 @@ def test_padded_and_compiled_steps_equal_plain_steps(tmp_path, tiny_xlmr, tiny_m
 
 
 def test_finetune_bgem3_learns_resumes_and_loads_back(workdir, tiny_xlmr):
-    from crossvariety import dense
-    from crossvariety.random_models import synthetic_passages
+    from crossvariety.families import bgem3
+    from crossvariety.neural.random_models import synthetic_passages
     passages = synthetic_passages(16, seed=5)
     # one batch of examples, seen 12 times: enough to show that it fits what it is trained on
     examples = [{"query": " ".join(p.split()[:4]), "pos": [p], "neg": [passages[8 + i]]}
@@ -273,7 +273,7 @@ def test_finetune_bgem3_learns_resumes_and_loads_back(workdir, tiny_xlmr):
 
     def loss_of(model):
         """The batch's contrastive loss (in-batch negatives, temperature 0.02), no dropout."""
-        encoder = dense.BgeM3Encoder(str(model), max_length=128, verbose=False)
+        encoder = bgem3.BgeM3Encoder(str(model), max_length=128, verbose=False)
         q = torch.from_numpy(encoder.encode([e["query"] for e in examples]))
         p = torch.from_numpy(encoder.encode([e["pos"][0] for e in examples] +
                                             [e["neg"][0] for e in examples]))
@@ -293,7 +293,7 @@ def test_finetune_bgem3_learns_resumes_and_loads_back(workdir, tiny_xlmr):
 
     # the output loads by path in the encoder of index_bgem3.py and run_mmarco.py (whose
     # scripts test_dense.py runs end to end with a model path)
-    vectors = dense.BgeM3Encoder(str(out), max_length=128, verbose=False).encode(passages)
+    vectors = bgem3.BgeM3Encoder(str(out), max_length=128, verbose=False).encode(passages)
     assert vectors.shape == (16, 32)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     proc = run_script("finetune_bgem3.py", *common, "--out", out, cwd=workdir)

@@ -4,9 +4,8 @@ import sys
 import pytest
 
 from conftest import CA_DEV_QUERIES, flores_source, need, run_script
-from crossvariety import flores, translation
-from crossvariety.translation import (TranslationCache, TranslationError, covers,
-                                      remove_apertium_marks, run_line_tool, translate)
+from crossvariety.data import flores, translation
+from crossvariety.data.translation import TranslationCache, TranslationError, covers, remove_apertium_marks, run_line_tool, translate
 
 HOSTILE = [
     "",  # empty: stays empty, never reaches the engine

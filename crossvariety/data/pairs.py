@@ -23,7 +23,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from . import languages
-from .errors import UsageError, UserError
+from ..errors import UsageError, UserError
 
 
 @dataclass(frozen=True)

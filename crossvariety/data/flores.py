@@ -19,9 +19,9 @@ from pathlib import Path
 
 from . import downloads, languages
 from .datasets import write_queries
-from .errors import UserError
-from .runs import atomic_path, gzip_text
-from .settings import REPO_ROOT
+from ..errors import UserError
+from ..runs import atomic_path, gzip_text
+from ..settings import REPO_ROOT
 from .textfiles import read_lines
 
 log = logging.getLogger(__name__)

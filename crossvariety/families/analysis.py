@@ -30,8 +30,8 @@ import regex
 import Stemmer
 import stop_words
 
-from . import languages
-from .errors import UsageError, UserError
+from ..data import languages
+from ..errors import UsageError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ _ENGLISH_STOPWORDS = set(
     "a an and are as at be but by for if in into is it no not of on or such that the their then "
     "there these they this to was will with".split())
 # Lucene's Snowball stop lists (org/apache/lucene/analysis/snowball/*_stop.txt, from
-# snowballstem.org, BSD), copied into crossvariety/stopwords/: the sets Lucene's analyzers use,
+# snowballstem.org, BSD), copied into crossvariety/families/stopwords/: the sets Lucene's analyzers use,
 # which the paper used through Anserini. Short lists of function words; the stop-words package's
 # lists (kept for the other languages) hold content words (Italian persone, lavoro, nuovo).
 SNOWBALL_STOPS = {"fr": "french", "nl": "dutch", "it": "italian", "id": "indonesian",

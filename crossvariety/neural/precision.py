@@ -2,7 +2,7 @@
 re-ranker, the index metadata and the run files.
 
 auto = bf16 on a GPU (the fast path), fp32 on a CPU; fp32 is the paper's precision; fp8 (opt-in)
-runs the linear layers as fp8 products (crossvariety.fp8) on GPUs with fp8 tensor cores, and
+runs the linear layers as fp8 products (crossvariety.neural.fp8) on GPUs with fp8 tensor cores, and
 emulates them elsewhere (slow; for measuring what fp8 does to a ranking). What bf16 and fp8 cost
 against fp32, measured, is in the README (``benchmarks/bench_precision.py``). torch is imported
 only when a precision is resolved: a BM25 run never loads it.
@@ -10,7 +10,7 @@ only when a precision is resolved: a BM25 run never loads it.
 import functools
 import logging
 
-from .errors import UsageError
+from ..errors import UsageError
 
 log = logging.getLogger(__name__)
 NAMES = ("auto", "bf16", "fp32", "fp8")

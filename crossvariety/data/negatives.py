@@ -22,7 +22,7 @@ import sys
 import zlib
 from pathlib import Path
 
-from .errors import UserError
+from ..errors import UserError
 from .textfiles import gzip_problem, read_lines
 
 log = logging.getLogger(__name__)

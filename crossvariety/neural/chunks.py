@@ -32,8 +32,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import ranks
-from .errors import UsageError, UserError
-from .runs import atomic_path, write_text
+from ..errors import UsageError, UserError
+from ..runs import atomic_path, write_text
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import UserError
-from .runs import atomic_path
+from ..errors import UserError
+from ..runs import atomic_path
 from .textfiles import gzip_problem, not_utf8, read_lines
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""BM25 on PISA over terms analysed in Python (crossvariety.analysis).
+"""BM25 on PISA over terms analysed in Python (crossvariety.families.analysis).
 
 PISA's own tokenizer is ASCII-only, so it never sees raw text: documents are indexed as term-count
 dicts (``toks_indexer(scale=1)``; the default scale of 100 changes BM25 rankings) and queries are
@@ -27,10 +27,11 @@ from pathlib import Path
 import pyterrier as pt
 from tqdm.auto import tqdm
 
-from . import analysis, provenance
+from . import analysis
+from .. import provenance
 from .analysis import get_analyzer
-from .errors import UserError, ignore_interrupts
-from .runs import atomic_path
+from ..errors import UserError, ignore_interrupts
+from ..runs import atomic_path
 
 log = logging.getLogger(__name__)
 META = "crossvariety.json"  # our record of the analysis an index was built with

@@ -33,11 +33,11 @@ import pyterrier as pt
 import torch
 from tqdm.auto import tqdm
 
-from . import chunks
-from .batching import default_device
-from .chunks import parts_dir
-from .errors import UserError
-from .runs import atomic_path
+from ..neural import chunks
+from ..neural.batching import default_device
+from ..neural.chunks import parts_dir
+from ..errors import UserError
+from ..runs import atomic_path
 
 log = logging.getLogger(__name__)
 SAMPLE_SEED = 12345  # colbert-ai's
@@ -214,7 +214,7 @@ def encode_chunks(docs, encoder, index_dir, shard="0/1", chunk_docs=25_000, tota
     chunks of the collection into {index}.parts/, skipping chunks already there. ``docs`` is a
     function giving a fresh iterator of {"docno", "text"}. Returns the number of chunks.
     ``inputs``: the identities of the model and the collection
-    (crossvariety.retrievers.index_inputs), recorded in the index's metadata."""
+    (crossvariety.families.retrievers.index_inputs), recorded in the index's metadata."""
     parts = parts_dir(index_dir)
     parts.mkdir(parents=True, exist_ok=True)
     if total is None:

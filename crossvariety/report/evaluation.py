@@ -12,8 +12,8 @@ import ir_measures
 import numpy as np
 import pandas as pd
 
-from .errors import UsageError, UserError
-from .runs import check_scores, duplicate_row
+from ..errors import UsageError, UserError
+from ..runs import check_scores, duplicate_row
 
 MMARCO_MEASURES = ["MRR@10", "R@1000"]
 NEUCLIR_MEASURES = ["nDCG@20", "R@1000"]

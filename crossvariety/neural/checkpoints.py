@@ -12,8 +12,8 @@ import struct
 
 import torch
 
-from .errors import UserError
-from .runs import atomic_path
+from ..errors import UserError
+from ..runs import atomic_path
 
 
 def saved(checkpoints):

@@ -5,13 +5,13 @@ Semantics of pyterrier-t5's ``mT5ReRanker`` at batch size 1: the input is
 fits in 512 tokens; the score is log P(yes) over the ``yes``/``no`` logits of the first decoder
 step. What differs is only how the work is done:
 - pairs are sorted by length and batched by a token budget, so padding is small;
-- bf16 on a GPU (fp32 on a CPU; ``dtype`` chooses, fp8 included: crossvariety.precision);
-- the forward pass is crossvariety.t5's: fused projections, the relative position bias inside
+- bf16 on a GPU (fp32 on a CPU; ``dtype`` chooses, fp8 included: crossvariety.neural.precision);
+- the forward pass is crossvariety.rerank.t5's: fused projections, the relative position bias inside
   the attention kernel, a decoder step that never computes the cross-attention's keys and
   values, only the yes/no direction of the output layer; compiled on a GPU (``compile``);
 - every batch is padded and masked, so a score does not depend on its batch-mates or the batch
   size (pyterrier-t5 chops the last column of a padded batch, so its scores do);
-- tokenisation runs ahead of the model, off the GIL (crossvariety.tokens).
+- tokenisation runs ahead of the model, off the GIL (crossvariety.neural.tokens).
 """
 import logging
 import time
@@ -21,12 +21,13 @@ import pyterrier as pt
 import torch
 from tqdm.auto import tqdm
 
-from . import compiling, precision, t5
-from .batching import ChunkTokenizer, default_device, padded_batches, worker_count
-from .errors import UserError
-from .models import fetch, from_pretrained, load_tokenizer, resolve_model
-from .runs import duplicate_row
-from .tokens import FlatTokenizer
+from ..neural import compiling, precision
+from . import t5
+from ..neural.batching import ChunkTokenizer, default_device, padded_batches, worker_count
+from ..errors import UserError
+from ..models import fetch, from_pretrained, load_tokenizer, resolve_model
+from ..runs import duplicate_row
+from ..neural.tokens import FlatTokenizer
 
 log = logging.getLogger(__name__)
 PROMPT = "Relevant:"
@@ -58,7 +59,7 @@ class MonoT5ReRanker(pt.Transformer):
     """Scores (query, text) pairs of a run frame (qid, query, docno, text) and ranks them.
 
     ``compile``: torch.compile the forward pass, with FlexAttention (auto: on a GPU, for long
-    jobs: crossvariety.compiling); without it, torch's SDPA. ``tokenizer_workers``: tokenizer
+    jobs: crossvariety.neural.compiling); without it, torch's SDPA. ``tokenizer_workers``: tokenizer
     processes for long jobs (auto: some on a GPU, none on a CPU). ``tok_model``: the tokenizer
     (an HF id or path; as pyterrier-t5's mT5ReRanker names it); by default the checkpoint's
     own, else its base model's (crossvariety.models.tokenizer_source), named in

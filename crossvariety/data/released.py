@@ -14,14 +14,14 @@ Files go through huggingface_hub's cache (``HF_HUB_OFFLINE=1`` uses only the cac
 layouts beyond these names were not verified here: every file is read by the same strict readers
 as a user's own file, and one that is not what they expect is an error naming it. A file the
 user put at the place a script looks first (``data/translations/``) always wins. A cached file
-is checked against the checksum the cache names it by (crossvariety.downloads.check_hub_file).
+is checked against the checksum the cache names it by (crossvariety.data.downloads.check_hub_file).
 """
 import logging
 from pathlib import Path
 
 from . import downloads
 from .datasets import QueryFileError, read_queries, write_queries
-from .errors import UsageError, UserError
+from ..errors import UsageError, UserError
 
 log = logging.getLogger(__name__)
 

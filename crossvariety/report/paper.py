@@ -25,11 +25,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import bm25, evaluation, flores, pairs, provenance, retrievers, settings, translation
-from .datasets import Dataset, dataset_name
-from .errors import UsageError
-from .models import model_label
-from .runs import read_run, run_path
+from ..families import bm25, retrievers
+from . import evaluation
+from ..data import flores, pairs, translation
+from .. import provenance, settings
+from ..data.datasets import Dataset, dataset_name
+from ..errors import UsageError
+from ..models import model_label
+from ..runs import read_run, run_path
 
 PUBLISHED = Path(__file__).parent / "published" / "afdt-models-mmarco.csv"
 PAPER_PAIRS = ["ca-fr", "oc-fr", "af-dt", "scn-it", "yue-zh", "ms-id", "gd-en"]
@@ -320,7 +323,7 @@ def gpu_seconds(work, encoded=None):
     no GPU."""
     seconds = 0.0
     encoded = set() if encoded is None else encoded
-    from . import dense, plaid
+    from ..families import bgem3, plaid
     for item in work:
         if item[0] == "encode":
             _, model, collection, index_dir, doc_lang = item
@@ -328,7 +331,7 @@ def gpu_seconds(work, encoded=None):
                 continue
             encoded.add((model, collection, doc_lang))
             index = retrievers.index_path(index_dir, model, dataset_name(collection), doc_lang)
-            if dense.index_built(index) or plaid.index_built(index):
+            if bgem3.index_built(index) or plaid.index_built(index):
                 continue
             # ColBERT-XM's encoding is not measured on a GPU yet: BGE-M3's rate (XLM-R large,
             # a wider model than X-MOD base) stands in as a pessimistic estimate

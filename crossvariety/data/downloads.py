@@ -19,8 +19,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from .errors import UserError
-from .runs import atomic_path
+from ..errors import UserError
+from ..runs import atomic_path
 
 log = logging.getLogger(__name__)
 

@@ -24,12 +24,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import models, precision
-from .batching import ChunkTokenizer, default_device, no_cudnn_attention, padded_batches
-from .errors import UsageError, UserError
-from .languages import canonical
-from .models import resolve_model
-from .tokens import from_lists
+from .. import models
+from ..neural import precision
+from ..neural.batching import ChunkTokenizer, default_device, no_cudnn_attention, padded_batches
+from ..errors import UsageError, UserError
+from ..data.languages import canonical
+from ..models import resolve_model
+from ..neural.tokens import from_lists
 
 log = logging.getLogger(__name__)
 
@@ -239,7 +240,7 @@ class Tokens:
         return [[i[0], self.d_marker] + i[1:] for i in ids]
 
     def doc_tokens(self, texts):
-        """``docs`` as tokens.Tokens (flat arrays), for the batching of crossvariety.batching."""
+        """``docs`` as tokens.Tokens (flat arrays), for the batching of crossvariety.neural.batching."""
         return from_lists(self.docs(texts))
 
     def keep(self, input_ids, attention_mask):

@@ -1,4 +1,4 @@
-"""The paper's figures from evaluated cells (crossvariety.paper), with matplotlib.
+"""The paper's figures from evaluated cells (crossvariety.report.paper), with matplotlib.
 
 Two kinds, one panel per system, our values filled and the published ones hollow beside them:
 - ``gap_chart``: per pair, the high-resource queries' value and the variety's (and the variety
@@ -18,7 +18,7 @@ matplotlib.use("Agg")  # files only: no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
 from .paper import published_value  # noqa: E402
-from .runs import atomic_path  # noqa: E402
+from ..runs import atomic_path  # noqa: E402
 
 ROLES = {  # marker and colour of each kind of query set / model
     "highres": ("o", "tab:blue", "high-resource queries"),

@@ -1,6 +1,6 @@
 """Length-sorted, token-budget batching of tokenised inputs, shared by the encoders and re-ranker.
 
-A stream of texts is tokenised in chunks ahead of the model (crossvariety.tokens: flat id
+A stream of texts is tokenised in chunks ahead of the model (crossvariety.neural.tokens: flat id
 arrays), on a thread or, for large jobs on a GPU, in worker processes, so that tokenisation
 overlaps the model's work and does not compete with the launching thread for the GIL; the
 first chunks are small, so that the model starts after a moment rather than after a whole
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from . import tokens as tokens_module
-from .errors import UsageError
+from ..errors import UsageError
 
 log = logging.getLogger(__name__)
 FIRST_CHUNK = 2048  # items tokenised before the model starts; chunks then double up to ``chunk``

@@ -11,7 +11,7 @@ import gzip
 import zlib
 from pathlib import Path
 
-from .errors import UserError
+from ..errors import UserError
 
 GZIP_MAGIC = b"\x1f\x8b"
 BOM = b"\xef\xbb\xbf"

@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from .errors import UsageError
+from ..errors import UsageError
 
 log = logging.getLogger(__name__)
 SETTINGS = ("auto", "on", "off")

@@ -1,6 +1,6 @@
 """The neural first-stage families behind ``--model``: BGE-M3 (one vector per document, a
-pyterrier-dr FlexIndex, crossvariety.dense) and ColBERT-XM (token vectors, a PLAID index,
-crossvariety.colbert + crossvariety.plaid). The run scripts ask this module for a model's
+pyterrier-dr FlexIndex, crossvariety.families.bgem3) and ColBERT-XM (token vectors, a PLAID index,
+crossvariety.families.colbertxm + crossvariety.families.plaid). The run scripts ask this module for a model's
 retriever over a collection; a missing index is built first, as the index scripts would.
 """
 import functools
@@ -8,9 +8,9 @@ import json
 import logging
 from pathlib import Path
 
-from . import provenance
-from .errors import UsageError, UserError
-from .models import MODELS, model_label, resolve_model
+from .. import provenance
+from ..errors import UsageError, UserError
+from ..models import MODELS, model_label, resolve_model
 
 log = logging.getLogger(__name__)
 FAMILIES = ("bge-m3", "colbert-xm")
@@ -49,10 +49,10 @@ def encoder(model, language=None, doc_lang_from_config=False, max_length=1024, d
     """The model's encoder, in precision ``dtype``; ColBERT-XM's with the adapter of
     ``language``."""
     if family(model) == "colbert-xm":
-        from .colbert import ColBERTXMEncoder
+        from .colbertxm import ColBERTXMEncoder
         return ColBERTXMEncoder(model, language=language, doc_lang_from_config=doc_lang_from_config,
                                 dtype=dtype)
-    from .dense import BgeM3Encoder
+    from .bgem3 import BgeM3Encoder
     return BgeM3Encoder(model, max_length=max_length, dtype=dtype)
 
 
@@ -96,8 +96,8 @@ def check_index(index, inputs, overwrite=False, fix="--overwrite rebuilds it"):
     fix, or with ``overwrite`` is removed (with its chunks) to be built again; an index of an
     older version, with no identities in its metadata, is used with a warning. Returns whether
     the index is there to use."""
-    from . import dense, plaid
-    if not (dense.index_built(index) or plaid.index_built(index)):
+    from . import bgem3, plaid
+    if not (bgem3.index_built(index) or plaid.index_built(index)):
         return False
     changed = provenance.stale_meta(index_meta(index) or {}, inputs)
     if changed is None:
@@ -108,7 +108,7 @@ def check_index(index, inputs, overwrite=False, fix="--overwrite rebuilds it"):
         return True
     if not overwrite:
         raise UserError(f"{index} was built from other inputs ({'; '.join(changed)}): {fix}")
-    from .chunks import remove
+    from ..neural.chunks import remove
     log.info("rebuilding %s: %s", index, "; ".join(changed))
     remove(index)
     return False
@@ -167,13 +167,13 @@ def retriever(model, collection, index_dir, num_results=1000, language=None,
                               inputs=index_inputs(model, collection))
         plaid.check_language(index, enc)
         return plaid.colbert_retriever(index, enc, num_results)
-    from . import dense
+    from . import bgem3
     built = check_index(index, index_inputs(model, collection, max_length), overwrite, fix)
     enc = encoder(model, max_length=max_length, dtype=dtype)
     if not built:
         log.info("no dense index at %s: encoding %s (index_bgem3.py shards big ones)", index,
                  collection.spec)
         # the identities again, now that the model is loaded (in the HF cache)
-        dense.build_index(collection.docs_iter(), enc, index, total=collection.docs_count(),
+        bgem3.build_index(collection.docs_iter(), enc, index, total=collection.docs_count(),
                           inputs=index_inputs(model, collection, max_length))
-    return dense.dense_retriever(index, enc, num_results=num_results)
+    return bgem3.dense_retriever(index, enc, num_results=num_results)

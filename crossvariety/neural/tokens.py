@@ -6,7 +6,7 @@ and dicts for every text while holding it: measured on an H200 host, that part i
 the thread that launches the GPU's work. ``FlatTokenizer`` calls the same Rust tokenizer (the
 same ids: the settings transformers passes to it are copied) and returns one int32 array of
 every id plus the lengths; ``Workers`` runs it in separate processes (``python -m
-crossvariety.tokens``, so a stage script is never re-imported the way multiprocessing's spawn
+crossvariety.neural.tokens``, so a stage script is never re-imported the way multiprocessing's spawn
 would re-run it), which leaves the main process a few microseconds of work per text.
 """
 import itertools
@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 class Tokens(NamedTuple):
@@ -119,7 +119,7 @@ class Workers:
         try:
             for _ in range(n):
                 # started in the repository: ``-m`` puts the working directory first on the path
-                proc = subprocess.Popen([sys.executable, "-m", "crossvariety.tokens"],
+                proc = subprocess.Popen([sys.executable, "-m", "crossvariety.neural.tokens"],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, env=env, cwd=REPO_ROOT)
                 self.procs.append(proc)
@@ -180,7 +180,7 @@ def _serve():
     """A worker: read the tokenize callable, then lists of texts until the input closes;
     answer each with ("ok", Tokens) or ("error", traceback)."""
     import traceback
-    from .errors import ignore_interrupts
+    from ..errors import ignore_interrupts
     ignore_interrupts()  # Ctrl-C is the main process's; a worker ends when its input closes
     stdin = sys.stdin.buffer
     # the answers get their own copy of stdout; anything a library prints goes to stderr

@@ -9,14 +9,14 @@ import functools
 
 import pycountry
 
-from .errors import UsageError
+from ..errors import UsageError
 
 # Codes the ISO tables would map elsewhere: mMARCO's Dutch, and individual languages whose
 # macrolanguage the project names (FLORES: zsm_Latn Standard Malay, pes_Arab Iranian Persian).
 ALIASES = {"dt": "nl", "zsm": "ms", "pes": "fa", "cmn": "zh"}
 # The FLORES-200 code of the project's languages where the ISO code alone does not give it (a
 # macrolanguage, or several scripts). Other languages are found by their ISO 639-3 code among
-# the FLORES files (glg -> glg_Latn), see crossvariety.flores.
+# the FLORES files (glg -> glg_Latn), see crossvariety.data.flores.
 FLORES_CODES = {
     "fr": "fra_Latn", "ca": "cat_Latn", "oc": "oci_Latn", "nl": "nld_Latn", "af": "afr_Latn",
     "it": "ita_Latn", "scn": "scn_Latn", "zh": "zho_Hans", "yue": "yue_Hant", "id": "ind_Latn",

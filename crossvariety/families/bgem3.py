@@ -5,8 +5,8 @@ The encoder has BGE-M3's dense semantics as FlagEmbedding computes them: the tok
 special tokens and truncation to ``max_length``, the [CLS] state, L2-normalised. It differs in how
 the work is done: a whole chunk of texts is sorted by length (not FlagEmbedding's chunks of 64
 that pyterrier-dr feeds it), batches are bounded by a token budget, bf16 and SDPA attention on a
-GPU (``dtype``: crossvariety.precision), compiled for long jobs on a GPU
-(crossvariety.compiling), tokenisation ahead of the model and off the GIL (crossvariety.tokens).
+GPU (``dtype``: crossvariety.neural.precision), compiled for long jobs on a GPU
+(crossvariety.neural.compiling), tokenisation ahead of the model and off the GIL (crossvariety.neural.tokens).
 """
 import json
 import logging
@@ -19,14 +19,13 @@ import pyterrier as pt
 import torch
 from tqdm.auto import tqdm
 
-from . import chunks, compiling, precision
-from .batching import ChunkTokenizer, default_device, no_cudnn_attention, padded_batches, \
-    worker_count
-from .chunks import parts_dir
-from .errors import UserError
-from .models import fetch, from_pretrained, load_tokenizer, model_label, resolve_model
-from .runs import atomic_path
-from .tokens import FlatTokenizer
+from ..neural import chunks, compiling, precision
+from ..neural.batching import ChunkTokenizer, default_device, no_cudnn_attention, padded_batches, worker_count
+from ..neural.chunks import parts_dir
+from ..errors import UserError
+from ..models import fetch, from_pretrained, load_tokenizer, model_label, resolve_model
+from ..runs import atomic_path
+from ..neural.tokens import FlatTokenizer
 
 log = logging.getLogger(__name__)
 MAX_LENGTH = 1024  # the paper's setting (BGE-M3 allows 8192)
@@ -109,7 +108,7 @@ class QueryEncoder(pt.Transformer):
 
 
 # ----------------------------------------------------------------------------- indexing
-# Chunks under {index}.parts/ (crossvariety.chunks), merged in order into a FlexIndex at
+# Chunks under {index}.parts/ (crossvariety.neural.chunks), merged in order into a FlexIndex at
 # {index}, which appears only when complete.
 
 def default_index_path(index_dir, model, dataset_name):
@@ -126,7 +125,7 @@ def encode_chunks(docs, encoder, index_dir, shard="0/1", chunk_docs=100_000, tot
     """Encode this shard's chunks of ``docs`` ({"docno", "text"}, or a function giving them)
     into {index}.parts/, skipping chunks already there (chunks.encode_chunks). Returns the
     number of chunks of the whole collection. ``inputs``: the identities of the model and the
-    collection (crossvariety.retrievers.index_inputs), recorded in the index's metadata."""
+    collection (crossvariety.families.retrievers.index_inputs), recorded in the index's metadata."""
     meta = {"model": encoder.model_name, "max_length": encoder.max_length,
             "dtype": encoder.precision, **(inputs or {})}
     return chunks.encode_chunks(

@@ -24,9 +24,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .errors import UsageError, UserError
+from ..errors import UsageError, UserError
 from .languages import FLORES_CODES, canonical, iso639_3
-from .models import from_pretrained, resolve_model
+from ..models import from_pretrained, resolve_model
 
 log = logging.getLogger(__name__)
 
