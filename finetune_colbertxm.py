@@ -90,7 +90,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from crossvariety.neural import checkpoints, training
 from crossvariety.data import released
-from crossvariety.families.colbertxm import ColBERTXM, Tokens, checkpoint_dir, load_tokenizer, pair_loss, read_settings
+from crossvariety.families.colbert import ColBERTXM, Tokens, checkpoint_dir, load_tokenizer, pair_loss, read_settings
 from crossvariety.errors import UsageError, UserError
 from crossvariety.data.negatives import read_examples
 from crossvariety.data.pairs import pair_from_name

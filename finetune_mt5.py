@@ -128,7 +128,7 @@ from transformers import AutoModelForSeq2SeqLM  # noqa: E402
 from crossvariety.neural import checkpoints, training  # noqa: E402
 from crossvariety.neural.batching import default_device, no_cudnn_attention  # noqa: E402
 from crossvariety.models import fetch, from_pretrained, load_tokenizer  # noqa: E402
-from crossvariety.rerank.mt5 import MAX_LENGTH, prompt_tokenizer, yes_no_ids  # noqa: E402
+from crossvariety.rerank.monot5 import MAX_LENGTH, prompt_tokenizer, yes_no_ids  # noqa: E402
 from crossvariety.runs import atomic_path  # noqa: E402
 
 torch.manual_seed(SEED)

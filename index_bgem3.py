@@ -68,7 +68,7 @@ import sys
 from pathlib import Path
 
 from crossvariety.neural import chunks, compiling, ranks
-from crossvariety.families import bgem3, retrievers
+from crossvariety.families import bgem3, dense, indexes
 from crossvariety.neural.batching import worker_count
 from crossvariety.data.datasets import Dataset
 from crossvariety.models import resolve_model
@@ -80,29 +80,28 @@ compiling.check(COMPILE)
 worker_count(TOKENIZER_WORKERS, "cpu")  # a wrong value fails before the collection is opened
 resolve_model(MODEL)  # an unknown name fails before the collection is opened
 dataset = Dataset(DATASET)
-index = Path(INDEX) if INDEX else bgem3.default_index_path(paths["index_dir"], MODEL,
-                                                          dataset.name)
+index = Path(INDEX) if INDEX else bgem3.index_path(paths["index_dir"], MODEL, dataset.name, {})
 device, rank, world = ranks.join_stage(DEVICE)
 if OVERWRITE and rank == 0:
     chunks.remove(index)
 ranks.barrier()
-if retrievers.check_index(index, retrievers.index_inputs(MODEL, dataset, MAX_LENGTH),
-                          fix="--overwrite rebuilds it, or pass another --index"):
+if indexes.check_index(index, bgem3.index_built, bgem3.index_inputs(MODEL, dataset, MAX_LENGTH),
+                       fix="--overwrite rebuilds it, or pass another --index"):
     log.info("%s is already built; nothing to do (--overwrite rebuilds it)", index)
     sys.exit(0)
 check_writable(index, folder=True, option="--index", replaced=True)
 if MERGE_ONLY:
     if rank == 0:
-        chunks.merge_when_complete(index, bgem3.index_built, bgem3.merge_chunks, required=True)
+        chunks.merge_when_complete(index, dense.index_built, dense.merge_chunks, required=True)
     sys.exit(0)
 shard = chunks.rank_shard(SHARD, rank, world)
-encoder = bgem3.BgeM3Encoder(MODEL, max_length=MAX_LENGTH, batch_tokens=BATCH_TOKENS,
+encoder = dense.BgeM3Encoder(MODEL, max_length=MAX_LENGTH, batch_tokens=BATCH_TOKENS,
                              device=device, dtype=DTYPE, compile=COMPILE,
                              tokenizer_workers=TOKENIZER_WORKERS)
 log.info("encoding %s with %s on %s (%s, %d tokens/batch) into %s, shard %s", DATASET,
          encoder.model_name, encoder.device, encoder.precision, encoder.batch_tokens, index,
          shard)
 # the identities again, now that the model is loaded (in the HF cache)
-inputs = retrievers.index_inputs(MODEL, dataset, MAX_LENGTH)
-bgem3.build_index(dataset.docs_iter, encoder, index, shard=shard, chunk_docs=CHUNK_DOCS,
+inputs = bgem3.index_inputs(MODEL, dataset, MAX_LENGTH)
+dense.build_index(dataset.docs_iter, encoder, index, shard=shard, chunk_docs=CHUNK_DOCS,
                   total=dataset.docs_count(), inputs=inputs)

@@ -78,8 +78,8 @@ import sys
 from pathlib import Path
 
 from crossvariety.neural import chunks, ranks
-from crossvariety.families import plaid, retrievers
-from crossvariety.families.colbertxm import ColBERTXMEncoder
+from crossvariety.families import colbertxm, indexes, plaid
+from crossvariety.families.colbert import ColBERTXMEncoder
 from crossvariety.data.datasets import Dataset
 from crossvariety.errors import UsageError
 from crossvariety.models import resolve_model
@@ -88,7 +88,7 @@ from crossvariety.runs import check_writable
 log = logging.getLogger("index_colbertxm")
 chunks.parse_shard(SHARD)
 resolve_model(MODEL)
-if retrievers.family(MODEL) != "colbert-xm":
+if not colbertxm.claims(MODEL):
     raise UsageError(f"{MODEL} is not a ColBERT-XM checkpoint (no artifact.metadata); BGE-M3 "
                      "models are indexed by index_bgem3.py")
 if NBITS not in (1, 2, 4, 8):
@@ -97,14 +97,14 @@ dataset = Dataset(DATASET)
 language = LANGUAGE or dataset.docs_lang()
 if not language:
     raise UsageError(f"the language of {DATASET} is unknown; pass --language (fr, nl, fa, ...)")
-index = Path(INDEX) if INDEX else retrievers.index_path(paths["index_dir"], MODEL, dataset.name,
-                                                        DOC_LANG_FROM_CONFIG)
+index = Path(INDEX) if INDEX else colbertxm.index_path(
+    paths["index_dir"], MODEL, dataset.name, {"doc_lang_from_config": DOC_LANG_FROM_CONFIG})
 device, rank, world = ranks.join_stage(DEVICE)
 if OVERWRITE and rank == 0:
     chunks.remove(index)
 ranks.barrier()
-if retrievers.check_index(index, retrievers.index_inputs(MODEL, dataset),
-                          fix="--overwrite rebuilds it, or pass another --index"):
+if indexes.check_index(index, colbertxm.index_built, colbertxm.index_inputs(MODEL, dataset),
+                       fix="--overwrite rebuilds it, or pass another --index"):
     log.info("%s is already built; nothing to do (--overwrite rebuilds it)", index)
     sys.exit(0)
 check_writable(index, folder=True, option="--index", replaced=True)
@@ -119,7 +119,7 @@ log.info("indexing %s with %s (queries %s, documents %s) on %s (%s, %d tokens/ba
          "shard %s", DATASET, encoder.model_name, encoder.language, encoder.doc_language,
          encoder.device, encoder.precision, encoder.batch_tokens, index, shard)
 # the identities again, now that the model is loaded (in the HF cache)
-inputs = retrievers.index_inputs(MODEL, dataset)
+inputs = colbertxm.index_inputs(MODEL, dataset)
 plaid.build_index(dataset.docs_iter, encoder, index, shard=shard, chunk_docs=CHUNK_DOCS,
                   total=dataset.docs_count(), nbits=NBITS, kmeans_niters=KMEANS_NITERS,
                   inputs=inputs)

@@ -66,6 +66,7 @@ import logging
 import time
 from pathlib import Path
 
+from crossvariety import experiments
 from crossvariety.report import evaluation, paper
 from crossvariety.errors import UsageError, UserError
 from crossvariety.runs import write_text
@@ -88,7 +89,7 @@ configs = CONFIGS or ([str(paths["config"])] if own else
                              else str(p) for p in (settings.REPO_ROOT / "configs").glob("*.toml")))
 where, outputs = {}, []  # run file name -> the places the configs write it
 for config in configs:
-    for output in paper.config_outputs(config, paths["flags"]):  # --runs-dir etc. win
+    for output in experiments.config_outputs(config, paths["flags"]):  # --runs-dir etc. win
         outputs.append(output)
         where.setdefault(output.path.name, []).append(output)
 
@@ -128,8 +129,8 @@ if PLAN:
         if command is None:
             continue
         work = [w for makers in runs.values() for w in makers[0].work]
-        seconds = paper.gpu_seconds(work)  # as if run alone: with the indexes it needs
-        total += paper.gpu_seconds(work, encoded)
+        seconds = experiments.gpu_seconds(work)  # as if run alone: with the indexes it needs
+        total += experiments.gpu_seconds(work, encoded)
         estimate = f"GPU ~{seconds / 3600:.1f} h" if seconds else "no GPU"
         print(f"\n{command}   # {len(runs)} missing runs, {estimate}")
         for run, makers in runs.items():
@@ -139,7 +140,7 @@ if PLAN:
         for run in missing[None]:
             print(f"    {run}")
     print(f"\nGPU time of the missing runs: ~{total / 3600:.1f} h on one H200 (encoding "
-          f"{paper.ENCODE_PASSAGES_PER_S:,} passages/s, re-ranking {paper.RERANK_PAIRS_PER_S:,} "
+          f"{experiments.ENCODE_PASSAGES_PER_S:,} passages/s, re-ranking {experiments.RERANK_PAIRS_PER_S:,} "
           "pairs/s; ColBERT-XM's encoding, not measured yet, at BGE-M3's rate; each command's "
           "estimate includes the dense indexes it builds, the total "
           "counts a shared index once, built indexes are not counted); BM25 needs CPU only.")

@@ -89,7 +89,7 @@ from crossvariety.neural import compiling, precision, ranks
 from crossvariety import provenance  # noqa: E402
 from crossvariety.neural.batching import worker_count  # noqa: E402
 from crossvariety.data.datasets import Dataset, load_queries  # noqa: E402
-from crossvariety.rerank.mt5 import MonoT5ReRanker, attach_text  # noqa: E402
+from crossvariety.rerank.monot5 import MonoT5ReRanker, attach_text  # noqa: E402
 from crossvariety.runs import check_precision, check_writable, read_run, reusable, \
     run_name, write_run  # noqa: E402
 

@@ -124,22 +124,21 @@ HELP = {
 }
 paths = settings.configure(globals(), HELP)
 # -----------------------------------------------------------------------------
-import functools
 import logging
 import time
 from pathlib import Path
 
 import pandas as pd
 
-from crossvariety.families import bm25, retrievers
-from crossvariety.report import evaluation
+from crossvariety import experiments, provenance, rerank
 from crossvariety.data import flores, released, translation
-from crossvariety.neural import precision
-from crossvariety import provenance
 from crossvariety.data.datasets import Dataset, read_queries, variety_queries_path, write_queries
-from crossvariety.errors import UsageError, UserError
-from crossvariety.models import check_loadable, model_label, resolve_model
 from crossvariety.data.pairs import PAIRS as BUILT_IN, get_pairs
+from crossvariety.errors import UsageError, UserError
+from crossvariety.families import family_of, first_stage_names
+from crossvariety.models import model_label, resolve_model
+from crossvariety.neural import precision
+from crossvariety.report import evaluation
 from crossvariety.runs import cached_run, check_writable, run_path, write_text
 
 log = logging.getLogger("run_mmarco")
@@ -165,18 +164,18 @@ if TRANSLATE_QUERIES and TRANSLATE_QUERIES not in translation.ENGINES:
     raise UsageError(f"unknown engine {TRANSLATE_QUERIES!r}; choose from "
                      f"{', '.join(translation.ENGINES)}")
 # an unknown name fails here, before any retrieval, listing the names the flag takes
-if MODEL != "bm25":
-    resolve_model(MODEL, ["bm25", *retrievers.FIRST_STAGE])
+if MODEL not in first_stage_names():
+    resolve_model(MODEL, first_stage_names())
+family = family_of(MODEL)  # an mT5 model as first stage fails here
+reranker = rerank.family_of(RERANK) if RERANK else None
 for model in (RERANK, TOKENIZER):
     if model:
         resolve_model(model)
-if MODEL != "bm25":
-    retrievers.family(MODEL)  # an mT5 model as first stage fails here
 pairs = get_pairs(PAIRS)
 if VARIETY_QUERIES and len(pairs) != 1:
     raise UsageError("--variety-queries names the queries of one pair; pass one --pairs")
 if BENCHMARK == "flores" and (COLLECTION or TOPICS):
-    raise UsageError("--collection and --topics go with --benchmark mmarco; flores builds its own")
+    raise UsageError("--collection and --topics go with --benchmark flores; flores builds its own")
 precision.check(DTYPE)  # torch is loaded only when a model runs
 
 measures = MEASURES or evaluation.MMARCO_MEASURES
@@ -185,52 +184,24 @@ check_writable(paths["runs_dir"], folder=True, option="--runs-dir")  # before, n
 if TRANSLATE_QUERIES:
     check_writable(paths["translations_dir"], folder=True, option="--translations-dir")
 # models neither cached nor reachable fail now, in seconds (one short probe of the hub)
-if MODEL != "bm25":
-    check_loadable(MODEL, retrievers.family(MODEL))
+family.check(MODEL)
+s = experiments.settings_of(globals())
+if family.NEURAL or RERANK:  # the precision the neural models run in, recorded in the runs
+    s["dtype"] = precision.resolve(DTYPE)
+dtype = s["dtype"] if family.NEURAL else None
 if RERANK:
-    check_loadable(RERANK, "mt5", TOKENIZER or None)
+    reranker.check(RERANK, s)
+retrievers = {}  # one retriever per collection, made only when a run must be computed
 
 
-def romanized(pair):
-    return ROMANIZE or pair.romanize
-
-
-def first_stage(pair):
-    """The first-stage model's name in file names."""
-    return bm25.model_label(pair.analyzer, CJK, NGRAM, romanized(pair)) if MODEL == "bm25" else \
-        retrievers.label(MODEL, DOC_LANG_FROM_CONFIG)
-
-
-@functools.cache
-def retriever_for(collection_spec, analyzer, language, romanize=False):
+def retriever_for(collection, ps):
     """The first-stage retriever over a collection, its index built if it is missing (a stale
     BM25 index is rebuilt; a stale neural one is an error, or rebuilt with --overwrite). Called
     only when a run must be computed: re-evaluating finished runs loads no model or index."""
-    collection = Dataset(collection_spec)
-    if MODEL != "bm25":  # BGE-M3 or ColBERT-XM (the adapter of the collection's language)
-        return retrievers.retriever(MODEL, collection, paths["index_dir"], NUM_RESULTS,
-                                    language=language, doc_lang_from_config=DOC_LANG_FROM_CONFIG,
-                                    max_length=MAX_LENGTH, dtype=precision.resolve(DTYPE),
-                                    overwrite=OVERWRITE)
-    index = bm25.default_index_path(paths["index_dir"], collection.name,
-                                    bm25.model_label(analyzer, CJK, NGRAM, romanize))
-    bm25.current_index(collection, analyzer, index, CJK, WORKERS, NGRAM, romanize)
-    return bm25.bm25_retriever(index, num_results=NUM_RESULTS)
-
-
-def recipe_for(collection, pair, queries):
-    """What makes a first-stage run (crossvariety.provenance): checked before a finished run is
-    reused, recorded beside a new one."""
-    if MODEL == "bm25":
-        return bm25.run_recipe(collection, pair.analyzer, CJK, queries, NGRAM, romanized(pair))
-    return retrievers.run_recipe(MODEL, collection, queries, pair.highres, DOC_LANG_FROM_CONFIG,
-                                 MAX_LENGTH, precision.resolve(DTYPE), paths["index_dir"])
-
-
-@functools.cache
-def reranker_for(model):
-    from crossvariety.rerank.mt5 import MonoT5ReRanker
-    return MonoT5ReRanker(model, dtype=precision.resolve(DTYPE), tok_model=TOKENIZER or None)
+    key = (collection.spec, experiments.first_stage(ps))
+    if key not in retrievers:
+        retrievers[key] = family.retriever(MODEL, collection, paths["index_dir"], ps)
+    return retrievers[key]
 
 
 tables, topic_specs, collection_ids, problems = [], [], [], []
@@ -277,8 +248,9 @@ for pair in pairs:
 
     query_sets = [(pair.highres, highres_queries), (pair.variety, lowres_queries)]
     if TRANSLATE_QUERIES:
-        if translation.covers(TRANSLATE_QUERIES, pair.variety, pair.highres):
-            label = pair.translated(TRANSLATE_QUERIES)
+        translated_sets = experiments.gap_query_sets(pair, TRANSLATE_QUERIES)[2:]
+        if translated_sets:
+            label = translated_sets[0][0]
             translated_file = paths["translations_dir"] / f"{topics.name}.{label}.tsv.gz"
             # cached by content: only new or changed queries reach the engine
             translated = translation.translate_queries(
@@ -292,27 +264,25 @@ for pair in pairs:
                         TRANSLATE_QUERIES, pair.variety, pair.highres)
 
     # 2. one run per query set (a finished run file is reused; the index is built on first use)
+    ps = experiments.pair_settings(s, pair)
+    first = experiments.first_stage(ps)
     runs = {}
     for label, queries in query_sets:
-        path = run_path(paths["runs_dir"], topics.name, first_stage(pair), label, "retrieve")
+        path = run_path(paths["runs_dir"], topics.name, first, label, experiments.stage())
         runs[label] = cached_run(
-            path, lambda: retriever_for(collection.spec, pair.analyzer, pair.highres,
-                                        romanized(pair))(queries),
-            OVERWRITE, None if MODEL == "bm25" else precision.resolve(DTYPE),
-            recipe=lambda: recipe_for(collection, pair, queries), depth=NUM_RESULTS,
-            exact_depth=MODEL != "bm25" and retrievers.exact_depth(MODEL), optional=("index",))
+            path, lambda: retriever_for(collection, ps)(queries), OVERWRITE, dtype,
+            recipe=lambda: family.recipe(MODEL, collection, queries, paths["index_dir"], ps),
+            depth=NUM_RESULTS, exact_depth=family.exact_depth(MODEL), optional=("index",))
 
-    # 3. mT5 re-ranking of each first-stage run
+    # 3. re-ranking of each first-stage run (the paper's mT5 rows)
     if RERANK:
-        from crossvariety.rerank.mt5 import attach_text
         for label, queries in query_sets:
-            path = run_path(paths["runs_dir"], topics.name, first_stage(pair), label,
-                            f"rerank-{model_label(RERANK)}")
-            runs[label] = cached_run(path, lambda: reranker_for(RERANK)(
-                attach_text(runs[label], queries, collection, RERANK_TOP_K)), OVERWRITE,
-                precision.resolve(DTYPE), recipe=lambda: provenance.rerank_recipe(
-                    RERANK, runs[label], queries, collection, RERANK_TOP_K,
-                    precision.resolve(DTYPE), TOKENIZER or None))
+            path = run_path(paths["runs_dir"], topics.name, first, label,
+                            experiments.stage(RERANK))
+            runs[label] = cached_run(
+                path, lambda: reranker.rerank(RERANK, runs[label], queries, collection, s),
+                OVERWRITE, s["dtype"],
+                recipe=lambda: reranker.recipe(RERANK, runs[label], queries, collection, s))
 
     # 4. the gap: variety (and translated) vs high-resource queries, paired over the same qids
     if EVALUATE:
@@ -340,7 +310,8 @@ if tables:
         benchmark = "+".join(dict.fromkeys(Dataset(t).name for t in topic_specs))
         if not all(str(c).startswith("irds:") for c in collection_ids):
             benchmark += "-" + provenance.digest(collection_ids)
-    model = max(first_stage(pair) for pair in pairs)  # bm25-unibi if any pair uses it
+    # bm25-unibi if any pair uses it
+    model = max(experiments.first_stage(experiments.pair_settings(s, pair)) for pair in pairs)
     table = pd.concat(tables)
     table.index.name = f"{benchmark} {model}" + (f" >> {model_label(RERANK)}" if RERANK else "")
     text = evaluation.format_table(table) + "\n" + evaluation.significance_note(
@@ -349,7 +320,7 @@ if tables:
     name = "all" if PAIRS == ["all"] else "+".join(p.name for p in pairs)
     if TRANSLATE_QUERIES:
         name += f".translated-{TRANSLATE_QUERIES}"
-    stage = f"{model}.rerank-{model_label(RERANK)}" if RERANK else model
+    stage = f"{model}.{experiments.stage(RERANK)}" if RERANK else model
     out = paths["runs_dir"] / f"{benchmark}.{stage}.{name}.gap.md"
     write_text(out, text)
     log.info("wrote %s", out)

@@ -73,35 +73,31 @@ HELP = {
 }
 paths = settings.configure(globals(), HELP)
 # -----------------------------------------------------------------------------
-import functools
 import logging
 
-from crossvariety.report import evaluation
-from crossvariety.neural import precision
-from crossvariety import provenance
-from crossvariety.families import retrievers
+from crossvariety import experiments, rerank
 from crossvariety.data.datasets import Dataset
 from crossvariety.errors import UsageError
+from crossvariety.families import family_of, first_stage_names
 from crossvariety.models import model_label, resolve_model
-from crossvariety.rerank.mt5 import MonoT5ReRanker, attach_text
+from crossvariety.neural import precision
+from crossvariety.report import evaluation
 from crossvariety.runs import cached_run, check_writable, run_path, write_text
 
 log = logging.getLogger("run_neuclir")
 if not MODELS:
     raise UsageError("--models needs at least one model")
 for model in MODELS + RERANK + ([TOKENIZER] if TOKENIZER else []):
-    resolve_model(model)  # an unknown name fails before any work
-for model in MODELS:
-    retrievers.family(model)
+    if model not in first_stage_names():
+        resolve_model(model)  # an unknown name fails before any work
+families = {model: family_of(model) for model in MODELS}  # an mT5 model here fails
+rerankers = {model: rerank.family_of(model) for model in RERANK}
 evaluation.parse_measures(MEASURES)
 check_writable(paths["runs_dir"], folder=True, option="--runs-dir")  # before, not after, the work
 datasets = [Dataset(d) for d in DATASETS]
 precision.check(DTYPE)  # torch is loaded only when a model runs
-
-
-@functools.cache
-def reranker_of(model):
-    return MonoT5ReRanker(model, dtype=precision.resolve(DTYPE), tok_model=TOKENIZER or None)
+s = experiments.settings_of(globals())
+s["dtype"] = precision.resolve(DTYPE)  # the precision of the models, recorded in the runs
 
 
 tables = []
@@ -110,50 +106,43 @@ for topics in datasets:
     is_neuclir = "neuclir" in topics.spec
     field = QUERY_FIELD if is_neuclir else None
     queries = topics.queries(field)
-    label = field or "en"
+    label = experiments.neuclir_queries(topics.spec, QUERY_FIELD)
     log.info("%s: %d queries (%s), documents from %s", topics.spec, len(queries), label,
              collection.spec)
     qrels = topics.qrels()  # a broken qrels file fails before the runs
 
     # 1. each model retrieves over its own index of the collection
+    cs = experiments.collection_settings(s, LANGUAGE, LANGUAGE or collection.docs_lang() or "")
     runs = {}
-    for model in MODELS:
-        name = retrievers.label(model, DOC_LANG_FROM_CONFIG)
-        path = run_path(paths["runs_dir"], topics.name, name, label, "retrieve")
+    for model, family in families.items():
+        name = experiments.first_stage(cs, model)
+        path = run_path(paths["runs_dir"], topics.name, name, label, experiments.stage())
 
-        def retrieve(model=model):
-            return retrievers.retriever(model, collection, paths["index_dir"], NUM_RESULTS,
-                                        language=LANGUAGE or None,
-                                        doc_lang_from_config=DOC_LANG_FROM_CONFIG,
-                                        max_length=MAX_LENGTH, dtype=precision.resolve(DTYPE),
-                                        overwrite=OVERWRITE)(queries)
+        def retrieve(model=model, family=family):
+            return family.retriever(model, collection, paths["index_dir"], cs)(queries)
 
-        def recipe(model=model):
-            return retrievers.run_recipe(model, collection, queries, LANGUAGE or None,
-                                         DOC_LANG_FROM_CONFIG, MAX_LENGTH,
-                                         precision.resolve(DTYPE), paths["index_dir"])
-        runs[name] = cached_run(path, retrieve, OVERWRITE, precision.resolve(DTYPE), recipe,
-                                NUM_RESULTS, retrievers.exact_depth(model), optional=("index",))
+        def recipe(model=model, family=family):
+            return family.recipe(model, collection, queries, paths["index_dir"], cs)
+        runs[name] = cached_run(path, retrieve, OVERWRITE, s["dtype"] if family.NEURAL else None,
+                                recipe, NUM_RESULTS, family.exact_depth(model),
+                                optional=("index",))
 
-    # 2. the paper's mT5 rows: the first model's top-k re-ranked by each mT5 model
+    # 2. the paper's mT5 rows: the first model's top-k re-ranked by each re-ranker
     if RERANK:
-        first_label = retrievers.label(MODELS[0], DOC_LANG_FROM_CONFIG)
+        first_label = experiments.first_stage(cs, MODELS[0])
         first = runs[first_label]
         reranked = {}
-        for reranker_name in RERANK:
+        for reranker_name, reranker in rerankers.items():
             path = run_path(paths["runs_dir"], topics.name, first_label, label,
-                            f"rerank-{model_label(reranker_name)}")
+                            experiments.stage(reranker_name))
 
-            def rerank(reranker_name=reranker_name):
-                frame = attach_text(first, queries, collection, RERANK_TOP_K)
-                return reranker_of(reranker_name)(frame)
+            def rerank_run(reranker_name=reranker_name, reranker=reranker):
+                return reranker.rerank(reranker_name, first, queries, collection, s)
 
-            def recipe(reranker_name=reranker_name):
-                return provenance.rerank_recipe(reranker_name, first, queries, collection,
-                                                RERANK_TOP_K, precision.resolve(DTYPE),
-                                                TOKENIZER or None)
+            def recipe(reranker_name=reranker_name, reranker=reranker):
+                return reranker.recipe(reranker_name, first, queries, collection, s)
             reranked[f"{first_label} >> {model_label(reranker_name)}"] = \
-                cached_run(path, rerank, OVERWRITE, precision.resolve(DTYPE), recipe)
+                cached_run(path, rerank_run, OVERWRITE, s["dtype"], recipe)
         runs = reranked
 
     # 3. every model against the first

@@ -39,7 +39,7 @@ import numpy as np
 
 from common import GPU as gpu, Results, random_model, sync
 from crossvariety.families import plaid
-from crossvariety.families.colbertxm import ColBERTXMEncoder
+from crossvariety.families.colbert import ColBERTXMEncoder
 from crossvariety.neural.random_models import synthetic_passages
 
 parser = argparse.ArgumentParser(description=__doc__,

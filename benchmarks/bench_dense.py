@@ -3,7 +3,7 @@
 Indexing: a BGE-M3-architecture encoder at random weights (tiny XLM-R on a CPU; XLM-R large, as
 BGE-M3, with --size large) encodes synthetic passages of mMARCO-like length into a FlexIndex,
 once with pyterrier-dr (``BGEM3(...).doc_encoder() >> FlexIndex``, fp32, batch 64: the original
-path) and with index_bgem3.py's path (crossvariety.families.bgem3.build_index: tokenisation, chunk
+path) and with index_bgem3.py's path (crossvariety.families.dense.build_index: tokenisation, chunk
 files and the merge included), compiled (its compilation timed apart, on a warm-up sample) and
 eager, and on a GPU with fp8 tensor cores also compiled in fp8. Prints passages/s, tokens/s
 (also of the model alone, on the same batches tokenised beforehand), the fraction of the bf16
@@ -37,7 +37,7 @@ import torch
 from torch._dynamo.utils import counters
 
 from common import BF16_PEAK, GPU as gpu, Results, error_text, random_model, sync
-from crossvariety.families import bgem3
+from crossvariety.families import dense
 from crossvariety.neural import fp8
 from crossvariety.neural.batching import padded_batches
 from crossvariety.neural.random_models import synthetic_passages
@@ -122,7 +122,7 @@ def encoding(tmp):
     # 2. ours
     def measure(key):
         dtype, compile_setting = VARIANTS[key]
-        encoder = bgem3.BgeM3Encoder(str(model), max_length=args.max_length, verbose=False,
+        encoder = dense.BgeM3Encoder(str(model), max_length=args.max_length, verbose=False,
                                      dtype=dtype or args.dtype, compile=compile_setting)
         encoder.compiler.backend = args.compile_backend
         graphs = counters["stats"]["unique_graphs"]
@@ -134,7 +134,7 @@ def encoding(tmp):
                   "graphs_compiled_in_warmup": counters["stats"]["unique_graphs"] - graphs}
         graphs = counters["stats"]["unique_graphs"]
         start = time.time()
-        bgem3.build_index(({"docno": str(i), "text": t} for i, t in enumerate(passages[:docs_n])),
+        dense.build_index(({"docno": str(i), "text": t} for i, t in enumerate(passages[:docs_n])),
                           encoder, tmp / key, chunk_docs=100_000)
         sync()
         seconds = time.time() - start
@@ -208,7 +208,7 @@ def searching(tmp):
                                                   generator=generator), dim=1).cpu().numpy()
     topics = pd.DataFrame({"qid": [str(1_000_000 + i) for i in range(args.queries)],
                            "query_vec": list(q)})
-    search = bgem3.TorchSearch.from_vectors(docnos, vectors, num_results=1000)
+    search = dense.TorchSearch.from_vectors(docnos, vectors, num_results=1000)
     search(topics.iloc[:8])
     sync()
     start = time.time()
@@ -231,7 +231,7 @@ def searching(tmp):
     del search
     sub = tmp / "search-sub"
     host_vectors = vectors[:ref_search_n].float().cpu().numpy()
-    bgem3.write_flex_index(sub, [(docnos[:ref_search_n], host_vectors)])
+    dense.write_flex_index(sub, [(docnos[:ref_search_n], host_vectors)])
     del vectors, host_vectors
     ref_queries = topics.iloc[:min(args.queries, args.ref_search_queries)]
     start = time.time()

@@ -25,9 +25,9 @@ import numpy as np
 from scipy.stats import kendalltau
 
 from common import GPU as gpu, Results, random_model
-from crossvariety.families.bgem3 import BgeM3Encoder
+from crossvariety.families.dense import BgeM3Encoder
 from crossvariety.neural.random_models import synthetic_passages
-from crossvariety.rerank.mt5 import MonoT5ReRanker
+from crossvariety.rerank.monot5 import MonoT5ReRanker
 
 parser = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

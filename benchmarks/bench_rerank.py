@@ -3,7 +3,7 @@
 Builds an mT5 re-ranker at random weights (throughput does not depend on the weights) with a
 sentencepiece tokenizer trained on synthetic passages of mMARCO-like length, then scores the
 same (query, passage) pairs, text in and scores out, with:
-- crossvariety.rerank.mt5.MonoT5ReRanker (--dtype), eager (crossvariety.rerank.t5 with SDPA) and compiled
+- crossvariety.rerank.monot5.MonoT5ReRanker (--dtype), eager (crossvariety.rerank.t5 with SDPA) and compiled
   (FlexAttention, torch.compile; its compilation is timed apart, on a warm-up sample), and on a
   GPU with fp8 tensor cores also compiled in fp8;
 - the same re-ranker with transformers' own modules as its forward pass (this project's path
@@ -37,7 +37,7 @@ from common import BF16_PEAK, GPU as gpu, Results, error_text, random_model, syn
 from crossvariety.neural import compiling, fp8
 from crossvariety.neural.batching import padded_batches
 from crossvariety.neural.random_models import synthetic_passages
-from crossvariety.rerank.mt5 import MonoT5ReRanker, prompt_tokenizer
+from crossvariety.rerank.monot5 import MonoT5ReRanker, prompt_tokenizer
 
 # ours: (precision, --compile); None = --dtype
 VARIANTS = {"eager": (None, "off"), "compiled": (None, "on"), "compiled_fp8": ("fp8", "on"),

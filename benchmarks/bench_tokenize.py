@@ -2,7 +2,7 @@
 that launches the GPU's work, in one run.
 
 Tokenises --pairs (query, passage) prompts (``Query: {q} Document: {d} Relevant:``, as
-crossvariety.rerank.mt5 does) with an mT5 sentencepiece tokenizer trained on synthetic passages of
+crossvariety.rerank.monot5 does) with an mT5 sentencepiece tokenizer trained on synthetic passages of
 mMARCO-like length, four ways:
 - transformers' tokenizer call (the project's path before crossvariety.neural.tokens);
 - crossvariety.neural.tokens.FlatTokenizer on a thread (the Rust tokenizer, flat arrays);
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from crossvariety.neural.batching import ChunkTokenizer
 from crossvariety.neural.random_models import build_mt5, synthetic_passages
-from crossvariety.rerank.mt5 import MAX_LENGTH, prompt_ids, prompt_tokenizer
+from crossvariety.rerank.monot5 import MAX_LENGTH, prompt_ids, prompt_tokenizer
 
 parser = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -167,7 +167,7 @@ def queries_id(queries):
 
 def ranked_top(run, k):
     """The first ``k`` rows of each query by score, ties in file order: what a re-ranker
-    reads (crossvariety.rerank.mt5.attach_text chooses them the same way)."""
+    reads (crossvariety.rerank.monot5.attach_text chooses them the same way)."""
     run = run.astype({"qid": str, "docno": str})
     run = run.sort_values(["qid", "score"], ascending=[True, False], kind="stable")
     return run.groupby("qid", sort=False).head(k)

@@ -41,10 +41,10 @@ def preload():
     import pyterrier_dr  # noqa: F401
     import pyterrier_pisa  # noqa: F401
     import crossvariety
-    for name in ("families.analysis", "families.bm25", "neural.chunks", "families.colbertxm",
-                 "data.datasets", "families.bgem3", "report.evaluation", "report.figures",
-                 "data.negatives", "report.paper", "families.plaid", "data.released", "rerank.mt5",
-                 "families.retrievers", "runs", "settings", "neural.training", "data.translation"):
+    for name in ("families.analysis", "families.bm25", "neural.chunks", "families.colbert",
+                 "data.datasets", "families.dense", "report.evaluation", "report.figures",
+                 "data.negatives", "report.paper", "families.plaid", "data.released", "rerank.monot5",
+                 "families.bgem3", "families.colbertxm", "runs", "settings", "neural.training", "data.translation"):
         __import__(f"crossvariety.{name}")
     assert crossvariety
 

@@ -13,7 +13,7 @@ from conftest import CA_DEV_QUERIES, EN_QRELS, EN_QUERIES, FR_DEV_QUERIES, NEUCL
     run_script
 from crossvariety.neural import chunks
 from crossvariety.families import plaid
-from crossvariety.families.colbertxm import ColBERTXMEncoder
+from crossvariety.families.colbert import ColBERTXMEncoder
 from crossvariety.errors import UserError
 from crossvariety.neural.random_models import synthetic_passages
 from crossvariety.runs import read_run
@@ -87,7 +87,7 @@ def test_training_loss_equals_colbert_ai(tiny_colbert_xm, encoder):
     from colbert.infra import ColBERTConfig
     from colbert.modeling.colbert import ColBERT
     from colbert.modeling.tokenization import DocTokenizer, QueryTokenizer
-    from crossvariety.families.colbertxm import pair_loss
+    from crossvariety.families.colbert import pair_loss
     ColBERT.loaded_extensions = True
     reference = ColBERT(str(tiny_colbert_xm), colbert_config=ColBERTConfig(
         checkpoint=str(tiny_colbert_xm), nway=2, use_ib_negatives=True))
@@ -263,11 +263,12 @@ def test_index_colbertxm_and_run_scripts_end_to_end(tmp_path, workdir, tiny_colb
         tables[1][f"neuclir-1-fa-trec-2022 {label}"], measures=("nDCG@20", "R@1000"))
 
     # an index answers only queries of the adapter it was built for
-    from crossvariety.families import retrievers
+    from crossvariety.families import colbertxm
     from crossvariety.data.datasets import Dataset
     with pytest.raises(UserError, match="was built for queries in fa_IR"):
-        retrievers.retriever(str(model), Dataset("irds:neuclir/1/fa"), workdir / "indexes",
-                             language="ru", doc_lang_from_config=True)
+        colbertxm.retriever(str(model), Dataset("irds:neuclir/1/fa"), workdir / "indexes",
+                            {"language": "ru", "doc_lang_from_config": True, "overwrite": False,
+                             "dtype": "fp32", "num_results": 1000})
 
 
 def test_index_colbertxm_merge_only_already_built_overwrite_and_nbits(workdir, tiny_colbert_xm,
@@ -315,7 +316,7 @@ def write_jsonl(path, rows):
 
 
 def test_finetune_colbertxm_learns_freezes_resumes_and_indexes(tmp_path, tiny_colbert_xm):
-    from crossvariety.families.colbertxm import ColBERTXM, pair_loss
+    from crossvariety.families.colbert import ColBERTXM, pair_loss
     passages = PASSAGES[:96]
     # one batch of tuples, seen 12 times: enough to show that it fits what it is trained on
     rows = [{"query": " ".join(p.split()[2:7]), "pos": [p], "neg": [passages[i + 48]]}

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import IRDS_HOME, REPO
 from crossvariety.neural import chunks
-from crossvariety.families import bgem3
+from crossvariety.families import dense
 from crossvariety import runs
 from crossvariety.neural.random_models import synthetic_passages
 
@@ -36,8 +36,8 @@ def collection(tmp_path_factory):
 def one_process_index(tmp_path_factory, tiny_xlmr):
     """The index one process builds (index_bgem3.py's encoder and settings, in this process)."""
     index = tmp_path_factory.mktemp("one") / "index"
-    encoder = bgem3.BgeM3Encoder(str(tiny_xlmr), max_length=64, verbose=False)
-    assert bgem3.build_index(({"docno": f"d{i}", "text": t} for i, t in enumerate(PASSAGES)),
+    encoder = dense.BgeM3Encoder(str(tiny_xlmr), max_length=64, verbose=False)
+    assert dense.build_index(({"docno": f"d{i}", "text": t} for i, t in enumerate(PASSAGES)),
                              encoder, index, chunk_docs=CHUNK_DOCS)
     return index
 
@@ -115,12 +115,12 @@ def test_two_shards_saving_their_last_chunks_at_once_merge_once(tmp_path, tiny_x
     last chunks at the same moment, so both find every chunk saved: one merges, the other finds
     the index merged (before: both merged, or read a half-written shard-*.done)."""
     merges, both_last = [], threading.Barrier(2, timeout=300)
-    merge_chunks = bgem3.merge_chunks
-    monkeypatch.setattr(bgem3, "merge_chunks", lambda index: merges.append(index) or
+    merge_chunks = dense.merge_chunks
+    monkeypatch.setattr(dense, "merge_chunks", lambda index: merges.append(index) or
                         merge_chunks(index))
     index = tmp_path / "indexes" / "index"
     results = {}
-    encoders = [bgem3.BgeM3Encoder(str(tiny_xlmr), max_length=64, verbose=False)
+    encoders = [dense.BgeM3Encoder(str(tiny_xlmr), max_length=64, verbose=False)
                 for _ in range(2)]  # (loading a model is not thread-safe)
 
     def shard(i):
@@ -135,7 +135,7 @@ def test_two_shards_saving_their_last_chunks_at_once_merge_once(tmp_path, tiny_x
         encoder.encode = encode
         docs = ({"docno": f"d{k}", "text": t} for k, t in enumerate(PASSAGES))
         try:
-            results[i] = bgem3.build_index(docs, encoder, index, shard=f"{i}/2",
+            results[i] = dense.build_index(docs, encoder, index, shard=f"{i}/2",
                                            chunk_docs=CHUNK_DOCS)
         except Exception as e:
             results[i] = e
@@ -167,7 +167,7 @@ def test_torchrun_index_colbertxm_equals_one_process(tmp_path, tiny_colbert_xm, 
     """The same for a PLAID index: the first rank trains the codec, the other waits for it on
     its lock; each rank compresses half the chunks, rank 0 merges: the one-process index."""
     from crossvariety.families import plaid
-    from crossvariety.families.colbertxm import ColBERTXMEncoder
+    from crossvariety.families.colbert import ColBERTXMEncoder
     whole = tmp_path / "one" / "index"
     encoder = ColBERTXMEncoder(tiny_colbert_xm, language="fr", device="cpu", verbose=False)
     assert plaid.build_index(lambda: ({"docno": f"d{i}", "text": t}
@@ -191,7 +191,7 @@ def test_torchrun_rerank_mt5_equals_one_process(tmp_path, tiny_mt5, collection):
     """torchrun --nproc_per_node 2 rerank_mt5.py: each rank re-ranks half the queries, rank 0
     writes the run: the one-process run's rows in its order, scores within float rounding."""
     from crossvariety.data.datasets import Dataset, load_queries
-    from crossvariety.rerank.mt5 import MonoT5ReRanker, attach_text
+    from crossvariety.rerank.monot5 import MonoT5ReRanker, attach_text
     queries = tmp_path / "queries.tsv"
     queries.write_text("".join(f"q{i}\t{' '.join(PASSAGES[i].split()[:6])}\n" for i in range(7)))
     rng = np.random.default_rng(0)
@@ -271,7 +271,7 @@ def test_a_chunk_claimed_by_a_job_that_stops_is_encoded_after_it(tmp_path, tiny_
         os.close(other)
     threading.Thread(target=other_job_stops).start()
 
-    encoder = bgem3.BgeM3Encoder(str(tiny_xlmr), max_length=64, verbose=False)
+    encoder = dense.BgeM3Encoder(str(tiny_xlmr), max_length=64, verbose=False)
     original = encoder.encode
 
     def encode(texts, desc=""):
@@ -281,7 +281,7 @@ def test_a_chunk_claimed_by_a_job_that_stops_is_encoded_after_it(tmp_path, tiny_
         return original(texts)
     encoder.encode = encode
     docs = pd.DataFrame({"docno": [f"d{i}" for i in range(len(PASSAGES))], "text": PASSAGES})
-    assert bgem3.build_index(lambda: docs.to_dict("records"), encoder, index,
+    assert dense.build_index(lambda: docs.to_dict("records"), encoder, index,
                              chunk_docs=CHUNK_DOCS)
     assert events == [f"chunk {k}" for k in (0, 1, 2, 4, 5, 6, 7, 8, 9)] + \
         ["other job stopped", "chunk 3"]

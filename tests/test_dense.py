@@ -7,7 +7,7 @@ import pytest
 from conftest import CA_DEV_QUERIES, FR_DEV_QUERIES, FR_PASSAGES, QRELS_SMALL, assert_row, \
     assert_ranked, exhaustive_dense, read_table, reference_means, run_script
 from crossvariety.neural import chunks
-from crossvariety.families import bgem3
+from crossvariety.families import dense
 from crossvariety.errors import UserError
 from crossvariety.neural.random_models import synthetic_passages
 
@@ -16,7 +16,7 @@ PASSAGES = synthetic_passages(240, seed=3)
 
 @pytest.fixture(scope="session")
 def encoder(tiny_xlmr):
-    return bgem3.BgeM3Encoder(str(tiny_xlmr), max_length=128, verbose=False)
+    return dense.BgeM3Encoder(str(tiny_xlmr), max_length=128, verbose=False)
 
 
 def test_vectors_match_flagembedding(tiny_xlmr, encoder):
@@ -39,26 +39,26 @@ def docs_iter(passages):
 
 @pytest.fixture(scope="session")
 def lexical_encoder(lexical_xlmr):
-    return bgem3.BgeM3Encoder(str(lexical_xlmr), max_length=128, verbose=False)
+    return dense.BgeM3Encoder(str(lexical_xlmr), max_length=128, verbose=False)
 
 
 def test_torch_search_matches_np_retriever(tmp_path, lexical_encoder):
     """The same ranking as pyterrier-dr's numpy retriever, document for document (the lexical
     encoder leaves no near-ties)."""
     index = tmp_path / "idx"
-    assert bgem3.build_index(docs_iter(PASSAGES), lexical_encoder, index, chunk_docs=100)
-    assert bgem3.index_built(index) and not chunks.parts_dir(index).exists()
+    assert dense.build_index(docs_iter(PASSAGES), lexical_encoder, index, chunk_docs=100)
+    assert dense.index_built(index) and not chunks.parts_dir(index).exists()
     from pyterrier_dr import FlexIndex
     assert len(FlexIndex(str(index))) == len(PASSAGES)
     queries = pd.DataFrame({"qid": [str(i) for i in range(20)],
                             "query": [" ".join(p.split()[:8]) for p in PASSAGES[:20]]})
-    with_vecs = bgem3.QueryEncoder(lexical_encoder)(queries)
+    with_vecs = dense.QueryEncoder(lexical_encoder)(queries)
     reference = FlexIndex(str(index)).np_retriever(num_results=10)(with_vecs)
-    search = bgem3.TorchSearch(index, num_results=10, device="cpu", query_batch=3)
+    search = dense.TorchSearch(index, num_results=10, device="cpu", query_batch=3)
     ours = search(with_vecs)  # 7 batches: each collected while the next one is scored
     assert len(ours) == len(reference) == 200
     assert list(ours.columns) == ["qid", "query", "docid", "docno", "score", "rank"]
-    again = bgem3.TorchSearch.from_vectors(search.docnos, search.vectors, 10)(with_vecs)
+    again = dense.TorchSearch.from_vectors(search.docnos, search.vectors, 10)(with_vecs)
     pd.testing.assert_frame_equal(again, ours)
     for qid in queries.qid:
         a = reference[reference.qid == qid].sort_values("rank")
@@ -86,28 +86,28 @@ class CountingEncoder:
 
 def test_killed_and_sharded_builds_resume_and_merge(tmp_path, encoder):
     one_shot = tmp_path / "one"
-    bgem3.build_index(docs_iter(PASSAGES), encoder, one_shot, chunk_docs=50)
+    dense.build_index(docs_iter(PASSAGES), encoder, one_shot, chunk_docs=50)
 
     index = tmp_path / "sharded"
     killed = CountingEncoder(encoder, fail_after=1)
     with pytest.raises(KeyboardInterrupt):  # shard 0/2 dies after its first chunk
-        bgem3.build_index(docs_iter(PASSAGES), killed, index, shard="0/2", chunk_docs=50)
+        dense.build_index(docs_iter(PASSAGES), killed, index, shard="0/2", chunk_docs=50)
     assert sorted(p.name for p in chunks.parts_dir(index).glob("part-*")) == ["part-000000.npz"]
-    assert not bgem3.index_built(index)
+    assert not dense.index_built(index)
 
     resumed = CountingEncoder(encoder)
-    assert not bgem3.build_index(docs_iter(PASSAGES), resumed, index, shard="0/2", chunk_docs=50)
+    assert not dense.build_index(docs_iter(PASSAGES), resumed, index, shard="0/2", chunk_docs=50)
     assert resumed.calls == 2  # chunks 2 and 4; chunk 0 was kept
     assert chunks.missing_chunks(index) == [1, 3]
     with pytest.raises(UserError, match="missing"):
-        bgem3.merge_chunks(index)
+        dense.merge_chunks(index)
     in_bf16 = CountingEncoder(encoder)
     in_bf16.precision = "bf16"  # a shard in another precision must not mix its chunks in
     with pytest.raises(UserError, match="other settings \\(dtype: 'fp32', now 'bf16'\\)"):
-        bgem3.build_index(docs_iter(PASSAGES), in_bf16, index, shard="1/2", chunk_docs=50)
+        dense.build_index(docs_iter(PASSAGES), in_bf16, index, shard="1/2", chunk_docs=50)
     assert in_bf16.calls == 0
     other = CountingEncoder(encoder)
-    assert bgem3.build_index(docs_iter(PASSAGES), other, index, shard="1/2", chunk_docs=50)
+    assert dense.build_index(docs_iter(PASSAGES), other, index, shard="1/2", chunk_docs=50)
     assert other.calls == 2
 
     from pyterrier_dr import FlexIndex
@@ -126,10 +126,10 @@ def test_a_collection_that_fails_midway_keeps_the_chunks_before(tmp_path, encode
 
     index = tmp_path / "failing"
     with pytest.raises(UserError, match="docs.tsv:101"):
-        bgem3.build_index(failing_docs(), encoder, index, chunk_docs=40)
+        dense.build_index(failing_docs(), encoder, index, chunk_docs=40)
     assert sorted(p.name for p in chunks.parts_dir(index).iterdir()) == \
         ["meta.json", "part-000000.npz", "part-000001.npz"]
-    assert not bgem3.index_built(index)
+    assert not dense.index_built(index)
 
 
 def test_bad_shard_spec():
@@ -145,7 +145,7 @@ def test_index_bgem3_and_run_mmarco_dense_end_to_end(workdir, lexical_xlmr):
     run_script("index_bgem3.py", "--dataset", "irds:mmarco/v2/fr", "--model", lexical_xlmr,
                "--max-length", "128", cwd=workdir)
     index = workdir / "indexes" / lexical_xlmr.name / "mmarco-v2-fr"
-    assert bgem3.index_built(index)
+    assert dense.index_built(index)
     proc = run_script("run_mmarco.py", "--pairs", "ca-fr", "--model", lexical_xlmr, "--evaluate",
                       "--max-length", "128", cwd=workdir)
     table = read_table(proc.stdout)
@@ -183,13 +183,13 @@ def test_index_bgem3_merge_only_and_overwrite(workdir, tiny_xlmr, encoder):
     from crossvariety.data.datasets import Dataset
     collection = Dataset("irds:mmarco/v2/fr")
     for shard in ("0/2", "1/2"):
-        bgem3.encode_chunks(collection.docs_iter(), encoder, index, shard=shard, chunk_docs=4)
-    assert chunks.missing_chunks(index) == [] and not bgem3.index_built(index)
+        dense.encode_chunks(collection.docs_iter(), encoder, index, shard=shard, chunk_docs=4)
+    assert chunks.missing_chunks(index) == [] and not dense.index_built(index)
     run_script("index_bgem3.py", "--dataset", "irds:mmarco/v2/fr", "--model", tiny_xlmr,
                "--merge-only", cwd=workdir)
-    assert bgem3.index_built(index) and not chunks.parts_dir(index).exists()
+    assert dense.index_built(index) and not chunks.parts_dir(index).exists()
     whole = workdir / "whole"
-    bgem3.build_index(collection.docs_iter(), encoder, whole)
+    dense.build_index(collection.docs_iter(), encoder, whole)
     from pyterrier_dr import FlexIndex
     merged, vectors, _ = FlexIndex(str(index)).payload()
     assert list(merged.fwd[np.arange(10)]) == list(FR_PASSAGES)
@@ -212,7 +212,7 @@ def test_flex_index_writer_equals_pyterrier_drs_indexer(tmp_path):
     docnos = [f"doc-{i * 7919 % 1000}" for i in range(300)]
     FlexIndex(str(tmp_path / "theirs"), verbose=False).indexer(mode="overwrite").index(
         {"docno": d, "doc_vec": v} for d, v in zip(docnos, vectors))
-    bgem3.write_flex_index(tmp_path / "ours", [(docnos[:100], vectors[:100]),
+    dense.write_flex_index(tmp_path / "ours", [(docnos[:100], vectors[:100]),
                                                (np.array(docnos[100:]), vectors[100:])])
     theirs = sorted(p.relative_to(tmp_path / "theirs") for p in (tmp_path / "theirs").rglob("*")
                     if p.is_file())

@@ -296,7 +296,7 @@ def test_a_read_only_folder(tmp_path):
 
 
 def test_reranker_input_with_duplicates_is_deduplicated_with_a_warning(irds_home, caplog):
-    from crossvariety.rerank.mt5 import attach_text
+    from crossvariety.rerank.monot5 import attach_text
     queries = pd.DataFrame({"qid": ["101", "102"], "query": ["miel", "tour Eiffel"]})
     unique = pd.DataFrame({"qid": ["101", "101", "101", "102", "102"],
                            "docno": ["2", "5", "7", "1", "4"],

@@ -101,7 +101,7 @@ def run_with_urls(urls, *args, cwd):
     """mine_negatives.py with the download addresses of ``urls`` ({negatives constant: URL}) in
     place of the Hugging Face ones: the script's own download path, served locally."""
     patch = "; ".join(f"negatives.{name} = {url!r}" for name, url in urls.items())
-    code = ("import runpy, sys; from crossvariety import negatives; " + patch +
+    code = ("import runpy, sys; from crossvariety.data import negatives; " + patch +
             f"; sys.argv = ['mine_negatives.py', *{list(map(str, args))!r}]"
             f"; runpy.run_path({str(REPO / 'mine_negatives.py')!r}, run_name='__main__')")
     env = dict(os.environ, IR_DATASETS_HOME=str(IRDS_HOME), PYTHONPATH=str(REPO))

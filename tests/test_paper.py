@@ -9,6 +9,7 @@ import pytest
 from scipy import stats
 
 from conftest import CA_DEV_QUERIES, FR_DEV_QUERIES, QRELS_SMALL, REPO, fake_hub, run_script
+from crossvariety import experiments
 from crossvariety.report import figures, paper
 from crossvariety.data import released
 from crossvariety.errors import UserError
@@ -331,7 +332,7 @@ def test_make_tables_of_a_run_neuclir_config(tmp_path, irds_home):
         name = f"{topics}.bge-m3.q-{queries}.rerank-{reranker}.res.gz"
         write_run(pd.DataFrame(rows, columns=["qid", "docno", "rank", "score"]),
                   tmp_path / "runs" / "neu" / name)
-    cells = paper.config_cells(paper.config_outputs(config))
+    cells = paper.config_cells(experiments.config_outputs(config))
     assert [(paper.kind(c), c.labels["model"], c.baseline) for c in cells] == [
         ("neuclir", "bge-m3 >> mt5", None), ("neuclir", "bge-m3 >> mt5-lt-cafr", 0),
         ("neumarco", "bge-m3 >> mt5", None), ("neumarco", "bge-m3 >> mt5-lt-cafr", 2)]

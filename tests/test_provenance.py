@@ -104,7 +104,7 @@ def test_new_weights_under_the_same_model_path(tmp_path, workdir, tiny_xlmr, new
     """The issue's third case: other weights saved where the model was. The runs are not
     reused, the dense index of the old weights is refused (one line: the difference and the
     fix), and --overwrite rebuilds it: the runs are those of a fresh experiment."""
-    from crossvariety.families import retrievers
+    from crossvariety.families import bgem3, indexes
     from crossvariety.data.datasets import Dataset
     from crossvariety.errors import UserError
     args = ["--pairs", "ca-fr", "--model", "models/tiny", "--max-length", "128"]
@@ -135,9 +135,9 @@ def test_new_weights_under_the_same_model_path(tmp_path, workdir, tiny_xlmr, new
     # index_bgem3.py's check: the same index at another document length is refused
     index = workdir / "indexes" / "tiny" / "mmarco-v2-fr"
     collection = Dataset("irds:mmarco/v2/fr")
-    assert retrievers.check_index(index, retrievers.index_inputs(model, collection, 128))
+    assert indexes.check_index(index, bgem3.index_built, bgem3.index_inputs(model, collection, 128))
     with pytest.raises(UserError, match=r"max_length: 128 -> 1024\): --overwrite rebuilds it"):
-        retrievers.check_index(index, retrievers.index_inputs(model, collection, 1024))
+        indexes.check_index(index, bgem3.index_built, bgem3.index_inputs(model, collection, 1024))
 
 
 def test_the_flores_main_job_twice_gives_the_same_bytes(tmp_path, flores_main_job):

@@ -146,7 +146,7 @@ def test_online_fetch_downloads_only_what_is_loaded_and_says_how_much(hub, tiny_
 # ----------------------------------------------------------------------------- mT5
 
 def test_mt5_lt_as_published_takes_its_base_tokenizer_and_scores_as_plain(hub, tiny_mt5):
-    from crossvariety.rerank.mt5 import MonoT5ReRanker
+    from crossvariety.rerank.monot5 import MonoT5ReRanker
     publish_mt5_lt(hub, tiny_mt5)
     published = MonoT5ReRanker("mt5-lt-cafr", verbose=False, compile="off")
     plain = MonoT5ReRanker(str(tiny_mt5), verbose=False, compile="off")
@@ -159,7 +159,7 @@ def test_mt5_lt_as_published_takes_its_base_tokenizer_and_scores_as_plain(hub, t
 
 def test_mt5_base_as_published_scores_as_plain(hub, tiny_mt5):
     """unicamp-dl/mt5-base-mmarco-v2: pytorch_model.bin and a tokenizer without tokenizer.json."""
-    from crossvariety.rerank.mt5 import MonoT5ReRanker
+    from crossvariety.rerank.monot5 import MonoT5ReRanker
     publish(hub, MT5_BASE, tiny_mt5, "mt5-base-mmarco")
     published = MonoT5ReRanker("mt5", verbose=False, compile="off")
     plain = MonoT5ReRanker(str(tiny_mt5), verbose=False, compile="off")
@@ -169,7 +169,7 @@ def test_mt5_base_as_published_scores_as_plain(hub, tiny_mt5):
 
 
 def test_tok_model_overrides_and_a_foreign_tokenizer_is_refused(hub, tiny_mt5, tiny_xlmr):
-    from crossvariety.rerank.mt5 import MonoT5ReRanker
+    from crossvariety.rerank.monot5 import MonoT5ReRanker
     publish_mt5_lt(hub, tiny_mt5, base_tokenizer=False)
     reranker = MonoT5ReRanker("mt5-lt-cafr", verbose=False, compile="off",
                               tok_model=str(tiny_mt5))
@@ -199,7 +199,7 @@ def reranked(path):
 def plain_scores(tiny_mt5, pairs):
     """What the plain folder scores for (qid, docno) pairs of the toy data, as a run file
     prints them."""
-    from crossvariety.rerank.mt5 import MonoT5ReRanker
+    from crossvariety.rerank.monot5 import MonoT5ReRanker
     scores = MonoT5ReRanker(str(tiny_mt5), verbose=False, compile="off").score(
         [CA_DEV_QUERIES[q] for q, _ in pairs], [FR_PASSAGES[d] for _, d in pairs])
     return {pair: float(np.float32(score)) for pair, score in zip(pairs, scores)}
@@ -253,7 +253,7 @@ def test_run_scripts_rerank_with_the_published_lt_layout(hub, workdir, tiny_mt5,
 
 
 def test_finetune_mt5_from_the_published_lt_layout_saves_a_tokenizer(hub, tmp_path, tiny_mt5):
-    from crossvariety.rerank.mt5 import MonoT5ReRanker
+    from crossvariety.rerank.monot5 import MonoT5ReRanker
     publish_mt5_lt(hub, tiny_mt5)
     train = tmp_path / "toy.jsonl"
     train.write_text("".join(json.dumps({"query": q, "pos": [DOCS[i]], "neg": [DOCS[-1 - i]]})
@@ -273,7 +273,7 @@ def test_finetune_mt5_from_the_published_lt_layout_saves_a_tokenizer(hub, tmp_pa
                                            ("bge-m3-lt-afdt", "bge-m3-lt-afdt"),
                                            ("bge-m3", "bge-m3")])
 def test_bge_m3_as_published_encodes_as_plain(hub, tiny_xlmr, short, layout):
-    from crossvariety.families.bgem3 import BgeM3Encoder
+    from crossvariety.families.dense import BgeM3Encoder
     files = publish(hub, models.MODELS[short], tiny_xlmr, layout)
     assert files.get("model copy.safetensors", NEVER_READ) == NEVER_READ  # loading it would fail
     published = BgeM3Encoder(short, device="cpu", verbose=False, compile="off")
@@ -290,7 +290,7 @@ def test_bge_m3_as_published_encodes_as_plain(hub, tiny_xlmr, short, layout):
                                            ("colbert-xm-lt-cafr", "colbert-xm-lt"),
                                            ("colbert-xm-lt-afdt", "colbert-xm-lt")])
 def test_colbert_xm_as_published_encodes_as_plain(hub, tiny_colbert_xm, short, layout):
-    from crossvariety.families.colbertxm import ColBERTXMEncoder
+    from crossvariety.families.colbert import ColBERTXMEncoder
     publish(hub, models.MODELS[short], tiny_colbert_xm, layout)
     published = ColBERTXMEncoder(short, language="fr", device="cpu", verbose=False)
     plain = ColBERTXMEncoder(str(tiny_colbert_xm), language="fr", device="cpu", verbose=False)

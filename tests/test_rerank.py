@@ -6,7 +6,7 @@ import pytest
 
 from conftest import CA_DEV_QUERIES, FR_DEV_QUERIES, FR_PASSAGES, QRELS_SMALL, assert_row, \
     assert_ranked, read_table, reference_means, reference_rerank, run_script
-from crossvariety.rerank.mt5 import MonoT5ReRanker, attach_text
+from crossvariety.rerank.monot5 import MonoT5ReRanker, attach_text
 
 # Multilingual text with what tokenizers trip on: elisions, double spaces, tabs, CJK, emoji.
 HOSTILE_TEXTS = [

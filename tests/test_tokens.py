@@ -32,7 +32,7 @@ def test_flat_tokenizer_equals_transformers(xlmr_tokenizer, mt5_tokenizer):
         assert flat.lists() == expected
         assert flat.lengths.max() == min(max_length, max(map(len, expected)))
     # the re-ranker's prompts: the text truncated so that "Relevant:</s>" always fits
-    from crossvariety.rerank.mt5 import MAX_LENGTH, prompt_ids, prompt_tokenizer
+    from crossvariety.rerank.monot5 import MAX_LENGTH, prompt_ids, prompt_tokenizer
     pairs = [("quin és el riu més llarg", text) for text in TEXTS]
     prompt = prompt_ids(mt5_tokenizer)
     expected = [ids + prompt for ids in mt5_tokenizer(

@@ -60,7 +60,7 @@ def test_finetune_mt5_learns_resumes_exactly_and_loads_back(tmp_path, tiny_mt5):
     b = MT5ForConditionalGeneration.from_pretrained(tmp_path / "killed").state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
-    from crossvariety.rerank.mt5 import MonoT5ReRanker
+    from crossvariety.rerank.monot5 import MonoT5ReRanker
     reranker = MonoT5ReRanker(str(out), verbose=False)
     held_out = toy_examples(30, seed=1)
     pos = reranker.score([e["query"] for e in held_out], [e["pos"][0] for e in held_out])
@@ -257,7 +257,7 @@ def test_padded_and_compiled_steps_equal_plain_steps(tmp_path, tiny_xlmr, tiny_m
 
 
 def test_finetune_bgem3_learns_resumes_and_loads_back(workdir, tiny_xlmr):
-    from crossvariety.families import bgem3
+    from crossvariety.families import dense
     from crossvariety.neural.random_models import synthetic_passages
     passages = synthetic_passages(16, seed=5)
     # one batch of examples, seen 12 times: enough to show that it fits what it is trained on
@@ -273,7 +273,7 @@ def test_finetune_bgem3_learns_resumes_and_loads_back(workdir, tiny_xlmr):
 
     def loss_of(model):
         """The batch's contrastive loss (in-batch negatives, temperature 0.02), no dropout."""
-        encoder = bgem3.BgeM3Encoder(str(model), max_length=128, verbose=False)
+        encoder = dense.BgeM3Encoder(str(model), max_length=128, verbose=False)
         q = torch.from_numpy(encoder.encode([e["query"] for e in examples]))
         p = torch.from_numpy(encoder.encode([e["pos"][0] for e in examples] +
                                             [e["neg"][0] for e in examples]))
@@ -293,7 +293,7 @@ def test_finetune_bgem3_learns_resumes_and_loads_back(workdir, tiny_xlmr):
 
     # the output loads by path in the encoder of index_bgem3.py and run_mmarco.py (whose
     # scripts test_dense.py runs end to end with a model path)
-    vectors = bgem3.BgeM3Encoder(str(out), max_length=128, verbose=False).encode(passages)
+    vectors = dense.BgeM3Encoder(str(out), max_length=128, verbose=False).encode(passages)
     assert vectors.shape == (16, 32)
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     proc = run_script("finetune_bgem3.py", *common, "--out", out, cwd=workdir)

@@ -319,3 +319,47 @@ class PisaBm25(pt.Transformer):
         with pisa_quiet():
             results = self.retriever(topics)
         return results.drop(columns=["query_toks"])
+
+
+# ----------------------------------------------------------------------------- the family
+# The interface of crossvariety.families; s["analyzer"] is the documents' (and both query
+# sets') analysis language; s["cjk"], s["ngram"], s["romanize"] choose the terms.
+NAME = "bm25"
+NEURAL = False
+
+
+def names():
+    return [NAME]
+
+
+def claims(model):
+    return model == NAME
+
+
+def check(model):
+    pass  # nothing to load
+
+
+def label(model, s):
+    return model_label(s["analyzer"], s["cjk"], s["ngram"], s["romanize"])
+
+
+def index_path(index_dir, model, collection_name, s):
+    return default_index_path(index_dir, collection_name, label(model, s))
+
+
+def exact_depth(model):
+    return False  # a deeper BM25 run truncated is the shallower run
+
+
+def retriever(model, collection, index_dir, s):
+    """BM25 over ``collection``'s index, built if missing and rebuilt if it was built from
+    another collection or analysis."""
+    index = index_path(index_dir, model, collection.name, s)
+    current_index(collection, s["analyzer"], index, s["cjk"], s["workers"], s["ngram"],
+                  s["romanize"])
+    return bm25_retriever(index, num_results=s["num_results"])
+
+
+def recipe(model, collection, queries, index_dir, s):
+    return run_recipe(collection, s["analyzer"], s["cjk"], queries, s["ngram"], s["romanize"])

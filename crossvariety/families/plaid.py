@@ -38,6 +38,7 @@ from ..neural.batching import default_device
 from ..neural.chunks import parts_dir
 from ..errors import UserError
 from ..runs import atomic_path
+from .colbertxm import index_built
 
 log = logging.getLogger(__name__)
 SAMPLE_SEED = 12345  # colbert-ai's
@@ -155,10 +156,6 @@ class Codec:
 
 # ----------------------------------------------------------------------------- indexing
 
-def index_built(index_dir):
-    return (Path(index_dir) / "meta.json").is_file()
-
-
 def codec_for(parts, train):
     """The codec of the chunks in ``parts``: the one saved there, or ``train()`` (which saves it)
     by the first job to come; the others wait for it on a lock, not polling, and if it stops
@@ -214,7 +211,7 @@ def encode_chunks(docs, encoder, index_dir, shard="0/1", chunk_docs=25_000, tota
     chunks of the collection into {index}.parts/, skipping chunks already there. ``docs`` is a
     function giving a fresh iterator of {"docno", "text"}. Returns the number of chunks.
     ``inputs``: the identities of the model and the collection
-    (crossvariety.families.retrievers.index_inputs), recorded in the index's metadata."""
+    (crossvariety.families.colbertxm.index_inputs), recorded in the index's metadata."""
     parts = parts_dir(index_dir)
     parts.mkdir(parents=True, exist_ok=True)
     if total is None:

@@ -225,7 +225,7 @@ def build_colbert_xm(path, texts, size="tiny", vocab_size=2000, seed=0, dim=None
                      default_language="en_XX", languages=XMOD_LANGUAGES, lexical=False):
     """A ColBERT-XM checkpoint at random weights in the Stanford format of the published ones
     (config.json with architectures HF_ColBERT, weights roberta.* + linear.weight,
-    artifact.metadata), loadable by colbert-ai and by crossvariety.families.colbertxm.
+    artifact.metadata), loadable by colbert-ai and by crossvariety.families.colbert.
 
     ``lexical``: the layers' output projections and the position embeddings are scaled down,
     so that a token's vector is mostly its own embedding: MaxSim then behaves like token
@@ -239,7 +239,7 @@ def build_colbert_xm(path, texts, size="tiny", vocab_size=2000, seed=0, dim=None
     config = XmodConfig(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
                         eos_token_id=tokenizer.eos_token_id, languages=list(languages),
                         default_language=default_language, **shape)
-    from ..families.colbertxm import COLBERT_XM_SETTINGS
+    from ..families.colbert import COLBERT_XM_SETTINGS
     metadata = dict(COLBERT_XM_SETTINGS, dim=dim or COLBERT_XM_SETTINGS["dim"])
     torch.manual_seed(seed)
     encoder = XmodModel(config, add_pooling_layer=False)

@@ -14,7 +14,7 @@ and, for one experiment config (the FLORES main job, your own pair), the table i
 prints (``config_cells``).
 
 Where the runs are, and what makes a missing one, comes from the experiment configs: each
-config's settings say which run files its script writes and where (``config_outputs``).
+config's script says which run files it writes and where (crossvariety.experiments).
 """
 import csv
 import dataclasses
@@ -25,14 +25,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..families import bm25, retrievers
-from . import evaluation
-from ..data import flores, pairs, translation
-from .. import provenance, settings
+from .. import provenance
+from ..data import pairs
 from ..data.datasets import Dataset, dataset_name
 from ..errors import UsageError
-from ..models import model_label
 from ..runs import read_run, run_path
+from . import evaluation
 
 PUBLISHED = Path(__file__).parent / "published" / "afdt-models-mmarco.csv"
 PAPER_PAIRS = ["ca-fr", "oc-fr", "af-dt", "scn-it", "yue-zh", "ms-id", "gd-en"]
@@ -41,14 +39,6 @@ SYSTEMS = ["bm25", "bge-m3", "mt5", "colbert-xm"]  # rq1; the neural ones are fi
 NEUMARCO = [f"irds:neumarco/{lang}/dev/small" for lang in ("fa", "ru", "zh")]
 NEUCLIR = [f"irds:neuclir/1/{lang}/trec-{year}" for year in (2022, 2023)
            for lang in ("fa", "ru", "zh")]
-# Throughput of the project's GPU paths, measured on one H200 (2026-11-25; the reference files
-# in shared/bench-reference): index_bgem3.py's whole path (tokenise, encode, chunk files) on
-# XLM-R large at mMARCO passage lengths, rerank_mt5.py's MonoT5ReRanker on mT5-base, TorchSearch.
-ENCODE_PASSAGES_PER_S = 3117
-RERANK_PAIRS_PER_S = 4151
-SEARCH_S_PER_QUERY_SET = 2.5
-PASSAGE_TOKENS = 68  # the benchmark's mean passage length; longer documents cost more
-DOCUMENT_TOKENS = {"neuclir": 512}  # neuCLIR news (title + text, truncated at 1024): a rough mean
 
 
 @dataclass
@@ -217,145 +207,6 @@ def published():
 
 def published_value(cell, measure):
     return published().get((cell.topics, cell.queries, cell.model, measure))
-
-
-# -- where the runs are, and what makes them ---------------------------------------------------
-
-@dataclass
-class Output:
-    """A run file that a config's script writes, and its row in the script's table."""
-    path: Path
-    command: str
-    topics: str
-    labels: dict  # the row's label columns
-    queries: str  # query set
-    role: str  # highres, variety, translated (run_mmarco); original, fine-tuned (run_neuclir)
-    group: str  # the rows tested against the group's highres / original row
-    published_model: str  # the model's name in the published numbers
-    final: bool = True  # the run the table reports (a re-ranked run's first stage: not)
-    work: list = field(default_factory=list)  # the GPU work that makes it (see gpu_seconds)
-
-
-def config_outputs(config, path_flags=None):
-    """The run files that ``run_mmarco.py`` / ``run_neuclir.py --config config`` write;
-    ``path_flags`` ({"runs_dir": ...}) override the config's [paths], as they would as flags of
-    those scripts."""
-    config = str(config)
-    tables = settings.config_tables(config)
-    outputs = []
-    if "run_mmarco" in tables:
-        paths, run = settings.experiment_settings(config, "run_mmarco")
-        paths.update(path_flags or {})
-        command = f"python run_mmarco.py --config {config}"
-        reranker = model_label(run["rerank"]) if run["rerank"] else ""
-        for pair in pairs.get_pairs(run["pairs"]):
-            if run["benchmark"] == "flores":
-                topics = collection = str(Path(paths["data_dir"]) /
-                                          flores.dataset_name(pair.highres))
-            else:
-                collection, topics = pair.data(run["collection"], run["topics"])
-            if run["model"] == "bm25":
-                first, encode = bm25.model_label(pair.analyzer, run["cjk"]), []
-            else:
-                first = retrievers.label(run["model"], run["doc_lang_from_config"])
-                encode = [("encode", run["model"], collection, paths["index_dir"],
-                           run["doc_lang_from_config"])]
-            query_sets = [(pair.highres, "highres"), (pair.variety, "variety")]
-            engine = run["translate_queries"]
-            if engine and translation.covers(engine, pair.variety, pair.highres):
-                query_sets.append((pair.translated(engine), "translated"))
-            # translated-query runs that another config wrote beside these (the FLORES chart)
-            prefix = f"{dataset_name(topics)}.{first}.q-"
-            for found in sorted(Path(paths["runs_dir"]).glob(
-                    f"{prefix}{pair.translated('*')}.retrieve.res.gz")):
-                label = found.name[len(prefix):].split(".")[0]
-                if label not in [q for q, _ in query_sets]:
-                    query_sets.append((label, "translated"))
-            for queries, role in query_sets:
-                def output(model, stage, published_model, work, final=True):
-                    return Output(
-                        run_path(paths["runs_dir"], dataset_name(topics), first, queries, stage),
-                        command, topics, {"pair": pair.name, "model": model, "queries": queries},
-                        queries, role, f"{config} {pair.name}", published_model, final, work)
-                if reranker:
-                    outputs.append(output(f"{first} >> {reranker}", f"rerank-{reranker}", reranker,
-                                          encode + [("rerank", topics, run["rerank_top_k"])]))
-                outputs.append(output(first, "retrieve", first, encode, final=not reranker))
-    if "run_neuclir" in tables:
-        paths, run = settings.experiment_settings(config, "run_neuclir")
-        paths.update(path_flags or {})
-        command = f"python run_neuclir.py --config {config}"
-        doc_lang = run["doc_lang_from_config"]
-        first = retrievers.label(run["models"][0], doc_lang) if run["models"] else ""
-        for topics in run["datasets"]:
-            queries = run["query_field"] if "neuclir" in topics else "en"
-            collection = Dataset(topics).collection().spec
-            name = dataset_name(topics)
-
-            def output(model, stage, role, group, work, final=True):
-                reranked = stage != "retrieve"
-                return Output(
-                    run_path(paths["runs_dir"], name, first if reranked else
-                             retrievers.label(model, doc_lang), queries, stage), command, topics,
-                    {"dataset": name, "queries": queries,
-                     "model": f"{first} >> {model_label(model)}" if reranked else
-                     retrievers.label(model, doc_lang)},
-                    queries, role, group, model_label(model), final, work)
-            for i, model in enumerate(run["models"]):
-                outputs.append(output(model, "retrieve", "fine-tuned" if i else "original",
-                                      f"{config} {name} retrieve",
-                                      [("encode", model, collection, paths["index_dir"],
-                                        doc_lang)],
-                                      final=not run["rerank"]))
-            for i, reranker in enumerate(run["rerank"]):
-                outputs.append(output(
-                    reranker, f"rerank-{model_label(reranker)}", "fine-tuned" if i else "original",
-                    f"{config} {name} rerank",
-                    [("encode", run["models"][0], collection, paths["index_dir"], doc_lang),
-                     ("rerank", topics, run["rerank_top_k"])]))
-    return outputs
-
-
-def gpu_seconds(work, encoded=None):
-    """Estimated GPU seconds of run files' work on one H200 (the measured throughputs above):
-    encoding each collection whose dense index is missing (and not in ``encoded``, the
-    collections already counted), re-ranking each query set's top-k, and searching. BM25 needs
-    no GPU."""
-    seconds = 0.0
-    encoded = set() if encoded is None else encoded
-    from ..families import bgem3, plaid
-    for item in work:
-        if item[0] == "encode":
-            _, model, collection, index_dir, doc_lang = item
-            if (model, collection, doc_lang) in encoded:
-                continue
-            encoded.add((model, collection, doc_lang))
-            index = retrievers.index_path(index_dir, model, dataset_name(collection), doc_lang)
-            if bgem3.index_built(index) or plaid.index_built(index):
-                continue
-            # ColBERT-XM's encoding is not measured on a GPU yet: BGE-M3's rate (XLM-R large,
-            # a wider model than X-MOD base) stands in as a pessimistic estimate
-            tokens = next((t for k, t in DOCUMENT_TOKENS.items() if k in collection),
-                          PASSAGE_TOKENS)
-            seconds += _count(collection, "docs") * tokens / PASSAGE_TOKENS / ENCODE_PASSAGES_PER_S
-            seconds += SEARCH_S_PER_QUERY_SET
-        else:
-            _, topics, top_k = item
-            seconds += _count(topics, "queries") * top_k / RERANK_PAIRS_PER_S
-    return seconds
-
-
-@functools.cache
-def _count(spec, what):
-    """Documents or queries of a dataset, from ir_datasets' metadata (no download)."""
-    if not str(spec).startswith("irds:"):
-        return 0  # a local folder: small, and not worth reading to estimate
-    import ir_datasets
-    dataset = ir_datasets.load(spec[len("irds:"):])
-    try:
-        return dataset.docs_count() if what == "docs" else dataset.queries_count()
-    except AttributeError:
-        return 0
 
 
 # -- our values ---------------------------------------------------------------------------------
