@@ -66,7 +66,8 @@ import logging
 import time
 from pathlib import Path
 
-from crossvariety import experiments
+from crossvariety.experiments import ENCODE_PASSAGES_PER_S, RERANK_PAIRS_PER_S, config_outputs, \
+    gpu_seconds
 from crossvariety.report import evaluation, paper
 from crossvariety.errors import UsageError, UserError
 from crossvariety.runs import write_text
@@ -89,7 +90,7 @@ configs = CONFIGS or ([str(paths["config"])] if own else
                              else str(p) for p in (settings.REPO_ROOT / "configs").glob("*.toml")))
 where, outputs = {}, []  # run file name -> the places the configs write it
 for config in configs:
-    for output in experiments.config_outputs(config, paths["flags"]):  # --runs-dir etc. win
+    for output in config_outputs(config, paths["flags"]):  # --runs-dir etc. win
         outputs.append(output)
         where.setdefault(output.path.name, []).append(output)
 
@@ -129,8 +130,8 @@ if PLAN:
         if command is None:
             continue
         work = [w for makers in runs.values() for w in makers[0].work]
-        seconds = experiments.gpu_seconds(work)  # as if run alone: with the indexes it needs
-        total += experiments.gpu_seconds(work, encoded)
+        seconds = gpu_seconds(work)  # as if run alone: with the indexes it needs
+        total += gpu_seconds(work, encoded)
         estimate = f"GPU ~{seconds / 3600:.1f} h" if seconds else "no GPU"
         print(f"\n{command}   # {len(runs)} missing runs, {estimate}")
         for run, makers in runs.items():
@@ -140,7 +141,7 @@ if PLAN:
         for run in missing[None]:
             print(f"    {run}")
     print(f"\nGPU time of the missing runs: ~{total / 3600:.1f} h on one H200 (encoding "
-          f"{experiments.ENCODE_PASSAGES_PER_S:,} passages/s, re-ranking {experiments.RERANK_PAIRS_PER_S:,} "
+          f"{ENCODE_PASSAGES_PER_S:,} passages/s, re-ranking {RERANK_PAIRS_PER_S:,} "
           "pairs/s; ColBERT-XM's encoding, not measured yet, at BGE-M3's rate; each command's "
           "estimate includes the dense indexes it builds, the total "
           "counts a shared index once, built indexes are not counted); BM25 needs CPU only.")

@@ -167,15 +167,15 @@ if TRANSLATE_QUERIES and TRANSLATE_QUERIES not in translation.ENGINES:
 if MODEL not in first_stage_names():
     resolve_model(MODEL, first_stage_names())
 family = family_of(MODEL)  # an mT5 model as first stage fails here
-reranker = rerank.family_of(RERANK) if RERANK else None
 for model in (RERANK, TOKENIZER):
     if model:
         resolve_model(model)
+reranker = rerank.family_of(RERANK) if RERANK else None
 pairs = get_pairs(PAIRS)
 if VARIETY_QUERIES and len(pairs) != 1:
     raise UsageError("--variety-queries names the queries of one pair; pass one --pairs")
 if BENCHMARK == "flores" and (COLLECTION or TOPICS):
-    raise UsageError("--collection and --topics go with --benchmark flores; flores builds its own")
+    raise UsageError("--collection and --topics go with --benchmark mmarco; flores builds its own")
 precision.check(DTYPE)  # torch is loaded only when a model runs
 
 measures = MEASURES or evaluation.MMARCO_MEASURES

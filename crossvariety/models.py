@@ -70,6 +70,13 @@ TOKENIZER_FLAG = "pass --tokenizer ID_OR_PATH (tok_model= in Python)"
 HUB_TIMEOUT = 3.0
 
 
+def is_model_path(name_or_path):
+    """Whether a name that is not a short name is an existing local directory or an "org/name"
+    HF id."""
+    return Path(name_or_path).is_dir() or (name_or_path.count("/") == 1
+                                           and not name_or_path.startswith((".", "/", "~")))
+
+
 def resolve_model(name_or_path, names=None):
     """A short name -> its HF id; an existing local directory -> its path; an "org/name" HF id as
     is. ``names``: the short names the flag accepts, for the error (default: every model's)."""
@@ -77,7 +84,7 @@ def resolve_model(name_or_path, names=None):
         return MODELS[name_or_path]
     if Path(name_or_path).is_dir():
         return str(Path(name_or_path))
-    if name_or_path.count("/") == 1 and not name_or_path.startswith((".", "/", "~")):
+    if is_model_path(name_or_path):
         return name_or_path
     raise UsageError(f"unknown model {name_or_path!r}: not a short name "
                      f"({', '.join(names or MODELS)}), "

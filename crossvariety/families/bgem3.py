@@ -20,7 +20,7 @@ def names():
 
 def claims(model):
     """Its short names, and any other HF id or path (asked after the other families)."""
-    return model.startswith(NAME) if model in models.MODELS else True
+    return model.startswith(NAME) if model in models.MODELS else models.is_model_path(model)
 
 
 def check(model):

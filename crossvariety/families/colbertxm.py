@@ -26,6 +26,8 @@ def claims(model):
     files hold one, or whose name says colbert."""
     if model in models.MODELS:
         return model.startswith(NAME)
+    if not models.is_model_path(model):
+        return False
     path = models.resolve_model(model)
     if Path(path).is_dir():
         return (Path(path) / "artifact.metadata").is_file()

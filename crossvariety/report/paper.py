@@ -36,6 +36,7 @@ PUBLISHED = Path(__file__).parent / "published" / "afdt-models-mmarco.csv"
 PAPER_PAIRS = ["ca-fr", "oc-fr", "af-dt", "scn-it", "yue-zh", "ms-id", "gd-en"]
 TRAINED = ["ca-fr", "af-dt"]
 SYSTEMS = ["bm25", "bge-m3", "mt5", "colbert-xm"]  # rq1; the neural ones are fine-tuned (rq2, rq3)
+RERANKS = {"mt5": "bge-m3"}  # the paper's re-rankers and the first stage whose top-1000 they re-rank
 NEUMARCO = [f"irds:neumarco/{lang}/dev/small" for lang in ("fa", "ru", "zh")]
 NEUCLIR = [f"irds:neuclir/1/{lang}/trec-{year}" for year in (2022, 2023)
            for lang in ("fa", "ru", "zh")]
@@ -65,9 +66,21 @@ def system_run(system, topics, queries, rename=None):
     paper's model names to the labels of one's own runs (bge-m3-lt-cafr -> bge-m3-ft-cafr)."""
     label = (rename or {}).get(system, system)
     name = dataset_name(topics)
-    if system.startswith("mt5"):
-        return run_path("", name, "bge-m3", queries, f"rerank-{label}").name
+    if first_stage_of(system):
+        return run_path("", name, first_stage_of(system), queries, f"rerank-{label}").name
     return run_path("", name, label, queries, "retrieve").name
+
+
+def first_stage_of(model):
+    """The first stage a re-ranker of the paper's tables (mt5, mt5-lt-cafr) re-ranks; None for
+    a first-stage model."""
+    return next((first for system, first in RERANKS.items()
+                 if model == system or model.startswith(f"{system}-")), None)
+
+
+def row_label(model):
+    """A model's label in a table row: a re-ranker says what it re-ranks."""
+    return f"{first_stage_of(model)} >> {model}" if first_stage_of(model) else model
 
 
 def _pair_cells(experiment, pair_name, systems, rows, rename):
@@ -79,8 +92,7 @@ def _pair_cells(experiment, pair_name, systems, rows, rename):
     for system in systems:
         first = len(cells)
         for queries, role, model, against in rows(pair, system):
-            label = "bge-m3 >> " + model if model.startswith("mt5") else model
-            cell = Cell({"pair": pair.name, "model": label, "queries": queries}, pair.dev_topics,
+            cell = Cell({"pair": pair.name, "model": row_label(model), "queries": queries}, pair.dev_topics,
                         system_run(model, pair.dev_topics, queries, rename), model,
                         queries, role, f"{experiment} {pair.name} {system}")
             if against:
@@ -142,8 +154,7 @@ def neu(topic_sets, rename=None, query_field="title"):
         for system in SYSTEMS[1:]:
             first = len(cells)
             for model in [system] + [finetuned(system, t) for t in TRAINED]:
-                label = "bge-m3 >> " + model if model.startswith("mt5") else model
-                cells.append(Cell({"dataset": dataset_name(topics), "model": label,
+                cells.append(Cell({"dataset": dataset_name(topics), "model": row_label(model),
                                    "queries": queries}, topics,
                                   system_run(model, topics, queries, rename), model, queries,
                                   "original" if model == system else "fine-tuned",
