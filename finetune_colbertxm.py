@@ -90,7 +90,7 @@ from transformers import get_linear_schedule_with_warmup
 
 from crossvariety.neural import checkpoints, training
 from crossvariety.data import released
-from crossvariety.families.colbert import ColBERTXM, Tokens, checkpoint_dir, load_tokenizer, pair_loss, read_settings
+from crossvariety.families.colbert import ColBERTXM, ColbertTokenizer, checkpoint_dir, load_tokenizer, pair_loss, read_settings
 from crossvariety.errors import UsageError, UserError
 from crossvariety.data.negatives import read_examples
 from crossvariety.data.pairs import pair_from_name
@@ -146,7 +146,7 @@ start_path = checkpoint_dir(MODEL)
 source = saved[-1] if saved else start_path
 model_settings = read_settings(start_path, backbone=True)
 tokenizer = load_tokenizer(start_path)  # XLM-R's for facebook/xmod-base, which has none
-tokens = Tokens(tokenizer, model_settings)
+tokens = ColbertTokenizer(tokenizer, model_settings)
 model = ColBERTXM(source, dim=model_settings["dim"]).to(device)
 adapter = model.set_language(language)
 model.saved_language = adapter  # the output's default_language: the one it was trained with

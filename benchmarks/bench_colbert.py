@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import numpy as np
 
 from common import GPU as gpu, Results, random_model, sync
-from crossvariety.families import plaid
+from crossvariety.families import plaid, plaid_search
 from crossvariety.families.colbert import ColBERTXMEncoder
 from crossvariety.neural.random_models import synthetic_passages
 
@@ -155,7 +155,7 @@ with tempfile.TemporaryDirectory() as tmp:
     print(json.dumps(results, indent=1), flush=True)
 
     # 2. our search on the whole index, timed and extrapolated
-    search = plaid.PlaidSearch(tmp / "ours", num_results=args.k, verbose=False)
+    search = plaid_search.PlaidSearch(tmp / "ours", num_results=args.k, verbose=False)
     start = time.time()
     query_vectors = encoder.encode_queries(search_queries)
     sync()
@@ -179,7 +179,7 @@ with tempfile.TemporaryDirectory() as tmp:
         same = tmp / "same"
         plaid.build_index(lambda: ({"docno": str(i), "text": t}
                                    for i, t in enumerate(passages[:ref_docs_n])), encoder, same)
-    search = plaid.PlaidSearch(same, num_results=args.k, verbose=False)
+    search = plaid_search.PlaidSearch(same, num_results=args.k, verbose=False)
     query_vectors = encoder.encode_queries(queries)
     search.search(query_vectors[0], args.k)  # warm-up
     sync()
@@ -187,7 +187,7 @@ with tempfile.TemporaryDirectory() as tmp:
     our_top = [search.search(Q, args.k)[0].tolist() for Q in query_vectors]
     sync()
     results["ours_search_queries_per_s"] = len(queries) / (time.time() - start)
-    exact = [plaid.exhaustive_search(Q.cpu(), vectors.cpu(), lengths, 10)[0].tolist()
+    exact = [plaid_search.exhaustive_search(Q.cpu(), vectors.cpu(), lengths, 10)[0].tolist()
              for Q in query_vectors]
     results["top10_overlap_ours_vs_exhaustive"] = overlap(our_top, exact)
     results["ref_docs"], results["docs"], results["queries"] = ref_docs_n, docs_n, len(queries)

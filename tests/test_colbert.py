@@ -12,7 +12,7 @@ from conftest import CA_DEV_QUERIES, EN_QRELS, EN_QUERIES, FR_DEV_QUERIES, NEUCL
     NEUCLIR_TOPICS, QRELS_SMALL, assert_ranked, assert_row, fake_hub, read_table, reference_means, \
     run_script
 from crossvariety.neural import chunks
-from crossvariety.families import plaid
+from crossvariety.families import plaid, plaid_search
 from crossvariety.families.colbert import ColBERTXMEncoder
 from crossvariety.errors import UserError
 from crossvariety.neural.random_models import synthetic_passages
@@ -123,7 +123,7 @@ def test_plaid_top10_agrees_with_exhaustive_maxsim(tmp_path, encoder, capsys):
     assert plaid.build_index(docs_of(PASSAGES), encoder, index, chunk_docs=500)
     assert plaid.index_built(index) and not chunks.parts_dir(index).exists()
     # k > 100: colbert-ai's search defaults for large k (ncells 4, threshold 0.4, ndocs 4096)
-    search = plaid.PlaidSearch(index, num_results=500, device="cpu", verbose=False)
+    search = plaid_search.PlaidSearch(index, num_results=500, device="cpu", verbose=False)
     vectors, lengths = encoder.encode_docs(PASSAGES)
     queries = [" ".join(p.split()[3:8]) for p in PASSAGES[:40]]
     overlaps, firsts, tops = [], [], []
@@ -132,7 +132,7 @@ def test_plaid_top10_agrees_with_exhaustive_maxsim(tmp_path, encoder, capsys):
         assert len(pids) == 500 and len(set(pids.tolist())) == 500  # k results, no repeats
         tops.append(f"p{pids[0].item()}")
         assert (scores[:-1] >= scores[1:]).all()
-        exact, _ = plaid.exhaustive_search(Q, vectors, lengths, 10)
+        exact, _ = plaid_search.exhaustive_search(Q, vectors, lengths, 10)
         overlaps.append(len(set(pids[:10].tolist()) & set(exact.tolist())) / 10)
         firsts.append(pids[0].item() == i)
     with capsys.disabled():
@@ -143,7 +143,7 @@ def test_plaid_top10_agrees_with_exhaustive_maxsim(tmp_path, encoder, capsys):
 
     # as a PyTerrier pipeline: docnos are the collection's strings
     topics = pd.DataFrame({"qid": ["q1", "q2"], "query": queries[:2]})
-    results = (plaid.QueryEncoder(encoder) >> plaid.PlaidSearch(index, num_results=5))(topics)
+    results = (plaid_search.ColbertQueryEncoder(encoder) >> plaid_search.PlaidSearch(index, num_results=5))(topics)
     assert list(results.columns) == ["qid", "query", "docid", "docno", "score", "rank"]
     assert results.groupby("qid").size().tolist() == [5, 5]
     assert results[results["rank"] == 0].docno.tolist() == tops[:2]
@@ -196,7 +196,7 @@ def exhaustive_plaid(index, encoder, queries):
     docnos = Lookup(index / "docnos.npids").fwd[np.arange(len(lengths))]
     out = {}
     for qid, Q in zip(queries, encoder.encode_queries(list(queries.values()))):
-        pids, scores = plaid.exhaustive_search(Q, vectors, lengths, len(lengths))
+        pids, scores = plaid_search.exhaustive_search(Q, vectors, lengths, len(lengths))
         out[qid] = dict(zip(docnos[pids.numpy()], scores.tolist()))
     return out
 
@@ -294,7 +294,7 @@ def test_index_colbertxm_merge_only_already_built_overwrite_and_nbits(workdir, t
     proc = run_script("index_colbertxm.py", *common, cwd=workdir)
     assert "already built; nothing to do" in proc.stderr
 
-    search = plaid.PlaidSearch(index, num_results=10, ncells=1, device="cpu", verbose=False)
+    search = plaid_search.PlaidSearch(index, num_results=10, ncells=1, device="cpu", verbose=False)
     assert search.ivf_lengths.max() < 10  # no single cell holds every document
     queries = {q: FR_DEV_QUERIES[q] for q, _ in QRELS_SMALL}
     expected = exhaustive_plaid(index, encoder, queries)
@@ -366,7 +366,7 @@ def test_finetune_colbertxm_learns_freezes_resumes_and_indexes(tmp_path, tiny_co
     index = tmp_path / "idx"
     plaid.build_index(docs_of(passages), fine_tuned, index)
     topics = pd.DataFrame({"qid": ["1"], "query": [rows[0]["query"]]})
-    results = plaid.colbert_retriever(index, fine_tuned, num_results=10)(topics)
+    results = plaid_search.colbert_retriever(index, fine_tuned, num_results=10)(topics)
     assert len(results) == 10 and results.docno.iloc[0] == "p0"
 
 

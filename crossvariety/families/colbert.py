@@ -203,7 +203,7 @@ def _shared_network(path, precision_name, device):
                              precision_name, device)
 
 
-class Tokens:
+class ColbertTokenizer:
     """colbert-ai's query and document tokenisation, as token id lists."""
 
     def __init__(self, tokenizer, settings):
@@ -273,7 +273,7 @@ class ColBERTXMEncoder:
         self.verbose = verbose
         self.tokenizer, self.tokenizer_name = models.load_tokenizer(self.model_name, "colbert-xm",
                                                                     tok_model)
-        self.tokens = Tokens(self.tokenizer, self.settings)
+        self.tokens = ColbertTokenizer(self.tokenizer, self.settings)
         self.model = _shared_network(self.path, self.precision, self.device)
         self.dim = self.model.linear.out_features
         self.out_dtype = torch.float32 if self.precision == "fp32" else torch.float16

@@ -89,7 +89,7 @@ def encoder(model, language=None, doc_lang_from_config=False, dtype="auto"):
 def retriever(model, collection, index_dir, s):
     """PLAID search over ``collection``'s index (built first if missing), queries and
     documents with the adapter of s["language"] (default: the collection's)."""
-    from . import plaid
+    from . import plaid, plaid_search
     language = collection_language(collection, s.get("language"))
     index = index_path(index_dir, model, collection.name, s)
     built = indexes.check_index(index, index_built, index_inputs(model, collection),
@@ -101,8 +101,8 @@ def retriever(model, collection, index_dir, s):
         # the identities again, now that the model is loaded (in the HF cache)
         plaid.build_index(collection.docs_iter, enc, index, total=collection.docs_count(),
                           inputs=index_inputs(model, collection))
-    plaid.check_language(index, enc)
-    return plaid.colbert_retriever(index, enc, s["num_results"])
+    plaid_search.check_language(index, enc)
+    return plaid_search.colbert_retriever(index, enc, s["num_results"])
 
 
 def recipe(model, collection, queries, index_dir, s):
