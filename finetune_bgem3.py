@@ -31,61 +31,36 @@ Examples:
 from crossvariety import settings
 
 # -----------------------------------------------------------------------------
-TRAIN = ""  # training JSONL from mine_negatives.py, or paper:PAIR
-MODEL = "bge-m3"  # start: BAAI/bge-m3
-OUT = ""  # empty = {models_dir}/bge-m3-ft-{training file name}
-LEARNING_RATE = 1e-5
-EPOCHS = 1
-MAX_STEPS = 0  # 0 = EPOCHS over the data
-BATCH_SIZE = 8  # queries per device per step
-GROUP_SIZE = 2  # passages per query: 1 positive + GROUP_SIZE - 1 negatives
-TEMPERATURE = 0.02
-QUERY_MAX_LEN = 64
-PASSAGE_MAX_LEN = 256
-CROSS_DEVICE_NEGATIVES = True
-QUERY_INSTRUCTION = ""
-WARMUP_RATIO = 0.0
-MAX_GRAD_NORM = 1.0  # HF Trainer's default, which the reference command keeps
-PRECISION = "auto"  # auto (bf16 on a GPU, fp32 on a CPU), bf16 or fp32
-COMPILE = "auto"  # auto (CUDA graphs on a GPU), on or off
-WORKERS = -1  # loader workers per process; -1 = 2 on a GPU, 0 on a CPU
-SAVE_EVERY = 5000  # optimizer steps between checkpoints
-STOP_AFTER = 0  # stop this job after N optimizer steps (checkpointed); rerun to continue
-LOG_EVERY = 50
-SEED = 42
-DEVICE = ""
-OVERWRITE = False
-HELP = {
-    "TRAIN": "training JSONL ({query, pos, neg} a line) from mine_negatives.py, or paper:PAIR "
-             "for the paper's released file (paper:ca-fr, paper:af-dt; ~2.0M lines)",
-    "MODEL": "model to start from: bge-m3 (BAAI/bge-m3), an HF id or a local path",
-    "OUT": "output model folder; empty = {models_dir}/bge-m3-ft-{training file name}",
-    "LEARNING_RATE": "peak learning rate (the paper: 1e-5)",
-    "EPOCHS": "passes over the training file (the paper: 1), when --max-steps is 0",
-    "MAX_STEPS": "optimizer steps; 0 = --epochs over the data",
-    "BATCH_SIZE": "queries per device per step (the paper: 8)",
-    "GROUP_SIZE": "passages per query: 1 positive + GROUP_SIZE-1 negatives (the paper: 2)",
-    "TEMPERATURE": "temperature of the contrastive loss (the paper: 0.02)",
-    "QUERY_MAX_LEN": "query tokens (the paper: 64)",
-    "PASSAGE_MAX_LEN": "passage tokens (the paper: 256)",
-    "CROSS_DEVICE_NEGATIVES": "under torchrun, every GPU's passages are negatives for every "
-                              "query (the paper: on)",
-    "QUERY_INSTRUCTION": "instruction prepended to queries (the paper: none)",
-    "WARMUP_RATIO": "fraction of the steps with a linear warm-up (HF's default, the paper: 0)",
-    "MAX_GRAD_NORM": "clip the gradient norm to this (HF Trainer's default 1.0); 0 = no clipping",
-    "PRECISION": "auto (bf16 autocast on a GPU, fp32 on a CPU), bf16 or fp32",
-    "COMPILE": "compile the encoder: auto (on a GPU, with CUDA graphs), on or off",
-    "WORKERS": "loader worker processes that tokenise ahead; -1 = 2 on a GPU, 0 on a CPU",
-    "SAVE_EVERY": "optimizer steps between checkpoints (a killed run resumes from the last)",
-    "STOP_AFTER": "stop this job after this many optimizer steps, checkpointed (time-limited "
-                  "jobs); run the same command again to continue; 0 = run to the end",
-    "LOG_EVERY": "optimizer steps between loss logs (the only host syncs)",
-    "SEED": "seed of the data order, the negatives drawn and the dropout",
-    "DEVICE": "torch device; empty = cuda if available (the local rank's under torchrun), "
-              "else cpu",
-    "OVERWRITE": "start from scratch even if the output or checkpoints exist",
-}
-paths = settings.configure(globals(), HELP)
+TRAIN = ""  # training JSONL ({query, pos, neg} a line) from mine_negatives.py, or paper:PAIR for
+            # the paper's released file (paper:ca-fr, paper:af-dt; ~2.0M lines)
+MODEL = "bge-m3"  # model to start from: bge-m3 (BAAI/bge-m3), an HF id or a local path
+OUT = ""  # output model folder; empty = {models_dir}/bge-m3-ft-{training file name}
+LEARNING_RATE = 1e-5  # peak learning rate (the paper: 1e-5)
+EPOCHS = 1  # passes over the training file (the paper: 1), when --max-steps is 0
+MAX_STEPS = 0  # optimizer steps; 0 = --epochs over the data
+BATCH_SIZE = 8  # queries per device per step (the paper: 8)
+GROUP_SIZE = 2  # passages per query: 1 positive + GROUP_SIZE-1 negatives (the paper: 2)
+TEMPERATURE = 0.02  # temperature of the contrastive loss (the paper: 0.02)
+QUERY_MAX_LEN = 64  # query tokens (the paper: 64)
+PASSAGE_MAX_LEN = 256  # passage tokens (the paper: 256)
+CROSS_DEVICE_NEGATIVES = True  # under torchrun, every GPU's passages are negatives for every query
+                               # (the paper: on)
+QUERY_INSTRUCTION = ""  # instruction prepended to queries (the paper: none)
+WARMUP_RATIO = 0.0  # fraction of the steps with a linear warm-up (HF's default, the paper: 0)
+MAX_GRAD_NORM = 1.0  # clip the gradient norm to this (HF Trainer's default 1.0, which the reference
+                     # command keeps); 0 = no clipping
+PRECISION = "auto"  # auto (bf16 autocast on a GPU, fp32 on a CPU), bf16 or fp32
+COMPILE = "auto"  # compile the encoder: auto (on a GPU, with CUDA graphs), on or off
+WORKERS = -1  # loader worker processes that tokenise ahead; -1 = 2 on a GPU, 0 on a CPU
+SAVE_EVERY = 5000  # optimizer steps between checkpoints (a killed run resumes from the last)
+STOP_AFTER = 0  # stop this job after this many optimizer steps, checkpointed (time-limited jobs);
+                # run the same command again to continue; 0 = run to the end
+LOG_EVERY = 50  # optimizer steps between loss logs (the only host syncs)
+SEED = 42  # seed of the data order, the negatives drawn and the dropout
+DEVICE = ""  # torch device (cuda, cuda:1, cpu); empty = cuda if available (the local rank's under
+             # torchrun), else cpu
+OVERWRITE = False  # start from scratch even if the output or checkpoints exist
+paths = settings.configure(globals())
 # -----------------------------------------------------------------------------
 import json
 import logging

@@ -30,52 +30,32 @@ Examples:
 from crossvariety import settings
 
 # -----------------------------------------------------------------------------
-TRAIN = ""  # training JSONL from mine_negatives.py, or paper:PAIR
-MODEL = "xmod-base"  # start: facebook/xmod-base (the recipe), or colbert-xm / a ColBERT path
-LANGUAGE = ""  # adapter: the collection's language (fr for ca-fr); empty = from paper:PAIR
-OUT = ""  # empty = {models_dir}/colbert-xm-ft-{training file name}
-LEARNING_RATE = 5e-6
-ADAM_EPS = 1e-6
-WEIGHT_DECAY = 0.0
-BATCH_SIZE = 32  # tuples (query, positive, negative) per optimizer step, over all GPUs
-MAX_STEPS = 200000
-WARMUP_STEPS = 20000
-FREEZE_ADAPTERS = True  # embeddings, language adapters and adapter layer norms stay frozen
-SAVE_EVERY = 10000
-STOP_AFTER = 0  # stop this job after N steps (checkpointed); rerun to continue
-LOG_EVERY = 100
-SEED = 42
-DEVICE = ""
-WANDB = ""
-OVERWRITE = False
-HELP = {
-    "TRAIN": "training JSONL ({query, pos, neg} a line) from mine_negatives.py, or paper:PAIR "
-             "for the paper's released file (paper:ca-fr, paper:af-dt)",
-    "MODEL": "model to start from: xmod-base (facebook/xmod-base, the recipe: a new 128-d "
-             "projection), colbert-xm, a ColBERT-XM checkpoint path or an HF id",
-    "LANGUAGE": "X-MOD adapter trained and saved as the model's language: the passages' "
-                "language (fr for ca-fr, nl for af-dt); empty = the pair of --train paper:PAIR",
-    "OUT": "output checkpoint folder; empty = {models_dir}/colbert-xm-ft-{training file name}",
-    "LEARNING_RATE": "AdamW learning rate (the recipe: 5e-6)",
-    "ADAM_EPS": "AdamW epsilon (the recipe: 1e-6)",
-    "WEIGHT_DECAY": "AdamW weight decay (0; not recorded in the fork's script)",
-    "BATCH_SIZE": "tuples (query, positive, negative) per optimizer step over all GPUs; the "
-                  "in-batch negatives are those of each GPU's share",
-    "MAX_STEPS": "optimizer steps (the recipe: 200,000)",
-    "WARMUP_STEPS": "linear warm-up steps, then linear decay to 0 at --max-steps",
-    "FREEZE_ADAPTERS": "freeze the embeddings, every layer's language adapters and adapter "
-                       "layer norm (the recipe); false trains everything",
-    "SAVE_EVERY": "optimizer steps between checkpoints (a killed run resumes from the last)",
-    "STOP_AFTER": "stop this job after this many optimizer steps, checkpointed (time-limited "
-                  "jobs); run the same command again to continue; 0 = run to the end",
-    "LOG_EVERY": "optimizer steps between loss logs (the only host syncs)",
-    "SEED": "seed of the data order, the dropout and the new projection",
-    "DEVICE": "torch device; empty = cuda if available (the local rank's under torchrun), "
-              "else cpu",
-    "WANDB": "log to this wandb project (needs wandb installed); empty = no wandb",
-    "OVERWRITE": "start from scratch even if the output or checkpoints exist",
-}
-paths = settings.configure(globals(), HELP)
+TRAIN = ""  # training JSONL ({query, pos, neg} a line) from mine_negatives.py, or paper:PAIR for
+            # the paper's released file (paper:ca-fr, paper:af-dt)
+MODEL = "xmod-base"  # model to start from: xmod-base (facebook/xmod-base, the recipe: a new 128-d
+                     # projection), colbert-xm, a ColBERT-XM checkpoint path or an HF id
+LANGUAGE = ""  # X-MOD adapter trained and saved as the model's language: the passages' language (fr
+               # for ca-fr, nl for af-dt); empty = the pair of --train paper:PAIR
+OUT = ""  # output checkpoint folder; empty = {models_dir}/colbert-xm-ft-{training file name}
+LEARNING_RATE = 5e-6  # AdamW learning rate (the recipe: 5e-6)
+ADAM_EPS = 1e-6  # AdamW epsilon (the recipe: 1e-6)
+WEIGHT_DECAY = 0.0  # AdamW weight decay (0; not recorded in the fork's script)
+BATCH_SIZE = 32  # tuples (query, positive, negative) per optimizer step over all GPUs; the in-batch
+                 # negatives are those of each GPU's share
+MAX_STEPS = 200000  # optimizer steps (the recipe: 200,000)
+WARMUP_STEPS = 20000  # linear warm-up steps, then linear decay to 0 at --max-steps
+FREEZE_ADAPTERS = True  # freeze the embeddings, every layer's language adapters and adapter layer
+                        # norm (the recipe); false trains everything
+SAVE_EVERY = 10000  # optimizer steps between checkpoints (a killed run resumes from the last)
+STOP_AFTER = 0  # stop this job after this many optimizer steps, checkpointed (time-limited jobs);
+                # run the same command again to continue; 0 = run to the end
+LOG_EVERY = 100  # optimizer steps between loss logs (the only host syncs)
+SEED = 42  # seed of the data order, the dropout and the new projection
+DEVICE = ""  # torch device (cuda, cuda:1, cpu); empty = cuda if available (the local rank's under
+             # torchrun), else cpu
+WANDB = ""  # log to this wandb project (needs wandb installed); empty = no wandb
+OVERWRITE = False  # start from scratch even if the output or checkpoints exist
+paths = settings.configure(globals())
 # -----------------------------------------------------------------------------
 import json
 import logging

@@ -25,52 +25,32 @@ Examples:
 from crossvariety import settings
 
 # -----------------------------------------------------------------------------
-TRAIN = ""  # training JSONL from mine_negatives.py
-TRIPLES = ""  # optional MS MARCO triples TSV (query, positive, negative) added to the data
-MODEL = "mt5"  # start: unicamp-dl/mt5-base-mmarco-v2
-TOKENIZER = ""  # empty = the start model's own, else its base model's
-OUT = ""  # empty = {models_dir}/mt5-ft-{training file name}
-LEARNING_RATE = 5e-5
-BATCH_SIZE = 32  # pairs per optimizer step (the original: 4)
-GRAD_ACCUM = 1  # micro-batches per optimizer step (BATCH_SIZE is split among them)
-EPOCHS = 1
-MAX_STEPS = 0  # 0 = EPOCHS over the data
-WARMUP_STEPS = 0
-SAVE_EVERY = 1000  # optimizer steps between checkpoints
-STOP_AFTER = 0  # stop this job after N optimizer steps (checkpointed); rerun to continue
-COMPILE = "auto"  # auto (CUDA graphs on a GPU), on or off
-LOG_EVERY = 50
-SEED = 42
-DEVICE = ""
-WANDB = ""  # wandb project; empty = no wandb
-OVERWRITE = False
-HELP = {
-    "TRAIN": "training JSONL ({query, pos, neg} a line) from mine_negatives.py, or paper:PAIR "
-             "for the paper's released file (paper:ca-fr, paper:af-dt)",
-    "TRIPLES": "optional: MS MARCO triples (query<TAB>positive<TAB>negative) added to the data",
-    "MODEL": "model to start from: mt5 (unicamp-dl/mt5-base-mmarco-v2), an HF id or a path",
-    "TOKENIZER": "tokenizer (HF id or path); empty = the start model's own, else that of the "
-                 "model it was fine-tuned from (unicamp-dl/mt5-base-mmarco-v2: the paper's "
-                 "mt5-lt-* checkpoints ship none); the output always holds its tokenizer",
-    "OUT": "output model folder; empty = {models_dir}/mt5-ft-{training file name}",
-    "LEARNING_RATE": "AdamW learning rate; 5e-5 is what the authors' later code used (the "
-                     "paper's 5e-12 is a typo that trains nothing)",
-    "BATCH_SIZE": "pairs per optimizer step; the original loop used 4 (see the doc above)",
-    "GRAD_ACCUM": "split each step's batch into this many micro-batches (less memory)",
-    "EPOCHS": "passes over the training pairs (when --max-steps is 0)",
-    "MAX_STEPS": "optimizer steps; 0 = --epochs over the data",
-    "WARMUP_STEPS": "linear warm-up of the learning rate over these steps, then constant",
-    "SAVE_EVERY": "optimizer steps between checkpoints (a killed run resumes from the last)",
-    "STOP_AFTER": "stop this job after this many optimizer steps, checkpointed (time-limited "
-                  "jobs); run the same command again to continue; 0 = run to the end",
-    "COMPILE": "compile the model: auto (on a GPU, with CUDA graphs), on or off",
-    "LOG_EVERY": "optimizer steps between loss logs (the only host syncs)",
-    "SEED": "seed of the data order, the dropout and the initial state",
-    "DEVICE": "torch device; empty = cuda if available, else cpu",
-    "WANDB": "log to this wandb project (needs wandb installed); empty = no wandb",
-    "OVERWRITE": "start from scratch even if the output or checkpoints exist",
-}
-paths = settings.configure(globals(), HELP)
+TRAIN = ""  # training JSONL ({query, pos, neg} a line) from mine_negatives.py, or paper:PAIR for
+            # the paper's released file (paper:ca-fr, paper:af-dt)
+TRIPLES = ""  # optional: MS MARCO triples (query<TAB>positive<TAB>negative) added to the data
+MODEL = "mt5"  # model to start from: mt5 (unicamp-dl/mt5-base-mmarco-v2), an HF id or a path
+TOKENIZER = ""  # tokenizer (HF id or path); empty = the start model's own, else that of the model
+                # it was fine-tuned from (unicamp-dl/mt5-base-mmarco-v2: the paper's mt5-lt-*
+                # checkpoints ship none); the output always holds its tokenizer
+OUT = ""  # output model folder; empty = {models_dir}/mt5-ft-{training file name}
+LEARNING_RATE = 5e-5  # AdamW learning rate; 5e-5 is what the authors' later code used (the paper's
+                      # 5e-12 is a typo that trains nothing)
+BATCH_SIZE = 32  # pairs per optimizer step; the original loop used 4 (see the doc above)
+GRAD_ACCUM = 1  # micro-batches per optimizer step: each step's batch is split among them (less
+                # memory)
+EPOCHS = 1  # passes over the training pairs (when --max-steps is 0)
+MAX_STEPS = 0  # optimizer steps; 0 = --epochs over the data
+WARMUP_STEPS = 0  # linear warm-up of the learning rate over these steps, then constant
+SAVE_EVERY = 1000  # optimizer steps between checkpoints (a killed run resumes from the last)
+STOP_AFTER = 0  # stop this job after this many optimizer steps, checkpointed (time-limited jobs);
+                # run the same command again to continue; 0 = run to the end
+COMPILE = "auto"  # compile the model: auto (on a GPU, with CUDA graphs), on or off
+LOG_EVERY = 50  # optimizer steps between loss logs (the only host syncs)
+SEED = 42  # seed of the data order, the dropout and the initial state
+DEVICE = ""  # torch device (cuda, cuda:1, cpu); empty = cuda if available, else cpu
+WANDB = ""  # log to this wandb project (needs wandb installed); empty = no wandb
+OVERWRITE = False  # start from scratch even if the output or checkpoints exist
+paths = settings.configure(globals())
 # -----------------------------------------------------------------------------
 import json
 import logging
