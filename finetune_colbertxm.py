@@ -6,9 +6,10 @@ default: start from the X-MOD backbone facebook/xmod-base (the lt checkpoints' c
 collection's language (--language fr for ca-fr), the embeddings and every layer's language
 adapters and adapter layer norm frozen (attention, feed-forward, shared layer norms and the
 128-d projection train), 32 tuples per step, AdamW lr 5e-6 eps 1e-6, 200,000 steps with 20,000
-warm-up steps then linear decay, seed 42, bf16 autocast on a GPU. Loss (colbert-ai's, with
-in-batch negatives): cross-entropy of each query over (its positive, its negative) plus
-cross-entropy of each query over its positive and every passage of the other queries.
+warm-up steps then linear decay, seed 42, bf16 autocast on a GPU (--dtype auto). Loss
+(colbert-ai's, with in-batch negatives): cross-entropy of each query over (its positive, its
+negative) plus cross-entropy of each query over its positive and every passage of the other
+queries.
 
 Training data: the JSONL of mine_negatives.py ({"query", "pos", "neg"} a line; --source ce
 --num-negatives 1 --rounds 13 is the recipe's 6.5M tuples: ceil(200,000 x 32 / 502,939)
@@ -46,6 +47,9 @@ MAX_STEPS = 200000  # optimizer steps (the recipe: 200,000)
 WARMUP_STEPS = 20000  # linear warm-up steps, then linear decay to 0 at --max-steps
 FREEZE_ADAPTERS = True  # freeze the embeddings, every layer's language adapters and adapter layer
                         # norm (the recipe); false trains everything
+DTYPE = "auto"  # precision of training: auto = bf16 autocast on a GPU, fp32 on a CPU; bf16
+                # (autocast, needs a GPU); fp32; recorded in the model's training.json (fp8 is for
+                # inference only: index_*.py, rerank_mt5.py, run_*.py)
 SAVE_EVERY = 10000  # optimizer steps between checkpoints (a killed run resumes from the last)
 STOP_AFTER = 0  # stop this job after this many optimizer steps, checkpointed (time-limited jobs);
                 # run the same command again to continue; 0 = run to the end
@@ -79,11 +83,19 @@ from crossvariety.runs import atomic_path, check_writable
 log = logging.getLogger("finetune_colbertxm")
 if not TRAIN:
     raise UsageError("--train FILE is required (mine_negatives.py makes it)")
+if DTYPE == "fp8":
+    raise UsageError("--dtype fp8 is for inference only (index_*.py, rerank_mt5.py, run_*.py); "
+                     "train with auto, bf16 or fp32")
+if DTYPE not in ("auto", "bf16", "fp32"):
+    raise UsageError(f"--dtype {DTYPE!r}: choose auto, bf16 or fp32")
 language = LANGUAGE or (pair_from_name(TRAIN[len("paper:"):]).highres
                         if TRAIN.startswith("paper:") else "")
 if not language:
     raise UsageError("--language is required: the passages' language (fr for ca-fr, nl for af-dt)")
 device, rank, world = training.processes(DEVICE)
+dtype = DTYPE if DTYPE != "auto" else ("bf16" if device.type == "cuda" else "fp32")
+if dtype == "bf16" and device.type != "cuda":
+    raise UsageError("--dtype bf16 needs a GPU (bf16 autocast); use fp32 or auto on a CPU")
 if BATCH_SIZE % world:
     raise UsageError(f"--batch-size {BATCH_SIZE} is not a multiple of the {world} processes")
 name = TRAIN.replace(":", "-") if TRAIN.startswith("paper:") else Path(TRAIN).name.split(".")[0]
@@ -143,9 +155,9 @@ if saved:
     log.info("resuming from %s (step %d of %d)", saved[-1], step, MAX_STEPS)
 else:
     log.info("training %s from %s (adapter %s): %d steps of %d tuples, lr %g, %d of %d "
-             "parameters trained, %s x %d", out, start_path, adapter, MAX_STEPS, BATCH_SIZE,
+             "parameters trained, %s %s x %d", out, start_path, adapter, MAX_STEPS, BATCH_SIZE,
              LEARNING_RATE, sum(p.numel() for p in trainable),
-             sum(p.numel() for p in model.parameters()), device, world)
+             sum(p.numel() for p in model.parameters()), device, dtype, world)
 
 
 class TupleLoss(torch.nn.Module):
@@ -190,7 +202,7 @@ def save_checkpoint():
 
 
 # 3. the loop: losses stay on the device until a log line needs them
-autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16")
 losses = torch.zeros((), device=device)
 job_steps, start, logged = 0, time.time(), time.time()
 while step < MAX_STEPS:
@@ -230,9 +242,9 @@ if rank == 0:
     with atomic_path(out) as tmp:
         model.save(tmp, tokenizer, model_settings)
         (tmp / "training.json").write_text(json.dumps(
-            {k.lower(): v for k, v in globals().items() if k.isupper() and k != "HELP"} |
+            {k.lower(): v for k, v in globals().items() if k.isupper()} |
             {"start": str(start_path), "adapter": adapter, "tuples": len(tuples),
-             "processes": world}, indent=1))
+             "processes": world, "dtype": dtype}, indent=1))
     shutil.rmtree(checkpoints_dir, ignore_errors=True)
     seconds = time.time() - start
     log.info("wrote %s: %d steps in %.1fs (%.0f tuples/s)", out, job_steps, seconds,
