@@ -18,32 +18,20 @@ Examples:
 from crossvariety import settings
 
 # -----------------------------------------------------------------------------
-RUNS = []  # TREC run files (gzip or plain)
-QRELS = ""  # dataset whose qrels judge the runs
-NAMES = []  # labels of the runs in the table; empty = file names
-MEASURES = []  # empty = MRR@10 R@1000 (neuCLIR: nDCG@20 R@1000)
-BASELINE = "1"  # which run the others are tested against: its position (1 = first) or none
-CORRECTION = "bonferroni"
-ALPHA = 0.05  # significance level of the † mark
-FORMAT = "markdown"  # markdown, csv or latex
-OUT = ""  # also write the table to this file
-PER_QUERY = ""  # write per-query scores (run, qid, measure, value) as TSV to this file
-HELP = {
-    "RUNS": "TREC run files to evaluate (.res, .res.gz)",
-    "QRELS": "dataset holding the qrels: an irds: id (irds:mmarco/v2/fr/dev/small) or a local "
-             "dataset folder with qrels.txt[.gz]",
-    "NAMES": "a label for each run, in order; empty = the run file names",
-    "MEASURES": "ir_measures measure names, e.g. MRR@10 R@1000 nDCG@20 AP; empty = MRR@10 "
-                "R@1000, or nDCG@20 R@1000 for neuCLIR qrels",
-    "BASELINE": "the run the others are tested against: its position among RUNS (1 = first), "
-                "or none for no significance tests",
-    "CORRECTION": "multiple-testing correction: bonferroni holm holm-sidak fdr_bh none",
-    "ALPHA": "significance level; a mean with corrected p < alpha is marked †",
-    "FORMAT": "table format: markdown, csv or latex",
-    "OUT": "file to write the table to (besides printing it)",
-    "PER_QUERY": "file to write per-query scores to, as TSV (run, qid, measure, value)",
-}
-settings.configure(globals(), HELP, positional=("RUNS",), path_keys=())  # files by path only
+RUNS = []  # TREC run files to evaluate, plain or gzipped (.res, .res.gz)
+QRELS = ""  # dataset whose qrels judge the runs: an irds: id (irds:mmarco/v2/fr/dev/small) or a
+            # local dataset folder with qrels.txt[.gz]
+NAMES = []  # a label for each run, in order; empty = the run file names
+MEASURES = []  # ir_measures measure names, e.g. MRR@10 R@1000 nDCG@20 AP; empty = MRR@10 R@1000, or
+               # nDCG@20 R@1000 for neuCLIR qrels
+BASELINE = "1"  # the run the others are tested against: its position among RUNS (1 = first), or
+                # none for no significance tests
+CORRECTION = "bonferroni"  # multiple-testing correction: bonferroni holm holm-sidak fdr_bh none
+ALPHA = 0.05  # significance level; a mean with corrected p < alpha is marked †
+FORMAT = "markdown"  # table format: markdown, csv or latex
+OUT = ""  # file to write the table to (besides printing it)
+PER_QUERY = ""  # file to write per-query scores to, as TSV (run, qid, measure, value)
+settings.configure(globals(), positional=("RUNS",), path_keys=())  # files by path only
 # -----------------------------------------------------------------------------
 import logging
 import sys

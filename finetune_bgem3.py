@@ -7,16 +7,16 @@ per query), queries 64 / passages 256 tokens, negatives shared across devices, n
 
 The model and the loss are FlagEmbedding's own (EncoderOnlyEmbedderM3Model: CLS pooling,
 normalised, the passages of every query of the batch as negatives, cross-entropy at the
-temperature); the optimizer is its Trainer's defaults (AdamW betas 0.9/0.999, eps 1e-8, no
-weight decay, gradient norm clipped at 1.0, linear decay to 0 after --warmup-ratio). The loop
-replaces HF's Trainer to make a step cheap on a GPU, without changing the recipe: bf16 autocast
-(the reference: fp16 with loss scaling), queries and passages padded to a multiple of 64 tokens
-(masked; few shapes) so that the encoder is compiled with CUDA graphs (--compile), torch's cuDNN
-attention off, fused AdamW, tokenisation in loader workers, no host sync but at log steps. One
-step equals one step of FlagEmbedding's trainer on the same batch (fp32 on a CPU, tested).
-Deviations, for exact resumption: the epoch's order is our seeded permutation (not HF's
-sampler's), the positive and negatives of an example are drawn from a stream seeded by (seed,
-epoch, example), and the last batch of an epoch is filled up with the epoch's first examples.
+temperature); the optimizer is its Trainer's defaults (AdamW betas 0.9/0.999, eps 1e-8, no weight
+decay, gradient norm clipped at 1.0, linear decay to 0 after --warmup-ratio). The loop replaces
+HF's Trainer to make a step cheap on a GPU, without changing the recipe: bf16 autocast (--dtype
+auto; the reference: fp16 with loss scaling), queries and passages padded to a multiple of 64
+tokens (masked; few shapes) so that the encoder is compiled with CUDA graphs (--compile), torch's
+cuDNN attention off, fused AdamW, tokenisation in loader workers, no host sync but at log steps.
+One step equals one step of FlagEmbedding's trainer on the same batch (fp32 on a CPU, tested).
+Deviations, for exact resumption: the epoch's order is our seeded permutation (not HF's sampler's),
+the positive and negatives of an example are drawn from a stream seeded by (seed, epoch, example),
+and the last batch of an epoch is filled up with the epoch's first examples.
 
 Checkpoints every --save-every steps under {out}.checkpoints/: a killed run restarts where its
 last checkpoint left off, bitwise on a CPU. The output is written to a temporary folder and
@@ -31,61 +31,38 @@ Examples:
 from crossvariety import settings
 
 # -----------------------------------------------------------------------------
-TRAIN = ""  # training JSONL from mine_negatives.py, or paper:PAIR
-MODEL = "bge-m3"  # start: BAAI/bge-m3
-OUT = ""  # empty = {models_dir}/bge-m3-ft-{training file name}
-LEARNING_RATE = 1e-5
-EPOCHS = 1
-MAX_STEPS = 0  # 0 = EPOCHS over the data
-BATCH_SIZE = 8  # queries per device per step
-GROUP_SIZE = 2  # passages per query: 1 positive + GROUP_SIZE - 1 negatives
-TEMPERATURE = 0.02
-QUERY_MAX_LEN = 64
-PASSAGE_MAX_LEN = 256
-CROSS_DEVICE_NEGATIVES = True
-QUERY_INSTRUCTION = ""
-WARMUP_RATIO = 0.0
-MAX_GRAD_NORM = 1.0  # HF Trainer's default, which the reference command keeps
-PRECISION = "auto"  # auto (bf16 on a GPU, fp32 on a CPU), bf16 or fp32
-COMPILE = "auto"  # auto (CUDA graphs on a GPU), on or off
-WORKERS = -1  # loader workers per process; -1 = 2 on a GPU, 0 on a CPU
-SAVE_EVERY = 5000  # optimizer steps between checkpoints
-STOP_AFTER = 0  # stop this job after N optimizer steps (checkpointed); rerun to continue
-LOG_EVERY = 50
-SEED = 42
-DEVICE = ""
-OVERWRITE = False
-HELP = {
-    "TRAIN": "training JSONL ({query, pos, neg} a line) from mine_negatives.py, or paper:PAIR "
-             "for the paper's released file (paper:ca-fr, paper:af-dt; ~2.0M lines)",
-    "MODEL": "model to start from: bge-m3 (BAAI/bge-m3), an HF id or a local path",
-    "OUT": "output model folder; empty = {models_dir}/bge-m3-ft-{training file name}",
-    "LEARNING_RATE": "peak learning rate (the paper: 1e-5)",
-    "EPOCHS": "passes over the training file (the paper: 1), when --max-steps is 0",
-    "MAX_STEPS": "optimizer steps; 0 = --epochs over the data",
-    "BATCH_SIZE": "queries per device per step (the paper: 8)",
-    "GROUP_SIZE": "passages per query: 1 positive + GROUP_SIZE-1 negatives (the paper: 2)",
-    "TEMPERATURE": "temperature of the contrastive loss (the paper: 0.02)",
-    "QUERY_MAX_LEN": "query tokens (the paper: 64)",
-    "PASSAGE_MAX_LEN": "passage tokens (the paper: 256)",
-    "CROSS_DEVICE_NEGATIVES": "under torchrun, every GPU's passages are negatives for every "
-                              "query (the paper: on)",
-    "QUERY_INSTRUCTION": "instruction prepended to queries (the paper: none)",
-    "WARMUP_RATIO": "fraction of the steps with a linear warm-up (HF's default, the paper: 0)",
-    "MAX_GRAD_NORM": "clip the gradient norm to this (HF Trainer's default 1.0); 0 = no clipping",
-    "PRECISION": "auto (bf16 autocast on a GPU, fp32 on a CPU), bf16 or fp32",
-    "COMPILE": "compile the encoder: auto (on a GPU, with CUDA graphs), on or off",
-    "WORKERS": "loader worker processes that tokenise ahead; -1 = 2 on a GPU, 0 on a CPU",
-    "SAVE_EVERY": "optimizer steps between checkpoints (a killed run resumes from the last)",
-    "STOP_AFTER": "stop this job after this many optimizer steps, checkpointed (time-limited "
-                  "jobs); run the same command again to continue; 0 = run to the end",
-    "LOG_EVERY": "optimizer steps between loss logs (the only host syncs)",
-    "SEED": "seed of the data order, the negatives drawn and the dropout",
-    "DEVICE": "torch device; empty = cuda if available (the local rank's under torchrun), "
-              "else cpu",
-    "OVERWRITE": "start from scratch even if the output or checkpoints exist",
-}
-paths = settings.configure(globals(), HELP)
+TRAIN = ""  # training JSONL ({query, pos, neg} a line) from mine_negatives.py, or paper:PAIR for
+            # the paper's released file (paper:ca-fr, paper:af-dt; ~2.0M lines)
+MODEL = "bge-m3"  # model to start from: bge-m3 (BAAI/bge-m3), an HF id or a local path
+OUT = ""  # output model folder; empty = {models_dir}/bge-m3-ft-{training file name}
+LEARNING_RATE = 1e-5  # peak learning rate (the paper: 1e-5)
+EPOCHS = 1  # passes over the training file (the paper: 1), when --max-steps is 0
+MAX_STEPS = 0  # optimizer steps; 0 = --epochs over the data
+BATCH_SIZE = 8  # queries per device per step (the paper: 8)
+GROUP_SIZE = 2  # passages per query: 1 positive + GROUP_SIZE-1 negatives (the paper: 2)
+TEMPERATURE = 0.02  # temperature of the contrastive loss (the paper: 0.02)
+QUERY_MAX_LEN = 64  # query tokens (the paper: 64)
+PASSAGE_MAX_LEN = 256  # passage tokens (the paper: 256)
+CROSS_DEVICE_NEGATIVES = True  # under torchrun, every GPU's passages are negatives for every query
+                               # (the paper: on)
+QUERY_INSTRUCTION = ""  # instruction prepended to queries (the paper: none)
+WARMUP_RATIO = 0.0  # fraction of the steps with a linear warm-up (HF's default, the paper: 0)
+MAX_GRAD_NORM = 1.0  # clip the gradient norm to this (HF Trainer's default 1.0, which the reference
+                     # command keeps); 0 = no clipping
+DTYPE = "auto"  # precision of training: auto = bf16 autocast on a GPU, fp32 on a CPU; bf16
+                # (autocast, needs a GPU); fp32; recorded in the model's training.json (fp8 is for
+                # inference only: index_*.py, rerank_mt5.py, run_*.py)
+COMPILE = "auto"  # compile the encoder: auto (on a GPU, with CUDA graphs), on or off
+WORKERS = -1  # loader worker processes that tokenise ahead; -1 = 2 on a GPU, 0 on a CPU
+SAVE_EVERY = 5000  # optimizer steps between checkpoints (a killed run resumes from the last)
+STOP_AFTER = 0  # stop this job after this many optimizer steps, checkpointed (time-limited jobs);
+                # run the same command again to continue; 0 = run to the end
+LOG_EVERY = 50  # optimizer steps between loss logs (the only host syncs)
+SEED = 42  # seed of the data order, the negatives drawn and the dropout
+DEVICE = ""  # torch device (cuda, cuda:1, cpu); empty = cuda if available (the local rank's under
+             # torchrun), else cpu
+OVERWRITE = False  # start from scratch even if the output or checkpoints exist
+paths = settings.configure(globals())
 # -----------------------------------------------------------------------------
 import json
 import logging
@@ -103,15 +80,17 @@ if not TRAIN:
     raise UsageError("--train FILE is required (mine_negatives.py makes it)")
 if GROUP_SIZE < 1:
     raise UsageError(f"--group-size {GROUP_SIZE}: a group holds the positive, so at least 1")
+if DTYPE == "fp8":
+    raise UsageError("--dtype fp8 is for inference only (index_*.py, rerank_mt5.py, run_*.py); "
+                     "train with auto, bf16 or fp32")
+if DTYPE not in ("auto", "bf16", "fp32"):
+    raise UsageError(f"--dtype {DTYPE!r}: choose auto, bf16 or fp32")
 name = TRAIN.replace(":", "-") if TRAIN.startswith("paper:") else Path(TRAIN).name.split(".")[0]
 out = Path(OUT) if OUT else paths["models_dir"] / f"bge-m3-ft-{name}"
 checkpoints_dir = Path(f"{out}.checkpoints")
 if (out / "config.json").is_file() and not OVERWRITE:
     log.info("%s exists; nothing to do (--overwrite trains again)", out)
     sys.exit(0)
-
-if PRECISION not in ("auto", "bf16", "fp32"):
-    raise UsageError(f"--precision {PRECISION!r}: choose auto, bf16 or fp32")
 
 from crossvariety.data import released  # noqa: E402
 from crossvariety.models import resolve_model  # noqa: E402
@@ -140,9 +119,9 @@ from crossvariety.runs import atomic_path  # noqa: E402
 device, rank, world = training.processes(DEVICE)
 if OVERWRITE and rank == 0:
     shutil.rmtree(checkpoints_dir, ignore_errors=True)
-precision = PRECISION if PRECISION != "auto" else ("bf16" if device.type == "cuda" else "fp32")
-if precision == "bf16" and device.type != "cuda":
-    raise UsageError("--precision bf16 needs a GPU; use fp32 on a CPU")
+dtype = DTYPE if DTYPE != "auto" else ("bf16" if device.type == "cuda" else "fp32")
+if dtype == "bf16" and device.type != "cuda":
+    raise UsageError("--dtype bf16 needs a GPU (bf16 autocast); use fp32 or auto on a CPU")
 torch.manual_seed(SEED)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the loader workers tokenise
 
@@ -210,7 +189,7 @@ else:
     log.info("training %s from %s on %d examples from %s: %d steps of %d x %d queries (group "
              "%d), lr %g, temperature %g, %s %s, %s", out, model_path, len(examples), TRAIN,
              total_steps, BATCH_SIZE, world, GROUP_SIZE, LEARNING_RATE, TEMPERATURE, device,
-             precision, "negatives_cross_device" if model.negatives_cross_device else
+             dtype, "negatives_cross_device" if model.negatives_cross_device else
              "in-batch negatives")
 graphs = training.compile_module(model.model, COMPILE, device)
 pad_multiple = training.PAD_MULTIPLE if graphs else 1  # static shapes for the graphs
@@ -237,7 +216,7 @@ def save_checkpoint():
 
 
 # 3. the loop: losses stay on the device until a log line needs them
-autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16")
 losses = torch.zeros((), device=device)
 last_loss = None
 job_steps, start, logged = 0, time.time(), time.time()
@@ -280,9 +259,9 @@ if rank == 0:
         model.save(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "training.json").write_text(json.dumps(
-            {k.lower(): v for k, v in globals().items() if k.isupper() and k != "HELP"} |
+            {k.lower(): v for k, v in globals().items() if k.isupper()} |
             {"start": str(model_path), "examples": len(examples), "steps": total_steps,
-             "processes": world, "precision": precision, "cuda_graphs": graphs,
+             "processes": world, "dtype": dtype, "cuda_graphs": graphs,
              "last_loss": last_loss}, indent=1))
     shutil.rmtree(checkpoints_dir, ignore_errors=True)
     seconds = time.time() - start

@@ -6,9 +6,10 @@ default: start from the X-MOD backbone facebook/xmod-base (the lt checkpoints' c
 collection's language (--language fr for ca-fr), the embeddings and every layer's language
 adapters and adapter layer norm frozen (attention, feed-forward, shared layer norms and the
 128-d projection train), 32 tuples per step, AdamW lr 5e-6 eps 1e-6, 200,000 steps with 20,000
-warm-up steps then linear decay, seed 42, bf16 autocast on a GPU. Loss (colbert-ai's, with
-in-batch negatives): cross-entropy of each query over (its positive, its negative) plus
-cross-entropy of each query over its positive and every passage of the other queries.
+warm-up steps then linear decay, seed 42, bf16 autocast on a GPU (--dtype auto). Loss
+(colbert-ai's, with in-batch negatives): cross-entropy of each query over (its positive, its
+negative) plus cross-entropy of each query over its positive and every passage of the other
+queries.
 
 Training data: the JSONL of mine_negatives.py ({"query", "pos", "neg"} a line; --source ce
 --num-negatives 1 --rounds 13 is the recipe's 6.5M tuples: ceil(200,000 x 32 / 502,939)
@@ -30,52 +31,35 @@ Examples:
 from crossvariety import settings
 
 # -----------------------------------------------------------------------------
-TRAIN = ""  # training JSONL from mine_negatives.py, or paper:PAIR
-MODEL = "xmod-base"  # start: facebook/xmod-base (the recipe), or colbert-xm / a ColBERT path
-LANGUAGE = ""  # adapter: the collection's language (fr for ca-fr); empty = from paper:PAIR
-OUT = ""  # empty = {models_dir}/colbert-xm-ft-{training file name}
-LEARNING_RATE = 5e-6
-ADAM_EPS = 1e-6
-WEIGHT_DECAY = 0.0
-BATCH_SIZE = 32  # tuples (query, positive, negative) per optimizer step, over all GPUs
-MAX_STEPS = 200000
-WARMUP_STEPS = 20000
-FREEZE_ADAPTERS = True  # embeddings, language adapters and adapter layer norms stay frozen
-SAVE_EVERY = 10000
-STOP_AFTER = 0  # stop this job after N steps (checkpointed); rerun to continue
-LOG_EVERY = 100
-SEED = 42
-DEVICE = ""
-WANDB = ""
-OVERWRITE = False
-HELP = {
-    "TRAIN": "training JSONL ({query, pos, neg} a line) from mine_negatives.py, or paper:PAIR "
-             "for the paper's released file (paper:ca-fr, paper:af-dt)",
-    "MODEL": "model to start from: xmod-base (facebook/xmod-base, the recipe: a new 128-d "
-             "projection), colbert-xm, a ColBERT-XM checkpoint path or an HF id",
-    "LANGUAGE": "X-MOD adapter trained and saved as the model's language: the passages' "
-                "language (fr for ca-fr, nl for af-dt); empty = the pair of --train paper:PAIR",
-    "OUT": "output checkpoint folder; empty = {models_dir}/colbert-xm-ft-{training file name}",
-    "LEARNING_RATE": "AdamW learning rate (the recipe: 5e-6)",
-    "ADAM_EPS": "AdamW epsilon (the recipe: 1e-6)",
-    "WEIGHT_DECAY": "AdamW weight decay (0; not recorded in the fork's script)",
-    "BATCH_SIZE": "tuples (query, positive, negative) per optimizer step over all GPUs; the "
-                  "in-batch negatives are those of each GPU's share",
-    "MAX_STEPS": "optimizer steps (the recipe: 200,000)",
-    "WARMUP_STEPS": "linear warm-up steps, then linear decay to 0 at --max-steps",
-    "FREEZE_ADAPTERS": "freeze the embeddings, every layer's language adapters and adapter "
-                       "layer norm (the recipe); false trains everything",
-    "SAVE_EVERY": "optimizer steps between checkpoints (a killed run resumes from the last)",
-    "STOP_AFTER": "stop this job after this many optimizer steps, checkpointed (time-limited "
-                  "jobs); run the same command again to continue; 0 = run to the end",
-    "LOG_EVERY": "optimizer steps between loss logs (the only host syncs)",
-    "SEED": "seed of the data order, the dropout and the new projection",
-    "DEVICE": "torch device; empty = cuda if available (the local rank's under torchrun), "
-              "else cpu",
-    "WANDB": "log to this wandb project (needs wandb installed); empty = no wandb",
-    "OVERWRITE": "start from scratch even if the output or checkpoints exist",
-}
-paths = settings.configure(globals(), HELP)
+TRAIN = ""  # training JSONL ({query, pos, neg} a line) from mine_negatives.py, or paper:PAIR for
+            # the paper's released file (paper:ca-fr, paper:af-dt)
+MODEL = "xmod-base"  # model to start from: xmod-base (facebook/xmod-base, the recipe: a new 128-d
+                     # projection), colbert-xm, a ColBERT-XM checkpoint path or an HF id
+LANGUAGE = ""  # X-MOD adapter trained and saved as the model's language: the passages' language (fr
+               # for ca-fr, nl for af-dt); empty = the pair of --train paper:PAIR
+OUT = ""  # output checkpoint folder; empty = {models_dir}/colbert-xm-ft-{training file name}
+LEARNING_RATE = 5e-6  # AdamW learning rate (the recipe: 5e-6)
+ADAM_EPS = 1e-6  # AdamW epsilon (the recipe: 1e-6)
+WEIGHT_DECAY = 0.0  # AdamW weight decay (0; not recorded in the fork's script)
+BATCH_SIZE = 32  # tuples (query, positive, negative) per optimizer step over all GPUs; the in-batch
+                 # negatives are those of each GPU's share
+MAX_STEPS = 200000  # optimizer steps (the recipe: 200,000)
+WARMUP_STEPS = 20000  # linear warm-up steps, then linear decay to 0 at --max-steps
+FREEZE_ADAPTERS = True  # freeze the embeddings, every layer's language adapters and adapter layer
+                        # norm (the recipe); false trains everything
+DTYPE = "auto"  # precision of training: auto = bf16 autocast on a GPU, fp32 on a CPU; bf16
+                # (autocast, needs a GPU); fp32; recorded in the model's training.json (fp8 is for
+                # inference only: index_*.py, rerank_mt5.py, run_*.py)
+SAVE_EVERY = 10000  # optimizer steps between checkpoints (a killed run resumes from the last)
+STOP_AFTER = 0  # stop this job after this many optimizer steps, checkpointed (time-limited jobs);
+                # run the same command again to continue; 0 = run to the end
+LOG_EVERY = 100  # optimizer steps between loss logs (the only host syncs)
+SEED = 42  # seed of the data order, the dropout and the new projection
+DEVICE = ""  # torch device (cuda, cuda:1, cpu); empty = cuda if available (the local rank's under
+             # torchrun), else cpu
+WANDB = ""  # log to this wandb project (needs wandb installed); empty = no wandb
+OVERWRITE = False  # start from scratch even if the output or checkpoints exist
+paths = settings.configure(globals())
 # -----------------------------------------------------------------------------
 import json
 import logging
@@ -99,11 +83,19 @@ from crossvariety.runs import atomic_path, check_writable
 log = logging.getLogger("finetune_colbertxm")
 if not TRAIN:
     raise UsageError("--train FILE is required (mine_negatives.py makes it)")
+if DTYPE == "fp8":
+    raise UsageError("--dtype fp8 is for inference only (index_*.py, rerank_mt5.py, run_*.py); "
+                     "train with auto, bf16 or fp32")
+if DTYPE not in ("auto", "bf16", "fp32"):
+    raise UsageError(f"--dtype {DTYPE!r}: choose auto, bf16 or fp32")
 language = LANGUAGE or (pair_from_name(TRAIN[len("paper:"):]).highres
                         if TRAIN.startswith("paper:") else "")
 if not language:
     raise UsageError("--language is required: the passages' language (fr for ca-fr, nl for af-dt)")
 device, rank, world = training.processes(DEVICE)
+dtype = DTYPE if DTYPE != "auto" else ("bf16" if device.type == "cuda" else "fp32")
+if dtype == "bf16" and device.type != "cuda":
+    raise UsageError("--dtype bf16 needs a GPU (bf16 autocast); use fp32 or auto on a CPU")
 if BATCH_SIZE % world:
     raise UsageError(f"--batch-size {BATCH_SIZE} is not a multiple of the {world} processes")
 name = TRAIN.replace(":", "-") if TRAIN.startswith("paper:") else Path(TRAIN).name.split(".")[0]
@@ -163,9 +155,9 @@ if saved:
     log.info("resuming from %s (step %d of %d)", saved[-1], step, MAX_STEPS)
 else:
     log.info("training %s from %s (adapter %s): %d steps of %d tuples, lr %g, %d of %d "
-             "parameters trained, %s x %d", out, start_path, adapter, MAX_STEPS, BATCH_SIZE,
+             "parameters trained, %s %s x %d", out, start_path, adapter, MAX_STEPS, BATCH_SIZE,
              LEARNING_RATE, sum(p.numel() for p in trainable),
-             sum(p.numel() for p in model.parameters()), device, world)
+             sum(p.numel() for p in model.parameters()), device, dtype, world)
 
 
 class TupleLoss(torch.nn.Module):
@@ -210,7 +202,7 @@ def save_checkpoint():
 
 
 # 3. the loop: losses stay on the device until a log line needs them
-autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16")
 losses = torch.zeros((), device=device)
 job_steps, start, logged = 0, time.time(), time.time()
 while step < MAX_STEPS:
@@ -250,9 +242,9 @@ if rank == 0:
     with atomic_path(out) as tmp:
         model.save(tmp, tokenizer, model_settings)
         (tmp / "training.json").write_text(json.dumps(
-            {k.lower(): v for k, v in globals().items() if k.isupper() and k != "HELP"} |
+            {k.lower(): v for k, v in globals().items() if k.isupper()} |
             {"start": str(start_path), "adapter": adapter, "tuples": len(tuples),
-             "processes": world}, indent=1))
+             "processes": world, "dtype": dtype}, indent=1))
     shutil.rmtree(checkpoints_dir, ignore_errors=True)
     seconds = time.time() - start
     log.info("wrote %s: %d steps in %.1fs (%.0f tuples/s)", out, job_steps, seconds,

@@ -7,16 +7,16 @@ Inputs are exactly the re-ranker's (``Query: {q} Document: {d} Relevant:``, 512 
 targets the tokens ``yes`` / ``no``, so the output loads in rerank_mt5.py and run_mmarco.py
 --rerank by path.
 
-The learning rate is a flag: 5e-5 by default, what the authors' later code used (the paper's
-stated 5e-12 would not move the weights). The default batch is 32 pairs per optimizer step
-(the original loop took 4, one step per batch of 4; --batch-size 4 reproduces it). A step at
-these batch sizes is CPU-bound on a GPU (thousands of kernel launches for little work), so on a
-GPU the model is compiled with CUDA graphs (--compile) over few static shapes (pairs padded to
-a multiple of 64 tokens, masked: same loss), with bf16 autocast, fused AdamW and no host sync
-but every --log-every steps. One step equals one step of the original loop on the same batch
-(fp32 on a CPU, tested). Checkpoints every --save-every steps under {out}.checkpoints/: a killed
-run restarts where its last checkpoint left off (same data order, same dropout stream), bitwise
-on a CPU. wandb logging only with --wandb PROJECT.
+The learning rate is a flag: 5e-5 by default, what the authors' later code used (the paper's stated
+5e-12 would not move the weights). The default batch is 32 pairs per optimizer step (the original
+loop took 4, one step per batch of 4; --batch-size 4 reproduces it). A step at these batch sizes is
+CPU-bound on a GPU (thousands of kernel launches for little work), so on a GPU the model is
+compiled with CUDA graphs (--compile) over few static shapes (pairs padded to a multiple of 64
+tokens, masked: same loss), with bf16 autocast (--dtype), fused AdamW and no host sync but every
+--log-every steps. One step equals one step of the original loop on the same batch (fp32 on a CPU,
+tested). Checkpoints every --save-every steps under {out}.checkpoints/: a killed run restarts where
+its last checkpoint left off (same data order, same dropout stream), bitwise on a CPU. wandb
+logging only with --wandb PROJECT.
 
 Examples:
   python finetune_mt5.py --train data/training/ca-fr.ce.jsonl --out models/mt5-lt-cafr
@@ -25,52 +25,35 @@ Examples:
 from crossvariety import settings
 
 # -----------------------------------------------------------------------------
-TRAIN = ""  # training JSONL from mine_negatives.py
-TRIPLES = ""  # optional MS MARCO triples TSV (query, positive, negative) added to the data
-MODEL = "mt5"  # start: unicamp-dl/mt5-base-mmarco-v2
-TOKENIZER = ""  # empty = the start model's own, else its base model's
-OUT = ""  # empty = {models_dir}/mt5-ft-{training file name}
-LEARNING_RATE = 5e-5
-BATCH_SIZE = 32  # pairs per optimizer step (the original: 4)
-GRAD_ACCUM = 1  # micro-batches per optimizer step (BATCH_SIZE is split among them)
-EPOCHS = 1
-MAX_STEPS = 0  # 0 = EPOCHS over the data
-WARMUP_STEPS = 0
-SAVE_EVERY = 1000  # optimizer steps between checkpoints
-STOP_AFTER = 0  # stop this job after N optimizer steps (checkpointed); rerun to continue
-COMPILE = "auto"  # auto (CUDA graphs on a GPU), on or off
-LOG_EVERY = 50
-SEED = 42
-DEVICE = ""
-WANDB = ""  # wandb project; empty = no wandb
-OVERWRITE = False
-HELP = {
-    "TRAIN": "training JSONL ({query, pos, neg} a line) from mine_negatives.py, or paper:PAIR "
-             "for the paper's released file (paper:ca-fr, paper:af-dt)",
-    "TRIPLES": "optional: MS MARCO triples (query<TAB>positive<TAB>negative) added to the data",
-    "MODEL": "model to start from: mt5 (unicamp-dl/mt5-base-mmarco-v2), an HF id or a path",
-    "TOKENIZER": "tokenizer (HF id or path); empty = the start model's own, else that of the "
-                 "model it was fine-tuned from (unicamp-dl/mt5-base-mmarco-v2: the paper's "
-                 "mt5-lt-* checkpoints ship none); the output always holds its tokenizer",
-    "OUT": "output model folder; empty = {models_dir}/mt5-ft-{training file name}",
-    "LEARNING_RATE": "AdamW learning rate; 5e-5 is what the authors' later code used (the "
-                     "paper's 5e-12 is a typo that trains nothing)",
-    "BATCH_SIZE": "pairs per optimizer step; the original loop used 4 (see the doc above)",
-    "GRAD_ACCUM": "split each step's batch into this many micro-batches (less memory)",
-    "EPOCHS": "passes over the training pairs (when --max-steps is 0)",
-    "MAX_STEPS": "optimizer steps; 0 = --epochs over the data",
-    "WARMUP_STEPS": "linear warm-up of the learning rate over these steps, then constant",
-    "SAVE_EVERY": "optimizer steps between checkpoints (a killed run resumes from the last)",
-    "STOP_AFTER": "stop this job after this many optimizer steps, checkpointed (time-limited "
-                  "jobs); run the same command again to continue; 0 = run to the end",
-    "COMPILE": "compile the model: auto (on a GPU, with CUDA graphs), on or off",
-    "LOG_EVERY": "optimizer steps between loss logs (the only host syncs)",
-    "SEED": "seed of the data order, the dropout and the initial state",
-    "DEVICE": "torch device; empty = cuda if available, else cpu",
-    "WANDB": "log to this wandb project (needs wandb installed); empty = no wandb",
-    "OVERWRITE": "start from scratch even if the output or checkpoints exist",
-}
-paths = settings.configure(globals(), HELP)
+TRAIN = ""  # training JSONL ({query, pos, neg} a line) from mine_negatives.py, or paper:PAIR for
+            # the paper's released file (paper:ca-fr, paper:af-dt)
+TRIPLES = ""  # optional: MS MARCO triples (query<TAB>positive<TAB>negative) added to the data
+MODEL = "mt5"  # model to start from: mt5 (unicamp-dl/mt5-base-mmarco-v2), an HF id or a path
+TOKENIZER = ""  # tokenizer (HF id or path); empty = the start model's own, else that of the model
+                # it was fine-tuned from (unicamp-dl/mt5-base-mmarco-v2: the paper's mt5-lt-*
+                # checkpoints ship none); the output always holds its tokenizer
+OUT = ""  # output model folder; empty = {models_dir}/mt5-ft-{training file name}
+LEARNING_RATE = 5e-5  # AdamW learning rate; 5e-5 is what the authors' later code used (the paper's
+                      # 5e-12 is a typo that trains nothing)
+BATCH_SIZE = 32  # pairs per optimizer step; the original loop used 4 (see the doc above)
+GRAD_ACCUM = 1  # micro-batches per optimizer step: each step's batch is split among them (less
+                # memory)
+EPOCHS = 1  # passes over the training pairs (when --max-steps is 0)
+MAX_STEPS = 0  # optimizer steps; 0 = --epochs over the data
+WARMUP_STEPS = 0  # linear warm-up of the learning rate over these steps, then constant
+SAVE_EVERY = 1000  # optimizer steps between checkpoints (a killed run resumes from the last)
+STOP_AFTER = 0  # stop this job after this many optimizer steps, checkpointed (time-limited jobs);
+                # run the same command again to continue; 0 = run to the end
+DTYPE = "auto"  # precision of training: auto = bf16 autocast on a GPU, fp32 on a CPU; bf16
+                # (autocast, needs a GPU); fp32; recorded in the model's training.json (fp8 is for
+                # inference only: index_*.py, rerank_mt5.py, run_*.py)
+COMPILE = "auto"  # compile the model: auto (on a GPU, with CUDA graphs), on or off
+LOG_EVERY = 50  # optimizer steps between loss logs (the only host syncs)
+SEED = 42  # seed of the data order, the dropout and the initial state
+DEVICE = ""  # torch device (cuda, cuda:1, cpu); empty = cuda if available, else cpu
+WANDB = ""  # log to this wandb project (needs wandb installed); empty = no wandb
+OVERWRITE = False  # start from scratch even if the output or checkpoints exist
+paths = settings.configure(globals())
 # -----------------------------------------------------------------------------
 import json
 import logging
@@ -91,6 +74,11 @@ if not TRAIN:
     raise UsageError("--train FILE is required (mine_negatives.py makes it)")
 if BATCH_SIZE % GRAD_ACCUM:
     raise UsageError(f"--batch-size {BATCH_SIZE} is not a multiple of --grad-accum {GRAD_ACCUM}")
+if DTYPE == "fp8":
+    raise UsageError("--dtype fp8 is for inference only (index_*.py, rerank_mt5.py, run_*.py); "
+                     "train with auto, bf16 or fp32")
+if DTYPE not in ("auto", "bf16", "fp32"):
+    raise UsageError(f"--dtype {DTYPE!r}: choose auto, bf16 or fp32")
 name = TRAIN.replace(":", "-") if TRAIN.startswith("paper:") else Path(TRAIN).name.split(".")[0]
 out = Path(OUT) if OUT else paths["models_dir"] / f"mt5-ft-{name}"
 checkpoints_dir = Path(f"{out}.checkpoints")
@@ -133,6 +121,9 @@ from crossvariety.runs import atomic_path  # noqa: E402
 
 torch.manual_seed(SEED)
 device = default_device(DEVICE or None)
+dtype = DTYPE if DTYPE != "auto" else ("bf16" if device.type == "cuda" else "fp32")
+if dtype == "bf16" and device.type != "cuda":
+    raise UsageError("--dtype bf16 needs a GPU (bf16 autocast); use fp32 or auto on a CPU")
 no_cudnn_attention(device)
 # the start's own tokenizer, else its base model's (the paper's mt5-lt-* checkpoints ship none)
 start_folder = fetch(model_path, "mt5")
@@ -184,9 +175,9 @@ if saved:
     step = checkpoints.restore(saved[-1], optimizer, scheduler, device)
     log.info("resuming from %s (step %d of %d)", saved[-1], step, total_steps)
 else:
-    log.info("training %s from %s (tokenizer %s): %d steps of %d pairs (%d x %d), lr %g, %s",
+    log.info("training %s from %s (tokenizer %s): %d steps of %d pairs (%d x %d), lr %g, %s %s",
              out, model_path, tokenizer_name, total_steps, BATCH_SIZE, GRAD_ACCUM, micro,
-             LEARNING_RATE, device)
+             LEARNING_RATE, device, dtype)
 graphs = training.compile_module(model, COMPILE, device)
 pad_multiple = training.PAD_MULTIPLE if graphs else 1  # static shapes for the graphs
 wandb = None
@@ -200,7 +191,7 @@ def save_checkpoint():
 
 
 # 3. the loop: losses stay on the device until a log line needs them
-autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16")
 losses = torch.zeros((), device=device)
 last_loss = None
 job_steps, start, logged = 0, time.time(), time.time()
@@ -240,10 +231,10 @@ with atomic_path(out) as tmp:
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     (tmp / "training.json").write_text(json.dumps(
-        {k.lower(): v for k, v in globals().items() if k.isupper() and k != "HELP"} |
+        {k.lower(): v for k, v in globals().items() if k.isupper()} |
         {"start": str(model_path), "tokenizer": tokenizer_name, "pairs": len(pairs),
-         "steps": total_steps,
-         "cuda_graphs": graphs, "last_loss": last_loss}, indent=1))
+         "steps": total_steps, "dtype": dtype, "cuda_graphs": graphs, "last_loss": last_loss},
+        indent=1))
 shutil.rmtree(checkpoints_dir, ignore_errors=True)
 seconds = time.time() - start
 log.info("wrote %s: %d steps in %.1fs (%.0f pairs/s)", out, job_steps, seconds,

@@ -24,44 +24,31 @@ Examples:
 from crossvariety import settings
 
 # -----------------------------------------------------------------------------
-DATASET = "irds:mmarco/v2/fr"  # collection to encode
-MODEL = "bge-m3"  # bge-m3, bge-m3-lt-cafr, bge-m3-lt-afdt, an HF id or a local path
-INDEX = ""  # empty = {index_dir}/{model}/{dataset name}
-MAX_LENGTH = 1024  # tokens per document
+DATASET = "irds:mmarco/v2/fr"  # collection to encode: an irds: id (irds:mmarco/v2/fr,
+                               # irds:neuclir/1/fa) or a dataset folder
+MODEL = "bge-m3"  # encoder: bge-m3, bge-m3-lt-cafr, bge-m3-lt-afdt, a Hugging Face id or a local
+                  # path
+INDEX = ""  # index folder; empty = {index_dir}/{model}/{dataset name}
+MAX_LENGTH = 1024  # truncate documents to this many tokens (the paper: 1024; BGE-M3 allows 8192)
 BATCH_TOKENS = 0  # padded tokens per batch; 0 = 262144 on a GPU, 16384 on a CPU
-CHUNK_DOCS = 100000  # documents per saved chunk (the unit of resumption and sharding)
-SHARD = "0/1"  # i/n: encode chunks k with k mod n = i
-MERGE_ONLY = False  # only merge the encoded chunks into the index
-DEVICE = ""  # cuda, cuda:1, cpu; empty = a GPU if there is one
-DTYPE = "auto"  # auto (bf16 on a GPU, fp32 on a CPU), bf16, fp32 or fp8
-COMPILE = "auto"  # torch.compile the encoder: auto (on a GPU), on, off
-TOKENIZER_WORKERS = "auto"  # tokenizer processes: auto (on a GPU: up to 4), or a number
-OVERWRITE = False  # re-encode even if the index exists
-HELP = {
-    "DATASET": "collection: an irds: id (irds:mmarco/v2/fr, irds:neuclir/1/fa) or a dataset folder",
-    "MODEL": "encoder: bge-m3, bge-m3-lt-cafr, bge-m3-lt-afdt, a Hugging Face id or a local path",
-    "INDEX": "index folder; empty = {index_dir}/{model}/{dataset name}",
-    "MAX_LENGTH": "truncate documents to this many tokens (the paper: 1024; BGE-M3 allows 8192)",
-    "BATCH_TOKENS": "padded tokens per batch; 0 = 262144 on a GPU, 16384 on a CPU",
-    "CHUNK_DOCS": "documents per saved chunk: the unit of resumption and of sharding",
-    "SHARD": "i/n: this job of a job array encodes chunks k with k mod n == i (all jobs share "
-             "the index folder); under torchrun, rank r of w takes shard i*w+r of n*w",
-    "MERGE_ONLY": "encode nothing; merge the chunks that the shards encoded into the index",
-    "DEVICE": "torch device; empty = cuda if available (the local rank's under torchrun), "
-              "else cpu",
-    "DTYPE": "precision: auto = bf16 on a GPU, fp32 on a CPU; fp32 (the paper's); fp8 "
-             "(matmuls on fp8 tensor cores, emulated elsewhere); recorded in the index "
-             "(crossvariety.json); every shard must use the same",
-    "COMPILE": "torch.compile the encoder (fused kernels; ~2 min of compilation once): auto = on "
-               "a GPU for chunks of 50,000 documents or more; on; off",
-    "TOKENIZER_WORKERS": "tokenizer processes beside the GPU's (off the GIL of the process that "
-                         "drives it): auto = a quarter of the cores, at most 4, on a GPU, none "
-                         "on a CPU; or a number (0 = tokenise on a thread)",
-    "OVERWRITE": "re-encode from scratch even if the index or encoded chunks exist (an index "
-                 "built from other model files, another collection or --max-length is an "
-                 "error without it: its metadata records what made it)",
-}
-paths = settings.configure(globals(), HELP)
+CHUNK_DOCS = 100000  # documents per saved chunk: the unit of resumption and of sharding
+SHARD = "0/1"  # i/n: this job of a job array encodes chunks k with k mod n == i (all jobs share the
+               # index folder); under torchrun, rank r of w takes shard i*w+r of n*w
+MERGE_ONLY = False  # encode nothing; merge the chunks that the shards encoded into the index
+DEVICE = ""  # torch device (cuda, cuda:1, cpu); empty = cuda if available (the local rank's under
+             # torchrun), else cpu
+DTYPE = "auto"  # precision: auto = bf16 on a GPU, fp32 on a CPU; fp32 (the paper's); fp8 (matmuls
+                # on fp8 tensor cores, emulated elsewhere); recorded in the index
+                # (crossvariety.json); every shard must use the same
+COMPILE = "auto"  # torch.compile the encoder (fused kernels; ~2 min of compilation once): auto = on
+                  # a GPU for chunks of 50,000 documents or more; on; off
+TOKENIZER_WORKERS = "auto"  # tokenizer processes beside the GPU's (off the GIL of the process that
+                            # drives it): auto = a quarter of the cores, at most 4, on a GPU, none
+                            # on a CPU; or a number (0 = tokenise on a thread)
+OVERWRITE = False  # re-encode from scratch even if the index or encoded chunks exist (an index
+                   # built from other model files, another collection or --max-length is an error
+                   # without it: its metadata records what made it)
+paths = settings.configure(globals())
 # -----------------------------------------------------------------------------
 import logging
 import sys

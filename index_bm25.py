@@ -20,32 +20,23 @@ Examples:
 from crossvariety import settings
 
 # -----------------------------------------------------------------------------
-DATASET = "irds:mmarco/v2/fr"  # collection to index
-LANG = ""  # analyzer language; empty = the collection's language from ir_datasets
-CJK = "bigrams"  # Chinese/Cantonese terms: bigrams (the paper's) or unigrams+bigrams
-NGRAM = 0  # terms: 0 = words (stemmed, the paper's), 3-5 = character n-grams (4 recommended)
-ROMANIZE = False  # romanise the text with uroman before analysis (a variety in another script)
-INDEX = ""  # index folder; empty = {index_dir}/{model label}/{dataset name}
-WORKERS = 0  # analysis processes; 0 = all cores
-OVERWRITE = False  # rebuild an existing index
-HELP = {
-    "DATASET": "collection: an irds: id (irds:mmarco/v2/fr) or a local dataset folder "
-               "(docs.tsv[.gz] or docs.jsonl[.gz])",
-    "LANG": "analyzer language: an ISO 639 code (fr, nl or dt, pt, de, zh, fa, gl, ...); empty = "
-            "the collection's language as ir_datasets records it",
-    "CJK": "terms of Chinese and Cantonese text: bigrams (Lucene's CJK analyzer, the paper's) or "
-           "unigrams+bigrams (default index folder {index_dir}/bm25-unibi/)",
-    "NGRAM": "BM25 terms: 0 = words (stemmed, stop words removed: the paper's); 3, 4 or 5 = "
-             "character n-grams of words padded as _word_ (no stemming, no stop words; "
-             "Chinese/Cantonese keep their bigrams); index folder {index_dir}/bm25-charN/",
-    "ROMANIZE": "write the text in Latin letters with uroman first (queries must be romanised "
-                "too: run_mmarco.py --romanize); index folder {index_dir}/bm25-uroman[-charN]/",
-    "INDEX": "index folder to write; empty = {index_dir}/{model label: bm25, bm25-char4, "
-             "bm25-uroman, ...}/{dataset name}",
-    "WORKERS": "processes that analyse text; 0 = all cores",
-    "OVERWRITE": "rebuild the index even if it exists",
-}
-paths = settings.configure(globals(), HELP)
+DATASET = "irds:mmarco/v2/fr"  # collection to index: an irds: id (irds:mmarco/v2/fr) or a local
+                               # dataset folder (docs.tsv[.gz] or docs.jsonl[.gz])
+LANG = ""  # analyzer language: an ISO 639 code (fr, nl or dt, pt, de, zh, fa, gl, ...); empty = the
+           # collection's language as ir_datasets records it
+CJK = "bigrams"  # terms of Chinese and Cantonese text: bigrams (Lucene's CJK analyzer, the paper's)
+                 # or unigrams+bigrams (default index folder {index_dir}/bm25-unibi/)
+NGRAM = 0  # BM25 terms: 0 = words (stemmed, stop words removed: the paper's); 3, 4 or 5 = character
+           # n-grams of words padded as _word_ (4 recommended; no stemming, no stop words;
+           # Chinese/Cantonese keep their bigrams); index folder {index_dir}/bm25-charN/
+ROMANIZE = False  # write the text in Latin letters with uroman first (a variety written in another
+                  # script; queries must be romanised too: run_mmarco.py --romanize); index folder
+                  # {index_dir}/bm25-uroman[-charN]/
+INDEX = ""  # index folder to write; empty = {index_dir}/{model label: bm25, bm25-char4,
+            # bm25-uroman, ...}/{dataset name}
+WORKERS = 0  # processes that analyse text; 0 = all cores
+OVERWRITE = False  # rebuild the index even if it exists
+paths = settings.configure(globals())
 # -----------------------------------------------------------------------------
 import logging
 import sys

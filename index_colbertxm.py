@@ -30,48 +30,32 @@ Examples:
 from crossvariety import settings
 
 # -----------------------------------------------------------------------------
-DATASET = "irds:mmarco/v2/fr"  # collection to index
-MODEL = "colbert-xm"  # colbert-xm, colbert-xm-lt-cafr, colbert-xm-lt-afdt, an HF id or a path
-LANGUAGE = ""  # adapter; empty = the collection's language (ir_datasets)
-DOC_LANG_FROM_CONFIG = False  # documents with the checkpoint's saved adapter (the original code)
-INDEX = ""  # empty = {index_dir}/{model}/{dataset name}
-NBITS = 2  # bits per dimension of the residuals
-KMEANS_NITERS = 4
+DATASET = "irds:mmarco/v2/fr"  # collection to index: an irds: id (irds:mmarco/v2/fr,
+                               # irds:neuclir/1/fa) or a dataset folder
+MODEL = "colbert-xm"  # ColBERT-XM checkpoint: colbert-xm, colbert-xm-lt-cafr, colbert-xm-lt-afdt, a
+                      # Hugging Face id or a local path (Stanford/colbert-ai format)
+LANGUAGE = ""  # X-MOD adapter for the documents and later the queries: a language code (fr, nl, fa)
+               # or an adapter name (fa_IR); empty = the collection's language as ir_datasets
+               # records it (needed for dataset folders)
+DOC_LANG_FROM_CONFIG = False  # encode documents with the checkpoint's saved default_language (the
+                              # original code's accidental path); index named {model}-doclang-config
+INDEX = ""  # index folder; empty = {index_dir}/{model}[-doclang-config]/{dataset name}
+NBITS = 2  # bits per dimension of the compressed residuals (colbert-ai: 1, 2 or 4)
+KMEANS_NITERS = 4  # k-means iterations of the centroids
 BATCH_TOKENS = 0  # padded tokens per batch; 0 = 131072 on a GPU, 16384 on a CPU
-CHUNK_DOCS = 25000  # documents per saved chunk (the unit of resumption and sharding)
-SHARD = "0/1"  # i/n: encode chunks k with k mod n = i
-MERGE_ONLY = False
-DEVICE = ""
-DTYPE = "auto"  # auto (bf16 on a GPU, fp32 on a CPU), bf16, fp32 or fp8
-OVERWRITE = False
-HELP = {
-    "DATASET": "collection: an irds: id (irds:mmarco/v2/fr, irds:neuclir/1/fa) or a dataset folder",
-    "MODEL": "ColBERT-XM checkpoint: colbert-xm, colbert-xm-lt-cafr, colbert-xm-lt-afdt, a "
-             "Hugging Face id or a local path (Stanford/colbert-ai format)",
-    "LANGUAGE": "X-MOD adapter for the documents and later the queries: a language code (fr, "
-                "nl, fa) or an adapter name (fa_IR); empty = the collection's language as "
-                "ir_datasets records it (needed for dataset folders)",
-    "DOC_LANG_FROM_CONFIG": "encode documents with the checkpoint's saved default_language "
-                            "(the original code's accidental path); index named "
-                            "{model}-doclang-config",
-    "INDEX": "index folder; empty = {index_dir}/{model}[-doclang-config]/{dataset name}",
-    "NBITS": "bits per dimension of the compressed residuals (colbert-ai: 1, 2 or 4)",
-    "KMEANS_NITERS": "k-means iterations of the centroids",
-    "BATCH_TOKENS": "padded tokens per batch; 0 = 131072 on a GPU, 16384 on a CPU",
-    "CHUNK_DOCS": "documents per saved chunk: the unit of resumption and of sharding",
-    "SHARD": "i/n: this job of a job array encodes chunks k with k mod n == i (all jobs share "
-             "the index folder; the first to start trains the codec, the others wait for it); "
-             "under torchrun, rank r of w takes shard i*w+r of n*w",
-    "MERGE_ONLY": "encode nothing; merge the chunks that the shards encoded into the index",
-    "DEVICE": "torch device; empty = cuda if available (the local rank's under torchrun), "
-              "else cpu",
-    "DTYPE": "precision: auto = bf16 on a GPU, fp32 on a CPU; fp32; fp8 (matmuls on fp8 "
-             "tensor cores, emulated elsewhere); recorded in the index; every shard the same",
-    "OVERWRITE": "re-encode from scratch even if the index or encoded chunks exist (an index "
-                 "built from other model files or another collection is an error without it: "
-                 "its metadata records what made it)",
-}
-paths = settings.configure(globals(), HELP)
+CHUNK_DOCS = 25000  # documents per saved chunk: the unit of resumption and of sharding
+SHARD = "0/1"  # i/n: this job of a job array encodes chunks k with k mod n == i (all jobs share the
+               # index folder; the first to start trains the codec, the others wait for it); under
+               # torchrun, rank r of w takes shard i*w+r of n*w
+MERGE_ONLY = False  # encode nothing; merge the chunks that the shards encoded into the index
+DEVICE = ""  # torch device (cuda, cuda:1, cpu); empty = cuda if available (the local rank's under
+             # torchrun), else cpu
+DTYPE = "auto"  # precision: auto = bf16 on a GPU, fp32 on a CPU; fp32; fp8 (matmuls on fp8 tensor
+                # cores, emulated elsewhere); recorded in the index; every shard must use the same
+OVERWRITE = False  # re-encode from scratch even if the index or encoded chunks exist (an index
+                   # built from other model files or another collection is an error without it: its
+                   # metadata records what made it)
+paths = settings.configure(globals())
 # -----------------------------------------------------------------------------
 import logging
 import sys

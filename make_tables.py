@@ -29,38 +29,25 @@ Examples:
 from crossvariety import settings
 
 # -----------------------------------------------------------------------------
-CONFIGS = []  # experiment configs whose run files the tables read; empty = see the doc above
-EXPERIMENTS = []  # rq1 rq2 rq3 neumarco neuclir; empty = all of them
-RUNS_DIRS = []  # more folders to look for run files in, besides the configs' runs_dir
-RENAME = []  # PAPER=OURS: read our runs of a model in place of the paper's model's
-MEASURES = []  # empty = MRR@10 R@1000 (mMARCO, FLORES), nDCG@20 R@1000 (neuCLIR)
-TOLERANCE = 0.01  # flag a difference from the published value larger than this
-ALPHA = 0.05  # significance level of the † mark
-CORRECTION = "bonferroni"  # multiple-testing correction within each pair and system
-FORMAT = "markdown"  # what is printed; markdown, csv and latex files are all written
-OUT_DIR = ""  # empty = {runs_dir}/tables (the paper) or the config's runs_dir
-FIGURES = True  # write the figures
-PLAN = False  # list the run files the tables need and the commands that make the missing ones
-HELP = {
-    "CONFIGS": "experiment configs (run_mmarco.py / run_neuclir.py) whose runs the tables read; "
-               "empty = --config's own experiment if it has one, else every config in configs/",
-    "EXPERIMENTS": "the paper's experiments to make: rq1 rq2 rq3 neumarco neuclir; empty = all",
-    "RUNS_DIRS": "more folders to look for run files in, besides each config's runs_dir",
-    "RENAME": "PAPER=OURS model labels: read the runs of our model in place of the paper's, e.g. "
-              "bge-m3-lt-cafr=bge-m3-ft-cafr (a model trained with finetune_bgem3.py)",
-    "MEASURES": "ir_measures measures; empty = MRR@10 R@1000, or nDCG@20 R@1000 for neuCLIR",
-    "TOLERANCE": "a difference from the published value above this is flagged with !",
-    "ALPHA": "significance level; a value with corrected p < alpha is marked †",
-    "CORRECTION": "correction of the paired t-tests within each pair and system: bonferroni "
-                  "holm holm-sidak fdr_bh none",
-    "FORMAT": "format of the printed tables: markdown, csv or latex (all three are written)",
-    "OUT_DIR": "folder for the tables and figures; empty = {runs_dir}/tables, or the config's "
-               "runs_dir for one experiment's config",
-    "FIGURES": "write the figures (PNG and PDF)",
-    "PLAN": "print the run files each table needs, which exist, and the commands (with GPU "
-            "time estimates) that make the missing ones; compute nothing",
-}
-paths = settings.configure(globals(), HELP)
+CONFIGS = []  # experiment configs (run_mmarco.py / run_neuclir.py) whose runs the tables read;
+              # empty = --config's own experiment if it has one, else every config in configs/
+EXPERIMENTS = []  # the paper's experiments to make: rq1 rq2 rq3 neumarco neuclir; empty = all
+RUNS_DIRS = []  # more folders to look for run files in, besides each config's runs_dir
+RENAME = []  # PAPER=OURS model labels: read the runs of our model in place of the paper's, e.g.
+             # bge-m3-lt-cafr=bge-m3-ft-cafr (a model trained with finetune_bgem3.py)
+MEASURES = []  # ir_measures measures; empty = MRR@10 R@1000 (mMARCO, FLORES), or nDCG@20 R@1000 for
+               # neuCLIR
+TOLERANCE = 0.01  # a difference from the published value above this is flagged with !
+ALPHA = 0.05  # significance level; a value with corrected p < alpha is marked †
+CORRECTION = "bonferroni"  # correction of the paired t-tests within each pair and system:
+                           # bonferroni holm holm-sidak fdr_bh none
+FORMAT = "markdown"  # format of the printed tables: markdown, csv or latex (all three are written)
+OUT_DIR = ""  # folder for the tables and figures; empty = {runs_dir}/tables, or the config's
+              # runs_dir for one experiment's config
+FIGURES = True  # write the figures (PNG and PDF)
+PLAN = False  # print the run files each table needs, which exist, and the commands (with GPU time
+              # estimates) that make the missing ones; compute nothing
+paths = settings.configure(globals())
 # -----------------------------------------------------------------------------
 import logging
 import time

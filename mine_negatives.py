@@ -21,50 +21,36 @@ Examples:
 from crossvariety import settings
 
 # -----------------------------------------------------------------------------
-PAIR = "ca-fr"  # the language pair: variety queries, high-resource passages
-QUERIES = ""  # the variety's training queries; empty = {translations_dir}/{train set}.{variety}.tsv
-TRAIN = ""  # dataset with the training qrels; empty = the pair's (irds:mmarco/v2/fr/train)
-COLLECTION = ""  # passages; empty = the pair's mMARCO collection
-SOURCE = "ce"  # ce (the paper's recipe) or run
-HARD_NEGATIVES = ""  # empty = {data_dir}/msmarco-hard-negatives.jsonl.gz (downloaded if missing)
-CE_SCORES = ""  # empty = {data_dir}/cross-encoder-ms-marco-MiniLM-L-6-v2-scores.pkl.gz
-CE_MARGIN = 3.0
-PER_SYSTEM = 5  # negatives kept per system of the hard-negative file
-RUN = ""  # --source run: first-stage run of the training queries
-DEPTH = 200  # --source run: negatives from ranks below this
-SKIP_TOP = 3  # --source run: ranks above this are skipped (likely unjudged positives)
-NUM_NEGATIVES = 1  # negatives per example (BGE-M3 recipe: group size 2 = 1 pos + 1 neg)
-ROUNDS = 1  # sampling rounds: each round gives every query one more example
-SEED = 42
-OUT = ""  # empty = {data_dir}/training/{pair}.{source}.jsonl
-OVERWRITE = False
-HELP = {
-    "PAIR": "language pair: ca-fr oc-fr af-dt scn-it yue-zh ms-id gd-en, or a pair of the "
-            "config's [pairs.NAME] tables (with train_topics and collection)",
-    "QUERIES": "variety training queries (qid<TAB>query, MS MARCO training qids), or paper:PAIR "
-               "for the paper's released ones (paper:ca-fr, paper:af-dt); empty = "
-               "{translations_dir}/{training set}.{variety}.tsv, fetched from the paper's "
-               "released data for ca-fr and af-dt when missing",
-    "TRAIN": "dataset whose qrels judge the training queries; empty = the pair's mMARCO train set",
-    "COLLECTION": "collection of the passages; empty = the pair's mMARCO collection",
-    "SOURCE": "ce: the paper's recipe (MS MARCO hard negatives filtered by cross-encoder "
-              "scores); run: negatives from --run",
-    "HARD_NEGATIVES": "sentence-transformers' msmarco-hard-negatives.jsonl.gz; empty = "
-                      "{data_dir}/msmarco-hard-negatives.jsonl.gz, downloaded if missing",
-    "CE_SCORES": "cross-encoder scores (pickle); empty = {data_dir}/cross-encoder-ms-marco-"
-                 "MiniLM-L-6-v2-scores.pkl.gz, downloaded if missing",
-    "CE_MARGIN": "a negative's cross-encoder score must be <= the lowest positive's minus this",
-    "PER_SYSTEM": "negatives kept per retrieval system of the hard-negative file",
-    "RUN": "--source run: a TREC run of the training queries over the collection",
-    "DEPTH": "--source run: negatives come from ranks above this",
-    "SKIP_TOP": "--source run: the first ranks skipped (unjudged positives hide there)",
-    "NUM_NEGATIVES": "negatives per example (the BGE-M3 recipe's group size 2 = 1 negative)",
-    "ROUNDS": "sampling rounds; each gives every query another example (new positive/negatives)",
-    "SEED": "random seed of the sampling",
-    "OUT": "JSONL to write; empty = {data_dir}/training/{pair}.{source}.jsonl",
-    "OVERWRITE": "rebuild the file even if it exists",
-}
-paths = settings.configure(globals(), HELP)
+PAIR = "ca-fr"  # language pair (variety queries, high-resource passages): ca-fr oc-fr af-dt scn-it
+                # yue-zh ms-id gd-en, or a pair of the config's [pairs.NAME] tables (with
+                # train_topics and collection)
+QUERIES = ""  # variety training queries (qid<TAB>query, MS MARCO training qids), or paper:PAIR for
+              # the paper's released ones (paper:ca-fr, paper:af-dt); empty =
+              # {translations_dir}/{training set}.{variety}.tsv, fetched from the paper's released
+              # data for ca-fr and af-dt when missing
+TRAIN = ""  # dataset whose qrels judge the training queries; empty = the pair's mMARCO train set
+            # (irds:mmarco/v2/fr/train for ca-fr)
+COLLECTION = ""  # collection of the passages; empty = the pair's mMARCO collection
+SOURCE = "ce"  # ce: the paper's recipe (MS MARCO hard negatives filtered by cross-encoder scores);
+               # run: negatives from --run
+HARD_NEGATIVES = ""  # sentence-transformers' msmarco-hard-negatives.jsonl.gz; empty =
+                     # {data_dir}/msmarco-hard-negatives.jsonl.gz, downloaded if missing
+CE_SCORES = ""  # cross-encoder scores (pickle); empty =
+                # {data_dir}/cross-encoder-ms-marco-MiniLM-L-6-v2-scores.pkl.gz, downloaded if
+                # missing
+CE_MARGIN = 3.0  # a negative's cross-encoder score must be <= the lowest positive's minus this
+PER_SYSTEM = 5  # negatives kept per retrieval system of the hard-negative file
+RUN = ""  # --source run: a TREC run of the training queries over the collection
+DEPTH = 200  # --source run: negatives come from the ranks above this (the top DEPTH of each query's
+             # ranking, after --skip-top)
+SKIP_TOP = 3  # --source run: the first ranks skipped (likely unjudged positives hide there)
+NUM_NEGATIVES = 1  # negatives per example (the BGE-M3 recipe's group size 2 = 1 positive + 1
+                   # negative)
+ROUNDS = 1  # sampling rounds; each gives every query another example (new positive/negatives)
+SEED = 42  # random seed of the sampling
+OUT = ""  # JSONL to write; empty = {data_dir}/training/{pair}.{source}.jsonl
+OVERWRITE = False  # rebuild the file even if it exists
+paths = settings.configure(globals())
 # -----------------------------------------------------------------------------
 import json
 import logging

@@ -25,47 +25,32 @@ Examples:
 from crossvariety import settings
 
 # -----------------------------------------------------------------------------
-RUN = ""  # first-stage run to re-rank
-DATASET = ""  # collection holding the run's documents
-QUERIES = ""  # queries of the run: a query file, an irds: id or a dataset folder
-QUERY_FIELD = ""  # for irds: queries with several fields (neuCLIR: title, ht_title)
-MODEL = "mt5"  # mt5, mt5-lt-cafr, mt5-lt-afdt, an HF id or a local path
-TOKENIZER = ""  # empty = the model's own, else its base model's (unicamp-dl/mt5-base-mmarco-v2)
-OUT = ""  # empty = the run's name with the stage rerank-{model}
-TOP_K = 1000  # documents re-ranked per query
+RUN = ""  # first-stage TREC run (.res or .res.gz) to re-rank
+DATASET = ""  # collection of the run's documents: an irds: id (irds:mmarco/v2/fr) or a dataset
+              # folder
+QUERIES = ""  # the run's queries: a query file (qid<TAB>query), an irds: id
+              # (irds:mmarco/v2/fr/dev/small) or a dataset folder
+QUERY_FIELD = ""  # for irds: queries with several fields, the one to use (neuCLIR: title or
+                  # ht_title)
+MODEL = "mt5"  # re-ranker: mt5, mt5-lt-cafr, mt5-lt-afdt, a Hugging Face id or a local path
+TOKENIZER = ""  # tokenizer (HF id or path); empty = the model's own, else that of the model it was
+                # fine-tuned from (unicamp-dl/mt5-base-mmarco-v2: the paper's mt5-lt-* checkpoints
+                # ship none)
+OUT = ""  # run file to write; empty = the input's name with the stage rerank-{model}
+TOP_K = 1000  # documents re-ranked per query (the rest of the run is dropped)
 BATCH_TOKENS = 0  # padded tokens per batch; 0 = 65536 on a GPU, 8192 on a CPU
-DEVICE = ""  # cuda, cuda:1, cpu; empty = a GPU if there is one
-DTYPE = "auto"  # auto (bf16 on a GPU, fp32 on a CPU), bf16, fp32 or fp8
-COMPILE = "auto"  # torch.compile the forward pass: auto (on a GPU), on, off
-TOKENIZER_WORKERS = "auto"  # tokenizer processes: auto (on a GPU: up to 4), or a number
-OVERWRITE = False  # re-rank even if the output exists
-HELP = {
-    "RUN": "first-stage TREC run (.res or .res.gz) to re-rank",
-    "DATASET": "collection of the run's documents: an irds: id (irds:mmarco/v2/fr) or a dataset "
-               "folder",
-    "QUERIES": "the run's queries: a query file (qid<TAB>query), an irds: id "
-               "(irds:mmarco/v2/fr/dev/small) or a dataset folder",
-    "QUERY_FIELD": "for irds: queries with several fields, the one to use (neuCLIR: title)",
-    "MODEL": "re-ranker: mt5, mt5-lt-cafr, mt5-lt-afdt, a Hugging Face id or a local path",
-    "TOKENIZER": "tokenizer (HF id or path); empty = the model's own, else that of the model it "
-                 "was fine-tuned from (unicamp-dl/mt5-base-mmarco-v2: the paper's mt5-lt-* "
-                 "checkpoints ship none)",
-    "OUT": "run file to write; empty = the input's name with the stage rerank-{model}",
-    "TOP_K": "documents re-ranked per query (the rest of the run is dropped)",
-    "BATCH_TOKENS": "padded tokens per batch; 0 = 65536 on a GPU, 8192 on a CPU",
-    "DEVICE": "torch device; empty = cuda if available (the local rank's under torchrun), "
-              "else cpu",
-    "DTYPE": "precision: auto = bf16 on a GPU, fp32 on a CPU; fp32 (the paper's); fp8 (matmuls "
-             "on fp8 tensor cores, emulated elsewhere); recorded in the run's name column "
-             "(README: what bf16 and fp8 cost)",
-    "COMPILE": "torch.compile the forward pass with FlexAttention (fused kernels; ~1 min of "
-               "compilation once): auto = on a GPU for 50,000 pairs or more; on; off",
-    "TOKENIZER_WORKERS": "tokenizer processes beside the GPU's (off the GIL of the process that "
-                         "drives it): auto = a quarter of the cores, at most 4, on a GPU, none "
-                         "on a CPU; or a number (0 = tokenise on a thread)",
-    "OVERWRITE": "re-rank even if the output file exists",
-}
-paths = settings.configure(globals(), HELP)
+DEVICE = ""  # torch device (cuda, cuda:1, cpu); empty = cuda if available (the local rank's under
+             # torchrun), else cpu
+DTYPE = "auto"  # precision: auto = bf16 on a GPU, fp32 on a CPU; fp32 (the paper's); fp8 (matmuls
+                # on fp8 tensor cores, emulated elsewhere); recorded in the run's name column
+                # (README: what bf16 and fp8 cost)
+COMPILE = "auto"  # torch.compile the forward pass with FlexAttention (fused kernels; ~1 min of
+                  # compilation once): auto = on a GPU for 50,000 pairs or more; on; off
+TOKENIZER_WORKERS = "auto"  # tokenizer processes beside the GPU's (off the GIL of the process that
+                            # drives it): auto = a quarter of the cores, at most 4, on a GPU, none
+                            # on a CPU; or a number (0 = tokenise on a thread)
+OVERWRITE = False  # re-rank even if the output file exists
+paths = settings.configure(globals())
 # -----------------------------------------------------------------------------
 import logging
 import sys

@@ -42,87 +42,66 @@ Examples:
 from crossvariety import settings
 
 # -----------------------------------------------------------------------------
-BENCHMARK = "mmarco"  # mmarco (each pair's collection and dev topics) or flores
-PAIRS = ["ca-fr"]  # language pairs, or all
-MODEL = "bm25"  # first-stage ranker: bm25, a BGE-M3 or a ColBERT-XM model
-COLLECTION = ""  # documents for every pair; empty = the pair's own (mMARCO for the paper's)
-TOPICS = ""  # high-resource queries + qrels; empty = the pair's own, or --collection's
-VARIETY_QUERIES = ""  # variety query file; empty = the pair's, else in translations_dir
-CJK = "bigrams"  # BM25 terms of Chinese/Cantonese: bigrams (the paper's) or unigrams+bigrams
-NGRAM = 0  # BM25 terms: 0 = words (the paper's), 3-5 = character n-grams (4 recommended)
-ROMANIZE = False  # BM25: romanise queries and documents with uroman (every pair; or per pair)
-MAX_LENGTH = 1024  # BGE-M3 document length (its index's: recorded, checked)
-DOC_LANG_FROM_CONFIG = False  # ColBERT-XM: documents with the checkpoint's saved adapter
-NUM_RESULTS = 1000  # depth of each run
-EVALUATE = False  # print the metrics and significance table
-MEASURES = []  # ir_measures names; empty = MRR@10 R@1000
-CORRECTION = "bonferroni"  # multiple-testing correction of the p-values
-RERANK = ""  # re-rank each first-stage run with this mT5 model (mt5, mt5-lt-cafr, ...)
-RERANK_TOP_K = 1000  # documents re-ranked per query
-TOKENIZER = ""  # tokenizer of the --rerank model; empty = its own, else its base model's
-TRANSLATE_QUERIES = ""  # add the variety queries translated back: apertium, opencc or hf
-TRANSLATION_MODEL = ""  # hf engine: model name or path; empty = nllb-200-600m
-WORKERS = 0  # processes for analysis when an index must be built; 0 = all cores
-DTYPE = "auto"  # neural models' precision: auto (bf16 on a GPU, fp32 on a CPU), bf16, fp32, fp8
-OVERWRITE = False  # recompute finished run files, and rebuild stale neural indexes
-HELP = {
-    "BENCHMARK": "mmarco: each pair's own collection and dev topics (the paper's pairs: mMARCO v2 "
-                 "dev/small, English: irds:msmarco-passage/dev/small; other pairs: their config "
-                 "table or --collection/--topics); flores: FLORES-200 devtest articles (offline)",
-    "PAIRS": "language pairs VARIETY-HIGHRES: ca-fr oc-fr af-dt scn-it yue-zh ms-id gd-en, pairs "
-             "of the config's [pairs.NAME] tables, any two language codes (gl-pt) or FLORES-200 "
-             "codes (glg_Latn-por_Latn), or all",
-    "MODEL": "first-stage ranker: bm25 (PISA, language-aware analysis); a BGE-M3 model: "
-             "bge-m3, bge-m3-lt-cafr, bge-m3-lt-afdt (dense search: on the GPU when there is "
-             "one, else pyterrier-dr's np_retriever); a ColBERT-XM model: colbert-xm, "
-             "colbert-xm-lt-cafr, colbert-xm-lt-afdt (PLAID, the adapter of the collection's "
-             "language for queries and documents); or an HF id or local path of either",
-    "COLLECTION": "documents of every pair given: an irds: id or a dataset folder (docs.tsv[.gz] "
-                  "or docs.jsonl[.gz]); empty = each pair's own collection",
-    "TOPICS": "high-resource queries with qrels: an irds: id or a dataset folder (queries.tsv, "
-              "qrels.txt); empty = each pair's own topics, or those of --collection",
-    "VARIETY_QUERIES": "query file (qid<TAB>query) of the variety, for a single pair; empty = the "
-                       "pair's variety_queries, else {translations_dir}/{topics}.{variety}.tsv "
-                       "(flores: built in)",
-    "CJK": "BM25 terms of Chinese and Cantonese text: bigrams (Lucene's CJK analyzer, the "
-           "paper's) or unigrams+bigrams (runs and index named bm25-unibi)",
-    "NGRAM": "BM25 terms: 0 = words (stemmed, stop words removed: the paper's); 3, 4 or 5 = "
-             "character n-grams of words padded as _word_ (no stemming, no stop words; "
-             "Chinese/Cantonese keep their bigrams); runs and index named bm25-charN",
-    "ROMANIZE": "BM25: write queries and documents in Latin letters with uroman first (a variety "
-                "written in another script: Serbian Cyrillic vs Croatian); every pair, or per "
-                "pair with romanize = true in its [pairs.NAME] table; runs named bm25-uroman",
-    "MAX_LENGTH": "BGE-M3: tokens per document (and per query); an index built with "
-                  "another length is an error (--overwrite rebuilds it)",
-    "DOC_LANG_FROM_CONFIG": "ColBERT-XM: encode documents with the checkpoint's saved "
-                            "default_language, as the original code did by accident (queries "
-                            "keep the collection's); runs and index named {model}-doclang-config",
-    "NUM_RESULTS": "passages retrieved per query",
-    "EVALUATE": "evaluate the runs against the qrels and print the gap table",
-    "MEASURES": "ir_measures measures for --evaluate; empty = MRR@10 R@1000",
-    "CORRECTION": "correction of the paired t-tests: bonferroni holm holm-sidak fdr_bh none",
-    "RERANK": "re-rank every first-stage run with an mT5 model: mt5, mt5-lt-cafr, mt5-lt-afdt, "
-              "an HF id or a path (the table then reports the re-ranked runs)",
-    "RERANK_TOP_K": "documents of each first-stage ranking that --rerank re-ranks",
-    "TOKENIZER": "tokenizer of the --rerank model (HF id or path); empty = the model's own, else "
-                 "that of the model it was fine-tuned from (unicamp-dl/mt5-base-mmarco-v2: the "
-                 "paper's mt5-lt-* checkpoints ship none)",
-    "TRANSLATE_QUERIES": "translate-the-query baseline: a third query set per pair, the variety "
-                         "queries translated into the high-resource language by this engine "
-                         "(apertium: ca-fr oc-fr af-dt ms-id and any installed mode; opencc: "
-                         "yue-zh; hf: all)",
-    "TRANSLATION_MODEL": "model of --translate-queries hf (name, HF id or path); empty = "
-                         "nllb-200-600m",
-    "WORKERS": "analysis processes when a BM25 index must be built; 0 = all cores",
-    "DTYPE": "precision of the neural models (encoders, re-ranker): auto = bf16 on a GPU, fp32 "
-             "on a CPU; fp32 (the paper's); fp8 (matmuls on fp8 tensor cores, emulated "
-             "elsewhere); recorded in the run files (README: what bf16 costs)",
-    "OVERWRITE": "recompute the run files even if they exist and match, and rebuild a BGE-M3 "
-                 "or ColBERT-XM index that was built from other model files or another "
-                 "collection (without it such an index is an error; a current index is kept: "
-                 "index_bgem3.py / index_colbertxm.py --overwrite rebuild one anyway)",
-}
-paths = settings.configure(globals(), HELP)
+BENCHMARK = "mmarco"  # mmarco: each pair's own collection and dev topics (the paper's pairs: mMARCO
+                      # v2 dev/small, English: irds:msmarco-passage/dev/small; other pairs: their
+                      # config table or --collection/--topics); flores: FLORES-200 devtest articles
+                      # (offline)
+PAIRS = ["ca-fr"]  # language pairs VARIETY-HIGHRES: ca-fr oc-fr af-dt scn-it yue-zh ms-id gd-en,
+                   # pairs of the config's [pairs.NAME] tables, any two language codes (gl-pt) or
+                   # FLORES-200 codes (glg_Latn-por_Latn), or all
+MODEL = "bm25"  # first-stage ranker: bm25 (PISA, language-aware analysis); a BGE-M3 model: bge-m3,
+                # bge-m3-lt-cafr, bge-m3-lt-afdt (dense search: on the GPU when there is one, else
+                # pyterrier-dr's np_retriever); a ColBERT-XM model: colbert-xm, colbert-xm-lt-cafr,
+                # colbert-xm-lt-afdt (PLAID, the adapter of the collection's language for queries
+                # and documents); or an HF id or local path of either
+COLLECTION = ""  # documents of every pair given: an irds: id or a dataset folder (docs.tsv[.gz] or
+                 # docs.jsonl[.gz]); empty = each pair's own collection (mMARCO for the paper's
+                 # pairs)
+TOPICS = ""  # high-resource queries with qrels: an irds: id or a dataset folder (queries.tsv,
+             # qrels.txt); empty = each pair's own topics, or those of --collection
+VARIETY_QUERIES = ""  # query file (qid<TAB>query) of the variety, for a single pair; empty = the
+                      # pair's variety_queries, else {translations_dir}/{topics}.{variety}.tsv
+                      # (flores: built in)
+CJK = "bigrams"  # BM25 terms of Chinese and Cantonese text: bigrams (Lucene's CJK analyzer, the
+                 # paper's) or unigrams+bigrams (runs and index named bm25-unibi)
+NGRAM = 0  # BM25 terms: 0 = words (stemmed, stop words removed: the paper's); 3, 4 or 5 = character
+           # n-grams of words padded as _word_ (4 recommended; no stemming, no stop words;
+           # Chinese/Cantonese keep their bigrams); runs and index named bm25-charN
+ROMANIZE = False  # BM25: write queries and documents in Latin letters with uroman first (a variety
+                  # written in another script: Serbian Cyrillic vs Croatian); every pair, or per
+                  # pair with romanize = true in its [pairs.NAME] table; runs named bm25-uroman
+MAX_LENGTH = 1024  # BGE-M3: tokens per document (and per query); an index built with another length
+                   # is an error (--overwrite rebuilds it)
+DOC_LANG_FROM_CONFIG = False  # ColBERT-XM: encode documents with the checkpoint's saved
+                              # default_language, as the original code did by accident (queries keep
+                              # the collection's); runs and index named {model}-doclang-config
+NUM_RESULTS = 1000  # passages retrieved per query
+EVALUATE = False  # evaluate the runs against the qrels and print the gap table (metrics and
+                  # significance)
+MEASURES = []  # ir_measures measures for --evaluate; empty = MRR@10 R@1000
+CORRECTION = "bonferroni"  # correction of the paired t-tests: bonferroni holm holm-sidak fdr_bh
+                           # none
+RERANK = ""  # re-rank every first-stage run with an mT5 model: mt5, mt5-lt-cafr, mt5-lt-afdt, an HF
+             # id or a path (the table then reports the re-ranked runs)
+RERANK_TOP_K = 1000  # documents of each first-stage ranking that --rerank re-ranks
+TOKENIZER = ""  # tokenizer of the --rerank model (HF id or path); empty = the model's own, else
+                # that of the model it was fine-tuned from (unicamp-dl/mt5-base-mmarco-v2: the
+                # paper's mt5-lt-* checkpoints ship none)
+TRANSLATE_QUERIES = ""  # translate-the-query baseline: a third query set per pair, the variety
+                        # queries translated into the high-resource language by this engine
+                        # (apertium: ca-fr oc-fr af-dt ms-id and any installed mode; opencc: yue-zh;
+                        # hf: all)
+TRANSLATION_MODEL = ""  # model of --translate-queries hf (name, HF id or path); empty =
+                        # nllb-200-600m
+WORKERS = 0  # analysis processes when a BM25 index must be built; 0 = all cores
+DTYPE = "auto"  # precision of the neural models (encoders, re-ranker): auto = bf16 on a GPU, fp32
+                # on a CPU; fp32 (the paper's); fp8 (matmuls on fp8 tensor cores, emulated
+                # elsewhere); recorded in the run files (README: what bf16 costs)
+OVERWRITE = False  # recompute the run files even if they exist and match, and rebuild a BGE-M3 or
+                   # ColBERT-XM index that was built from other model files or another collection
+                   # (without it such an index is an error; a current index is kept: index_bgem3.py
+                   # / index_colbertxm.py --overwrite rebuild one anyway)
+paths = settings.configure(globals())
 # -----------------------------------------------------------------------------
 import logging
 import time

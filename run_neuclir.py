@@ -26,52 +26,42 @@ from crossvariety import settings
 
 # -----------------------------------------------------------------------------
 DATASETS = ["irds:neumarco/fa/dev/small", "irds:neumarco/ru/dev/small",
-            "irds:neumarco/zh/dev/small"]  # topic sets with qrels
-MODELS = ["bge-m3", "bge-m3-lt-cafr", "bge-m3-lt-afdt"]  # the first is the baseline
-QUERY_FIELD = "title"  # neuCLIR topic field: title (English) or ht_title (human translation)
-RERANK = []  # mT5 models that re-rank the first model's runs
-RERANK_TOP_K = 1000
-TOKENIZER = ""  # tokenizer of the --rerank models; empty = each one's own, else its base's
-NUM_RESULTS = 1000
-MAX_LENGTH = 1024  # BGE-M3 document length (its index's: recorded, checked)
-LANGUAGE = ""  # ColBERT-XM adapter; empty = the documents' language as ir_datasets records it
-DOC_LANG_FROM_CONFIG = False  # ColBERT-XM: documents with the checkpoint's saved adapter
-MEASURES = []  # empty = nDCG@20 R@1000 (neuCLIR), MRR@10 R@1000 (neuMARCO)
-CORRECTION = "bonferroni"
-DTYPE = "auto"  # auto (bf16 on a GPU, fp32 on a CPU), bf16, fp32 or fp8
-OVERWRITE = False
-HELP = {
-    "DATASETS": "topic sets: irds:neumarco/{fa,ru,zh}/dev/small, "
-                "irds:neuclir/1/{fa,ru,zh}/trec-2022 or trec-2023, or dataset folders",
-    "MODELS": "first-stage models: BGE-M3 (bge-m3, bge-m3-lt-cafr, bge-m3-lt-afdt) or "
-              "ColBERT-XM (colbert-xm, colbert-xm-lt-cafr, colbert-xm-lt-afdt), HF ids or "
-              "paths; the first is the baseline of the significance tests",
-    "QUERY_FIELD": "neuCLIR query field: title (English) or ht_title (human translation into "
-                   "the documents' language); neuMARCO queries have one field",
-    "RERANK": "mT5 models (mt5, mt5-lt-cafr, mt5-lt-afdt, HF ids or paths) that re-rank the "
-              "first model's runs; the table then compares the re-rankers",
-    "RERANK_TOP_K": "documents of each ranking that --rerank re-ranks",
-    "TOKENIZER": "tokenizer of the --rerank models (HF id or path); empty = each model's own, "
-                 "else that of the model it was fine-tuned from (unicamp-dl/mt5-base-mmarco-v2: "
-                 "the paper's mt5-lt-* checkpoints ship none)",
-    "NUM_RESULTS": "documents retrieved per query",
-    "MAX_LENGTH": "BGE-M3: tokens per document (and per query); an index built with "
-                  "another length is an error (--overwrite rebuilds it)",
-    "LANGUAGE": "ColBERT-XM: the adapter for queries and documents (fa, ru, zh, fa_IR); empty = "
-                "the documents' language as ir_datasets records it (needed for folders)",
-    "DOC_LANG_FROM_CONFIG": "ColBERT-XM: encode documents with the checkpoint's saved "
-                            "default_language, as the original code did by accident; runs "
-                            "named {model}-doclang-config",
-    "MEASURES": "ir_measures measures; empty = nDCG@20 R@1000 (neuCLIR), MRR@10 R@1000 (neuMARCO)",
-    "CORRECTION": "correction of the paired t-tests: bonferroni holm holm-sidak fdr_bh none",
-    "DTYPE": "precision of the encoders and re-rankers: auto = bf16 on a GPU, fp32 on a CPU; "
-             "fp32 (the paper's); fp8 (matmuls on fp8 tensor cores, emulated elsewhere); "
-             "recorded in the run files",
-    "OVERWRITE": "recompute the run files even if they exist and match, and rebuild an index "
-                 "that was built from other model files or another collection (without it "
-                 "such an index is an error; a current index is kept)",
-}
-paths = settings.configure(globals(), HELP)
+            "irds:neumarco/zh/dev/small"]  # topic sets with qrels:
+                                           # irds:neumarco/{fa,ru,zh}/dev/small,
+                                           # irds:neuclir/1/{fa,ru,zh}/trec-2022 or trec-2023, or
+                                           # dataset folders
+MODELS = ["bge-m3", "bge-m3-lt-cafr", "bge-m3-lt-afdt"]  # first-stage models: BGE-M3 (bge-m3,
+                                                         # bge-m3-lt-cafr, bge-m3-lt-afdt) or
+                                                         # ColBERT-XM (colbert-xm,
+                                                         # colbert-xm-lt-cafr, colbert-xm-lt-afdt),
+                                                         # HF ids or paths; the first is the
+                                                         # baseline of the significance tests
+QUERY_FIELD = "title"  # neuCLIR query field: title (English) or ht_title (human translation into
+                       # the documents' language); neuMARCO queries have one field
+RERANK = []  # mT5 models (mt5, mt5-lt-cafr, mt5-lt-afdt, HF ids or paths) that re-rank the first
+             # model's runs; the table then compares the re-rankers
+RERANK_TOP_K = 1000  # documents of each ranking that --rerank re-ranks
+TOKENIZER = ""  # tokenizer of the --rerank models (HF id or path); empty = each model's own, else
+                # that of the model it was fine-tuned from (unicamp-dl/mt5-base-mmarco-v2: the
+                # paper's mt5-lt-* checkpoints ship none)
+NUM_RESULTS = 1000  # documents retrieved per query
+MAX_LENGTH = 1024  # BGE-M3: tokens per document (and per query); an index built with another length
+                   # is an error (--overwrite rebuilds it)
+LANGUAGE = ""  # ColBERT-XM: the adapter for queries and documents (fa, ru, zh, fa_IR); empty = the
+               # documents' language as ir_datasets records it (needed for folders)
+DOC_LANG_FROM_CONFIG = False  # ColBERT-XM: encode documents with the checkpoint's saved
+                              # default_language, as the original code did by accident; runs named
+                              # {model}-doclang-config
+MEASURES = []  # ir_measures measures; empty = nDCG@20 R@1000 (neuCLIR), MRR@10 R@1000 (neuMARCO)
+CORRECTION = "bonferroni"  # correction of the paired t-tests: bonferroni holm holm-sidak fdr_bh
+                           # none
+DTYPE = "auto"  # precision of the encoders and re-rankers: auto = bf16 on a GPU, fp32 on a CPU;
+                # fp32 (the paper's); fp8 (matmuls on fp8 tensor cores, emulated elsewhere);
+                # recorded in the run files
+OVERWRITE = False  # recompute the run files even if they exist and match, and rebuild an index that
+                   # was built from other model files or another collection (without it such an
+                   # index is an error; a current index is kept)
+paths = settings.configure(globals())
 # -----------------------------------------------------------------------------
 import logging
 

@@ -30,40 +30,27 @@ Examples:
 from crossvariety import settings
 
 # -----------------------------------------------------------------------------
-PAIR = ""  # take the defaults below from a language pair
-QUERIES = ""  # query file (qid<TAB>query), irds: id or dataset folder
-QUERY_FIELD = ""  # field of irds: queries with several (neuCLIR: title, ht_title)
-SRC = ""  # language of the queries
-TGT = ""  # language to translate into
-ENGINE = "apertium"  # apertium, opencc or hf
-MODEL = ""  # hf engine: model name or path; empty = nllb-200-600m
-OUT = ""  # query file to write (.tsv or .tsv.gz)
-CACHE = ""  # SQLite translation cache; empty = {data_dir}/translation-cache.sqlite
-WORKERS = 0  # parallel Apertium pipelines; 0 = one per 4 cores
-BATCH_TOKENS = 16384  # hf engine: tokens (x beams) per batch
-NUM_BEAMS = 4  # hf engine: beam size
-OVERWRITE = False  # translate again, ignoring (and refreshing) the cache
-HELP = {
-    "PAIR": "a language pair (ca-fr, a [pairs.NAME] table of the config, ...): translate its "
-            "high-resource topics into its variety, into the file run_mmarco.py reads; --queries, "
-            "--src, --tgt and --out override those defaults",
-    "QUERIES": "queries to translate: a query file (qid<TAB>query, .tsv or .tsv.gz), an irds: "
-               "id (irds:mmarco/v2/fr/dev/small) or a dataset folder",
-    "QUERY_FIELD": "for irds: queries with several fields, the one to translate (neuCLIR: title)",
-    "SRC": "language of the queries: an ISO 639 code (fr ca oc nl/dt af it scn zh yue id ms en "
-           "gd fa ru pt gl ...)",
-    "TGT": "language to translate into (same codes)",
-    "ENGINE": "apertium (fr<->ca, nl<->af, fr<->oc, id<->ms, pt<->gl, ... any installed mode), "
-              "opencc (yue<->zh script) or hf",
-    "MODEL": "hf engine: a model short name (nllb-200-600m, nllb-200-1.3b), HF id or local path",
-    "OUT": "query file to write; .gz compresses it",
-    "CACHE": "SQLite cache of translations; empty = {data_dir}/translation-cache.sqlite",
-    "WORKERS": "Apertium pipelines run in parallel; 0 = one per 4 cores",
-    "BATCH_TOKENS": "hf engine: padded tokens (times beams) per generation batch",
-    "NUM_BEAMS": "hf engine: beam search width (1 = greedy)",
-    "OVERWRITE": "translate every query again, ignoring and refreshing the cache",
-}
-paths = settings.configure(globals(), HELP)
+PAIR = ""  # a language pair (ca-fr, a [pairs.NAME] table of the config, ...): translate its
+           # high-resource topics into its variety, into the file run_mmarco.py reads; --queries,
+           # --src, --tgt and --out override those defaults
+QUERIES = ""  # queries to translate: a query file (qid<TAB>query, .tsv or .tsv.gz), an irds: id
+              # (irds:mmarco/v2/fr/dev/small) or a dataset folder
+QUERY_FIELD = ""  # for irds: queries with several fields, the one to translate (neuCLIR: title or
+                  # ht_title)
+SRC = ""  # language of the queries: an ISO 639 code (fr ca oc nl/dt af it scn zh yue id ms en gd fa
+          # ru pt gl ...)
+TGT = ""  # language to translate into (same codes)
+ENGINE = "apertium"  # apertium (fr<->ca, nl<->af, fr<->oc, id<->ms, pt<->gl, ... any installed
+                     # mode), opencc (yue<->zh script) or hf
+MODEL = ""  # hf engine: a model short name (nllb-200-600m, nllb-200-1.3b), HF id or local path;
+            # empty = nllb-200-600m
+OUT = ""  # query file to write (.tsv, or .tsv.gz to compress it)
+CACHE = ""  # SQLite cache of translations; empty = {data_dir}/translation-cache.sqlite
+WORKERS = 0  # Apertium pipelines run in parallel; 0 = one per 4 cores
+BATCH_TOKENS = 16384  # hf engine: padded tokens (times beams) per generation batch
+NUM_BEAMS = 4  # hf engine: beam search width (1 = greedy)
+OVERWRITE = False  # translate every query again, ignoring and refreshing the cache
+paths = settings.configure(globals())
 # -----------------------------------------------------------------------------
 import logging
 import time

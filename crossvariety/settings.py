@@ -1,11 +1,16 @@
 """The configurator: a script's UPPERCASE constants, overridden by a config file, then by flags.
 
-A stage script declares its settings as constants at the top (nanoGPT style), each with a help line,
-then calls ``configure(globals(), HELP)``. Precedence: the constants < the config file's ``[paths]``
-table and the table named after the script (``[run_mmarco]``) < command-line flags. Tables named
-after other scripts are skipped, so one config file can drive every stage of an experiment;
-``[pairs.NAME]`` tables define language pairs (crossvariety.data.pairs) for every script. A table
-that names no script, or a key no script has, is an error.
+A stage script declares its settings as constants at the top (nanoGPT style), each described by
+its comment, then calls ``configure(globals())``. The comment on a constant's line, with the
+comment-only lines aligned under it that continue it, is the setting's one description: its
+``--help`` line (configure reads the script's own source for it). Precedence: the constants < the
+config file's ``[paths]`` table and the table named after the script (``[run_mmarco]``) <
+command-line flags. Tables named after other scripts are skipped, so one config file can drive
+every stage of an experiment; ``[pairs.NAME]`` tables define language pairs
+(crossvariety.data.pairs) for every script. A table that names no script, or a key no script
+has, is an error. ``--show-config`` prints the resolved settings and paths as JSON and exits;
+``experiment_settings`` asks a script for them that way (the package never imports or parses a
+script).
 
 ``configure`` also makes user errors (crossvariety.errors.UserError, wrong arguments) print as one
 line, ``script.py: what is wrong, and the fix``, with no traceback.
@@ -15,41 +20,38 @@ The paths of an experiment (data, translations, indexes, runs, models, FLORES) l
 """
 import argparse
 import ast
+import copy
+import functools
+import io
+import json
 import logging
 import math
 import os
+import subprocess
 import sys
+import tokenize
 import tomllib
 from pathlib import Path
 
-from .data import pairs
 from .errors import UsageError, UserError, install_handler, one_line
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-# The paths of an experiment, relative to the working directory unless absolute.
+# The paths of an experiment, relative to the working directory unless absolute; each one's
+# comment is its --help line.
 PATHS = {
-    "data_dir": "data",  # datasets built here (e.g. the FLORES default)
-    "translations_dir": "data/translations",  # variety query files: {dataset}.{variety}.tsv
-    "index_dir": "indexes",  # BM25 and dense indexes
-    "runs_dir": "runs",  # TREC run files and result tables
-    "models_dir": "models",  # fine-tuned models
-    # FLORES-200 devtest: a folder of {code}.devtest.gz, the release's .tar.gz or its unpacked
-    # folder; empty = $FLORES_DIR, else ../shared/data/flores200-devtest beside the repository,
-    # else the copy shipped in crossvariety/data/flores200-devtest (the paper's 13 languages), else a
-    # download of the public release into data_dir.
-    "flores_dir": "",
-}
-PATHS_HELP = {
-    "data_dir": "folder where built datasets go (e.g. the FLORES default)",
-    "translations_dir": "folder of variety query files, named {dataset}.{variety}.tsv",
-    "index_dir": "folder of BM25 and dense indexes",
-    "runs_dir": "folder of TREC run files and result tables",
-    "models_dir": "folder of fine-tuned models",
-    "flores_dir": "FLORES-200 devtest: a folder of {code}.devtest.gz and metadata_devtest.tsv.gz, "
-                  "the release's flores200_dataset.tar.gz or its unpacked folder; default "
-                  "$FLORES_DIR, else ../shared/data/flores200-devtest, else the copy shipped "
-                  "with the code (the paper's 13 languages), else a download",
+    "data_dir": "data",  # folder where built datasets go (e.g. the FLORES default)
+    "translations_dir": "data/translations",  # folder of variety query files, named
+                                              # {dataset}.{variety}.tsv
+    "index_dir": "indexes",  # folder of BM25 and dense indexes
+    "runs_dir": "runs",  # folder of TREC run files and result tables
+    "models_dir": "models",  # folder of fine-tuned models
+    "flores_dir": "",  # FLORES-200 devtest: a folder of {code}.devtest.gz and
+                       # metadata_devtest.tsv.gz, the release's flores200_dataset.tar.gz or its
+                       # unpacked folder; empty = $FLORES_DIR, else
+                       # ../shared/data/flores200-devtest beside the repository, else the copy
+                       # shipped in crossvariety/data/flores200-devtest (the paper's 13
+                       # languages), else a download of the public release into data_dir
 }
 
 
@@ -148,6 +150,8 @@ def read_config(path, section):
     pair_tables = config.get("pairs", {})
     if not isinstance(pair_tables, dict):
         raise ConfigError(f"{path}: define pairs as tables [pairs.NAME]")
+    if pair_tables:
+        from .data import pairs  # (imported only here: --show-config stays quick)
     for name, table in pair_tables.items():
         try:
             pairs.define(name, table, f"{path}: [pairs.{name}]")
@@ -161,21 +165,112 @@ def _expand(paths):
             for key, value in paths.items()}
 
 
-def configure(namespace, help, positional=(), argv=None, path_keys=tuple(PATHS)):
+# The values a setting may have: literals of these types (a computed or other value is not a
+# setting).
+SETTING_TYPES = (str, int, float, bool, list)
+
+
+def _comments(source):
+    """{line number: (column, text, alone)} of the comments of ``source``: text without the #,
+    alone = nothing but the comment on its line."""
+    lines = source.splitlines()
+    found = {}
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT:
+            row, column = token.start
+            found[row] = (column, token.string[1:].strip(), not lines[row - 1][:column].strip())
+    return found
+
+
+def _described(comments, first, last, name, where):
+    """The description of the code on lines first..last: its comments there, then the
+    comment-only lines right below aligned under the last of them, joined with spaces; "" if it
+    has none. An indented comment-only line below that is not aligned is a programming error."""
+    texts = [comments[row] for row in range(first, last + 1) if row in comments]
+    if not texts:
+        return ""
+    column = texts[-1][0]
+    row = last + 1
+    while row in comments and comments[row][2] and comments[row][0] > 0:
+        if comments[row][0] != column:
+            raise RuntimeError(f"{where}:{row}: this comment continues the description of {name} "
+                               f"but is not aligned under its first line (column {column + 1})")
+        texts.append(comments[row])
+        row += 1
+    return " ".join(text for _, text, _ in texts if text)
+
+
+def _is_configure_call(node):
+    return any(isinstance(n, ast.Call) and (
+        isinstance(n.func, ast.Attribute) and n.func.attr == "configure"
+        or isinstance(n.func, ast.Name) and n.func.id == "configure") for n in ast.walk(node))
+
+
+def script_help(path):
+    """{NAME: description} of the settings a script at ``path`` declares: its module-level
+    assignments of literal values (str, int, float, bool, list) to UPPERCASE names before its
+    ``configure(...)`` call, each described by its comment ("" for a constant without one).
+    Only ``configure`` reads a script's source, the script's own."""
+    source = Path(path).read_text(encoding="utf-8")
+    comments = _comments(source)
+    found = {}
+    for node in ast.parse(source, filename=str(path)).body:
+        if _is_configure_call(node):
+            break
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name)):
+            continue
+        name = node.targets[0].id
+        if not name.isupper() or name.startswith("_"):
+            continue
+        try:
+            value = ast.literal_eval(node.value)
+        except ValueError:  # a computed value: not a setting
+            continue
+        if isinstance(value, SETTING_TYPES):
+            found[name] = _described(comments, node.lineno, node.end_lineno, name, path)
+    return found
+
+
+@functools.cache
+def paths_help():
+    """{key: description} of PATHS, from the comments of its entries above."""
+    lines = Path(__file__).read_text(encoding="utf-8").splitlines()
+    first = lines.index("PATHS = {")  # only that statement is read: quick
+    source = "\n" * first + "\n".join(lines[first:lines.index("}", first) + 1]) + "\n"
+    comments = _comments(source)
+    node = ast.parse(source).body[0]
+    return {ast.literal_eval(key): _described(comments, key.lineno, value.end_lineno,
+                                              ast.literal_eval(key), __file__)
+            for key, value in zip(node.value.keys, node.value.values)}
+
+
+def _help_text(text):
+    return text.replace("%", "%%")  # argparse formats help lines with %
+
+
+def configure(namespace, positional=(), argv=None, path_keys=tuple(PATHS)):
     """Override the script's constants in ``namespace`` from --config and flags; return the paths.
 
-    ``help`` maps every constant to its help line (a constant without one is a programming error,
-    so that ``--help`` always explains every option). ``positional`` names list constants taken
-    from positional arguments instead of flags. ``path_keys``: the paths the script uses, offered
-    as flags (a config's [paths] may still name any).
+    The settings are the constants that the script (``namespace["__file__"]``) declares before
+    this call; each one's comment is its help line (a constant without one is a programming
+    error, so that ``--help`` always explains every option). ``positional`` names list constants
+    taken from positional arguments instead of flags. ``path_keys``: the paths the script uses,
+    offered as flags (a config's [paths] may still name any). With ``--show-config`` it prints
+    the resolved settings and paths as JSON and exits.
     """
-    script = Path(namespace.get("__file__", sys.argv[0])).stem
+    source = namespace.get("__file__")
+    if not source or not Path(source).is_file():
+        raise RuntimeError(f"configure() reads the settings' descriptions from the script's "
+                           f"source, and there is none to read ({source!r})")
+    script = Path(source).stem
     install_handler(f"{script}.py")
-    names = [k for k in help]
-    missing = [k for k in namespace if k.isupper() and not k.startswith("_") and k not in help
-               and isinstance(namespace[k], (str, int, float, bool, list))]
+    help = script_help(source)
+    missing = [name for name, text in help.items() if not text]
     if missing:
-        raise RuntimeError(f"{script}: constants without a help line: {missing}")
+        raise RuntimeError(f"{script}: constants without a help line (a comment after each): "
+                           f"{missing}")
+    names = list(help)
 
     parser = argparse.ArgumentParser(
         prog=f"{script}.py", description=namespace.get("__doc__"),
@@ -187,9 +282,12 @@ def configure(namespace, help, positional=(), argv=None, path_keys=tuple(PATHS))
     parser.add_argument("--config", metavar="FILE",
                         help=f"TOML config file: its [paths] and [{script}] tables override the "
                              "defaults below; flags override the file (see configs/)")
+    parser.add_argument("--show-config", action="store_true",
+                        help="print the settings and paths this command would run with, as JSON "
+                             "(after --config and the flags), and exit")
     for name in names:
         default = namespace[name]
-        text = help[name]
+        text = _help_text(help[name])
         if name in positional:
             parser.add_argument(name.lower(), nargs="*", metavar=name.rstrip("S"),
                                 help=text, default=None)
@@ -198,24 +296,26 @@ def configure(namespace, help, positional=(), argv=None, path_keys=tuple(PATHS))
                                 default=None, help=f"{text} (default: {default})")
         elif isinstance(default, list):  # an empty default: the help line says what it means
             parser.add_argument(_flag(name), dest=name, nargs="+", default=None,
-                                help=f"{text}" + (f" (default: {' '.join(default)})"
+                                help=f"{text}" + (_help_text(f" (default: {' '.join(default)})")
                                                   if default else ""))
         else:
             parser.add_argument(_flag(name), dest=name, type=type(default), default=None,
-                                help=f"{text}" + (f" (default: {default!r})"
+                                help=f"{text}" + (_help_text(f" (default: {default!r})")
                                                   if default != "" else ""))
     paths_group = parser.add_argument_group("paths of the experiment") if path_keys else None
-    for key, text in PATHS_HELP.items():
+    for key, text in paths_help().items():
         if key not in path_keys:
             continue
         paths_group.add_argument(_flag(key), dest=f"path_{key}", default=None,
-                                 help=f"{text}" + (f" (default: {PATHS[key]})"
-                                                   if PATHS[key] else ""))
+                                 help=_help_text(text + (f" (default: {PATHS[key]})"
+                                                         if PATHS[key] else "")))
     parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
     args = parser.parse_args(argv)
 
     paths = dict(PATHS)
-    pairs.DEFINED.clear()
+    defined = sys.modules.get(f"{__package__}.data.pairs")  # not imported: nothing defined
+    if defined:
+        defined.DEFINED.clear()
     defaults = {name: namespace[name] for name in names}
     origin = {}  # where a setting's value came from, for the error that refuses it
     if args.config:
@@ -243,6 +343,13 @@ def configure(namespace, help, positional=(), argv=None, path_keys=tuple(PATHS))
     for key in path_keys:
         if getattr(args, f"path_{key}") is not None:
             paths[key] = getattr(args, f"path_{key}")
+    if args.show_config:
+        print(json.dumps({"script": script,
+                          "settings": {name.lower(): namespace[name] for name in names},
+                          "paths": {key: str(value) if value else None
+                                    for key, value in _expand(paths).items()}},
+                         indent=1, ensure_ascii=False))
+        sys.exit(0)
 
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
@@ -261,29 +368,46 @@ def configure(namespace, help, positional=(), argv=None, path_keys=tuple(PATHS))
     return paths
 
 
-def script_defaults(script):
-    """The settings a stage script declares at its top, {lowercase name: value}, read from its
-    source (not imported: the package never imports a script)."""
-    path = REPO_ROOT / f"{script}.py"
-    defaults = {}
-    for node in ast.parse(path.read_text(encoding="utf-8")).body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 \
-                and isinstance(node.targets[0], ast.Name) and node.targets[0].id.isupper():
-            try:
-                defaults[node.targets[0].id.lower()] = ast.literal_eval(node.value)
-            except ValueError:  # HELP and computed values
-                pass
-    defaults.pop("help", None)
-    return defaults
+@functools.lru_cache(maxsize=None)
+def _show_config(script, config, absolute, mtime_ns):
+    """``script.py --config config --show-config``'s answer, once per version of the file
+    (``config`` as the caller named it, for the error messages)."""
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / f"{script}.py"), "--config", config,
+                           "--show-config"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        raise ConfigError(lines[-1] if lines else f"{script}.py --config {config} --show-config "
+                                                  f"failed (exit status {proc.returncode})")
+    return json.loads(proc.stdout)
+
+
+def _shown(config, script):
+    path = Path(config).resolve()
+    return _show_config(script, str(config), str(path), path.stat().st_mtime_ns)
 
 
 def experiment_settings(config, script):
     """(paths, settings) that ``script.py --config config`` runs with: the script's defaults and
-    the experiment paths, overridden by the config's [paths] and [script] tables. Pairs the
-    config defines are defined."""
-    path_overrides, overrides = read_config(config, script)
-    defaults = script_defaults(script)
-    unknown = sorted(set(overrides) - set(defaults))
-    if unknown:
-        raise ConfigError(f"{config}: [{script}] has unknown key(s) {', '.join(unknown)}")
-    return _expand({**PATHS, **path_overrides}), {**defaults, **overrides}
+    the experiment paths, overridden by the config's [paths] and [script] tables, as the script
+    itself resolves them (``--show-config``, in a subprocess; cached per version of the file).
+    Paths are Paths (None where empty), settings {lowercase name: value}. Pairs the config
+    defines are defined in this process too."""
+    read_config(config, script)  # checks its tables; defines its pairs here
+    shown = _shown(config, script)
+    paths = {key: Path(value) if value else None for key, value in shown["paths"].items()}
+    return paths, copy.deepcopy(shown["settings"])
+
+
+def experiment_settings_many(configs_and_scripts, workers=None):
+    """``experiment_settings(config, script)`` of every (config, script) pair, in order, the
+    scripts asked concurrently (a subprocess each; ``workers`` threads, default one per core).
+    The answers are cached: a caller that then asks experiment_settings one pair at a time (as
+    crossvariety.report.paper.config_outputs does) finds them ready. The first pair that fails
+    raises its ConfigError."""
+    from concurrent.futures import ThreadPoolExecutor
+    pairs_ = list(configs_and_scripts)
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        futures = [pool.submit(_shown, config, script) for config, script in pairs_]
+    for future in futures:
+        future.result()  # the first failure, in order
+    return [experiment_settings(config, script) for config, script in pairs_]

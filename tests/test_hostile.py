@@ -67,11 +67,15 @@ def irds_docs(name):
 def configure(*argv, config=None):
     """settings.configure of a script with a few typical settings, from these flags."""
     def call(tmp):
-        namespace = {"__file__": "run_mmarco.py", "NUM_RESULTS": 1000, "WORKERS": 0,
-                     "PAIRS": ["ca-fr"], "MEASURES": [], "ALPHA": 0.05, "SEED": 42}
-        help = {name: name.lower() for name in namespace if name.isupper()}
+        namespace = {"NUM_RESULTS": 1000, "WORKERS": 0, "PAIRS": ["ca-fr"], "MEASURES": [],
+                     "ALPHA": 0.05, "SEED": 42}
+        script = tmp.parent / f"{tmp.name}-script" / "run_mmarco.py"  # tmp: the inputs alone
+        script.parent.mkdir()
+        script.write_text("".join(f"{name} = {value!r}  # {name.lower()}\n"
+                                  for name, value in namespace.items()))
+        namespace["__file__"] = str(script)
         config_args = ["--config", str(tmp / config)] if config else []
-        settings.configure(namespace, help, argv=[*config_args, *argv])
+        settings.configure(namespace, argv=[*config_args, *argv])
     return call
 
 

@@ -54,6 +54,12 @@ def test_a_pair_by_name_of_two_language_codes():
             get_pairs([bad])
 
 
+def script_namespace(tmp_path):
+    """The globals of a script run_mmarco.py (without settings) calling configure."""
+    (tmp_path / "run_mmarco.py").write_text("")
+    return {"__file__": str(tmp_path / "run_mmarco.py"), "__doc__": ""}
+
+
 def test_pairs_defined_in_a_config_file(tmp_path):
     config = tmp_path / "c.toml"
     config.write_text('[pairs.gl-pt]\ncollection = "data/pt-news"\n'
@@ -61,7 +67,7 @@ def test_pairs_defined_in_a_config_file(tmp_path):
                       '[pairs.lux]\nvariety = "ltz_Latn"\nhighres = "deu_Latn"\n'
                       'collection = "irds:x"\ntopics = "irds:x/dev"\n'
                       '[pairs.ca-fr]\ncollection = "data/my-fr"\n')
-    settings.configure({"__file__": "/x/run_mmarco.py", "__doc__": ""}, {},
+    settings.configure(script_namespace(tmp_path),
                        argv=["--config", str(config)])
     table = {p.name: p for p in get_pairs(["all"])}
     assert list(table)[:7] == ["ca-fr", "oc-fr", "af-dt", "scn-it", "yue-zh", "ms-id", "gd-en"]
@@ -76,7 +82,7 @@ def test_pairs_defined_in_a_config_file(tmp_path):
     assert table["ca-fr"].collection == "data/my-fr" and table["ca-fr"].variety == "ca"
     assert pairs.PAIRS["ca-fr"].collection == "irds:mmarco/v2/fr"
     # the next configure starts from the built-in pairs again
-    settings.configure({"__file__": "/x/run_mmarco.py", "__doc__": ""}, {}, argv=[])
+    settings.configure(script_namespace(tmp_path), argv=[])
     assert get_pairs(["ca-fr"])[0].collection == "irds:mmarco/v2/fr"
 
 
@@ -94,5 +100,5 @@ def test_bad_pair_tables_name_file_table_and_key(tmp_path, text, message):
     config = tmp_path / "c.toml"
     config.write_text(text)
     with pytest.raises(settings.ConfigError, match=message):
-        settings.configure({"__file__": "/x/run_mmarco.py", "__doc__": ""}, {},
+        settings.configure(script_namespace(tmp_path),
                            argv=["--config", str(config)])

@@ -1,11 +1,13 @@
 """End-to-end runs of the stage scripts, as a user runs them, on fixtures under the real ids."""
 import gzip
+import json
 
 import numpy as np
 import pytest
 
 from conftest import CA_DEV_QUERIES, FR_DEV_QUERIES, FR_PASSAGES, QRELS_SMALL, REPO, \
     assert_ranked, assert_row, hand_bm25, read_table, reference_means, run_script
+from crossvariety import settings
 from crossvariety.runs import read_run
 
 
@@ -46,6 +48,49 @@ def test_help_explains_every_option(tmp_path, script, options):
         assert option in out
     if script == "evaluate.py":  # it reads files by path only: no path flag that would do nothing
         assert "-dir" not in out and "paths of the experiment" not in out
+    # every setting the script has (--show-config lists them) is a flag explained in --help,
+    # with its default unless that is empty (then the explanation says what empty means)
+    shown = json.loads(run_script(script, "--show-config", cwd=tmp_path).stdout)
+    assert shown["script"] == script[:-len(".py")]
+    blocks = help_blocks(out)
+    defaults = {name: value for name, value in shown["settings"].items()}
+    if script != "evaluate.py":
+        defaults |= {key: value or "" for key, value in settings.PATHS.items()}
+    for name, default in defaults.items():
+        if script == "evaluate.py" and name == "runs":  # the positional argument
+            assert "RUN" in out and "TREC run files to evaluate" in out
+            continue
+        flag = "--" + name.replace("_", "-")
+        assert flag in blocks, f"{script}: {flag} missing from --help"
+        text = blocks[flag]
+        assert len(text.split()) >= 3, f"{script}: {flag} is not explained: {text!r}"
+        if isinstance(default, bool):
+            shown_default = str(default)
+        elif isinstance(default, list):
+            shown_default = " ".join(default)
+        else:
+            shown_default = repr(default) if name not in settings.PATHS else default
+        if default not in ("", []):
+            assert "".join(f"(default: {shown_default})".split()) in "".join(text.split()), \
+                f"{script}: {flag}: no default {shown_default!r} in {text!r}"
+        else:
+            assert "default:" not in text
+
+
+def help_blocks(out):
+    """{flag: its help text} of an argparse --help (each option's lines, joined)."""
+    blocks, current = {}, None
+    for line in out.split("options:", 1)[1].splitlines():
+        if line.startswith("  -"):
+            flags = [f.split()[0] for f in line.split("  ")[1].split(", ")]
+            current = [line.strip()]
+            for flag in flags:
+                blocks[flag] = current
+        elif current is not None and line.startswith("   "):
+            current.append(line.strip())
+        else:
+            current = None
+    return {flag: " ".join(lines) for flag, lines in blocks.items()}
 
 
 def hand_run(queries, lang="fr"):

@@ -1,6 +1,11 @@
 import gzip
 import io
+import json
+import re
+import subprocess
+import sys
 import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -11,17 +16,26 @@ from crossvariety.errors import UserError
 from crossvariety.data.pairs import PAIRS
 
 
-def script_namespace(**constants):
-    return {"__file__": "/x/run_mmarco.py", "__doc__": "doc", **constants}
+def script_namespace(tmp_path, source, name="run_mmarco"):
+    """The globals of a script ``{name}.py`` whose top is ``source`` (constants and their
+    comments), as they are when it calls settings.configure(globals())."""
+    path = tmp_path / f"{name}.py"
+    path.write_text(source)
+    namespace = {"__file__": str(path), "__doc__": "doc"}
+    exec(compile(source, str(path), "exec"), namespace)
+    return namespace
+
+
+RUN_CONSTANTS = ('PAIRS = ["ca-fr"]  # pairs\nNUM_RESULTS = 1000  # depth\n'
+                 'EVALUATE = False  # evaluate\nMODEL = "bm25"  # model\n')
 
 
 def test_config_then_flags_override_constants(tmp_path):
     config = tmp_path / "c.toml"
     config.write_text('[paths]\nruns_dir = "out/runs"\n[run_mmarco]\npairs = ["af-dt"]\n'
                       'num_results = 100\nevaluate = true\n[evaluate]\nformat = "latex"\n')
-    ns = script_namespace(PAIRS=["ca-fr"], NUM_RESULTS=1000, EVALUATE=False, MODEL="bm25")
-    help = {"PAIRS": "p", "NUM_RESULTS": "n", "EVALUATE": "e", "MODEL": "m"}
-    paths = settings.configure(ns, help, argv=["--config", str(config), "--num-results", "10"])
+    ns = script_namespace(tmp_path, RUN_CONSTANTS)
+    paths = settings.configure(ns, argv=["--config", str(config), "--num-results", "10"])
     assert ns["PAIRS"] == ["af-dt"] and ns["EVALUATE"] is True and ns["MODEL"] == "bm25"
     assert ns["NUM_RESULTS"] == 10  # the flag beats the file
     assert str(paths["runs_dir"]) == "out/runs" and str(paths["index_dir"]) == "indexes"
@@ -39,13 +53,111 @@ def test_config_errors_name_file_and_key(tmp_path, text, message):
     config = tmp_path / "c.toml"
     config.write_text(text)
     with pytest.raises(settings.ConfigError, match=message):
-        settings.configure(script_namespace(NUM_RESULTS=1000), {"NUM_RESULTS": "n"},
+        settings.configure(script_namespace(tmp_path, "NUM_RESULTS = 1000  # n\n"),
                            argv=["--config", str(config)])
 
 
-def test_every_constant_needs_a_help_line():
-    with pytest.raises(RuntimeError, match="constants without a help line"):
-        settings.configure(script_namespace(A=1, B=2), {"A": "a"}, argv=[])
+def test_every_constant_needs_a_help_comment(tmp_path):
+    with pytest.raises(RuntimeError, match=r"constants without a help line.*\['B'\]"):
+        settings.configure(script_namespace(tmp_path, "A = 1  # a\nB = 2\n"), argv=[])
+    # a comment that looks like a continuation but is not aligned: an error, not a lost line
+    with pytest.raises(RuntimeError, match=r"run_mmarco.py:2: .* description of A"):
+        settings.configure(script_namespace(tmp_path, "A = 1  # a\n     # more\n"), argv=[])
+
+
+def test_help_comes_from_the_constants_comments(tmp_path, capsys):
+    source = ('import os\n'
+              'MODEL = "bm25"  # first-stage ranker: bm25 (PISA, language-aware analysis);\n'
+              '                # a BGE-M3 model: bge-m3, ...;\n'
+              '                # or an HF id or local path of either\n'
+              '# a section comment: not a continuation\n'
+              'PAIRS = ["ca-fr",\n'
+              '         "af-dt"]  # language pairs, 100% of them\n'
+              'RATE = 1e-5  # learning rate\n'
+              'CORES = os.cpu_count()  # computed: not a setting\n'
+              'settings.configure(globals())\n'
+              'LATER = 1  # after configure: not a setting\n')
+    path = tmp_path / "run_mmarco.py"
+    path.write_text(source)
+    assert settings.script_help(path) == {
+        "MODEL": "first-stage ranker: bm25 (PISA, language-aware analysis); a BGE-M3 model: "
+                 "bge-m3, ...; or an HF id or local path of either",
+        "PAIRS": "language pairs, 100% of them",
+        "RATE": "learning rate"}
+    namespace = {"__file__": str(path), "__doc__": "doc", "MODEL": "bm25",
+                 "PAIRS": ["ca-fr", "af-dt"], "RATE": 1e-5, "CORES": 2}
+    with pytest.raises(SystemExit) as exit:
+        settings.configure(namespace, argv=["--help"])
+    assert exit.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--model MODEL first-stage ranker: bm25 (PISA, language-aware analysis); a BGE-M3 " \
+           "model: bge-m3, ...; or an HF id or local path of either (default: 'bm25')" in out
+    assert "language pairs, 100% of them (default: ca-fr af-dt)" in out
+    assert "--rate RATE learning rate (default: 1e-05)" in out
+    assert "--cores" not in out and "--later" not in out
+    # the paths' help comes from the comments of settings.PATHS
+    assert "folder of TREC run files and result tables (default: runs)" in out
+    assert "FLORES_DIR FLORES-200 devtest: a folder of {code}.devtest.gz" in out
+    assert "else a download of the public release into data_dir" in out
+
+
+def show_config(*args, cwd):
+    """run_mmarco.py's --show-config, in a fresh interpreter; also says whether it imported
+    pandas or torch (it must answer before any heavy import)."""
+    probe = ("import os, runpy, sys\nsys.argv = sys.argv[1:]\n"
+             "sys.path.insert(0, os.path.dirname(sys.argv[0]))\ntry:\n"
+             "    runpy.run_path(sys.argv[0], run_name='__main__')\nexcept SystemExit as e:\n"
+             "    assert e.code in (0, None), e.code\n"
+             "print('heavy' if {'pandas', 'torch'} & set(sys.modules) else 'light')\n")
+    proc = subprocess.run([sys.executable, "-c", probe, str(settings.REPO_ROOT / "run_mmarco.py"),
+                           *map(str, args), "--show-config"], cwd=cwd, capture_output=True,
+                          text=True, check=True)
+    shown, _, imported = proc.stdout.rpartition("}")
+    assert imported.strip() == "light"
+    return json.loads(shown + "}")
+
+
+def test_show_config_prints_resolved_settings_and_paths(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('[paths]\nruns_dir = "out/runs"\n[run_mmarco]\npairs = ["af-dt"]\n'
+                      'num_results = 100\nevaluate = true\n[finetune_bgem3]\nepochs = 2\n')
+    shown = show_config("--config", config, "--num-results", "10", "--model", "bge-m3",
+                        cwd=tmp_path)
+    assert shown["script"] == "run_mmarco"
+    assert shown["paths"] == {"data_dir": "data", "translations_dir": "data/translations",
+                              "index_dir": "indexes", "runs_dir": "out/runs",
+                              "models_dir": "models", "flores_dir": None}
+    values = shown["settings"]
+    assert values["pairs"] == ["af-dt"] and values["evaluate"] is True  # the file
+    assert values["num_results"] == 10 and values["model"] == "bge-m3"  # the flags win
+    assert values["benchmark"] == "mmarco" and values["measures"] == []  # the defaults
+    assert "epochs" not in values
+
+    # experiment_settings asks the script the same way: the same values, as Paths
+    paths, values = settings.experiment_settings(config, "run_mmarco")
+    shown = show_config("--config", config, cwd=tmp_path)
+    assert values == shown["settings"]
+    assert {k: str(v) if v else None for k, v in paths.items()} == shown["paths"]
+    assert paths["runs_dir"] == Path("out/runs") and paths["flores_dir"] is None
+    assert settings.experiment_settings(config, "run_mmarco") == (paths, values)  # cached
+    values["pairs"].append("x")  # a caller's changes do not reach the cache
+    assert settings.experiment_settings(config, "run_mmarco")[1]["pairs"] == ["af-dt"]
+    [(_, many)] = settings.experiment_settings_many([(config, "run_mmarco")])
+    assert many["pairs"] == ["af-dt"]
+
+
+def test_experiment_settings_refuses_what_the_script_refuses(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('[run_mmarco]\nnum_resluts = 5\n')
+    with pytest.raises(settings.ConfigError,
+                       match=rf"^run_mmarco.py: {re.escape(str(config))}: \[run_mmarco\] has "
+                             r"unknown key 'num_resluts'; known keys: benchmark, pairs"):
+        settings.experiment_settings(config, "run_mmarco")
+    config.write_text('[run_mmarco]\nnum_results = -5\n')  # a new version of the file
+    with pytest.raises(settings.ConfigError, match=r"num_results = -5: a count must be 1 or more"):
+        settings.experiment_settings(config, "run_mmarco")
+    with pytest.raises(settings.ConfigError, match=r"nope.toml does not exist"):
+        settings.experiment_settings(tmp_path / "nope.toml", "run_mmarco")
 
 
 def make_flores(directory, sentences_by_code, articles):
@@ -177,6 +289,7 @@ def test_every_config_names_real_scripts_and_settings():
     import tomllib
     configs = sorted((settings.REPO_ROOT / "configs").glob("*.toml"))
     assert configs
+    asked = []
     for config in configs:
         tables = tomllib.loads(config.read_text())
         assert set(tables.get("paths", {})) <= set(settings.PATHS), config
@@ -187,4 +300,8 @@ def test_every_config_names_real_scripts_and_settings():
                 continue
             script = settings.REPO_ROOT / f"{table}.py"
             assert script.is_file(), f"{config}: [{table}] names no script"
-            assert set(values) <= set(settings.script_defaults(table)), f"{config}: [{table}]"
+            asked.append((config, table))
+    # each script reads its table as it would run with it: keys and values (--show-config)
+    for (config, table), (_, values) in zip(asked, settings.experiment_settings_many(asked)):
+        wanted = tomllib.loads(config.read_text())[table]
+        assert {k: values[k] for k in wanted} == wanted, f"{config}: [{table}]"

@@ -298,3 +298,30 @@ def test_finetune_bgem3_learns_resumes_and_loads_back(workdir, tiny_xlmr):
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     proc = run_script("finetune_bgem3.py", *common, "--out", out, cwd=workdir)
     assert "nothing to do" in proc.stderr
+
+
+@pytest.mark.parametrize("script, model, more", [
+    ("finetune_mt5.py", "tiny_mt5", ["--batch-size", "4"]),
+    ("finetune_bgem3.py", "tiny_xlmr", ["--batch-size", "2"]),
+    ("finetune_colbertxm.py", "tiny_colbert_xm", ["--batch-size", "2", "--language", "fr",
+                                                  "--warmup-steps", "0"]),
+])
+def test_trainers_take_dtype_and_record_it(tmp_path, request, script, model, more):
+    """One name for the precision in every script: --dtype (auto, bf16, fp32); fp8 is refused
+    in training (inference only), --precision is gone; the dtype used is in training.json."""
+    train = write_jsonl(tmp_path / "toy.jsonl", toy_examples(4, seed=2))
+    common = ["--train", train, "--model", request.getfixturevalue(model), *more,
+              "--max-steps", "1", "--out", tmp_path / "out"]
+    proc = run_script(script, *common, "--dtype", "fp8", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == (
+        f"{script}: --dtype fp8 is for inference only (index_*.py, rerank_mt5.py, run_*.py); "
+        "train with auto, bf16 or fp32")
+    proc = run_script(script, *common, "--dtype", "fp16", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and \
+        "--dtype 'fp16': choose auto, bf16 or fp32" in proc.stderr.splitlines()[-1]
+    proc = run_script(script, *common, "--precision", "fp32", cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "unrecognized arguments: --precision" in proc.stderr
+    assert not (tmp_path / "out").exists()
+    run_script(script, *common, "--dtype", "fp32", cwd=tmp_path)
+    info = json.loads((tmp_path / "out" / "training.json").read_text())
+    assert info["dtype"] == "fp32" and "precision" not in info
