@@ -75,6 +75,10 @@ own = paths["config"] and not CONFIGS and \
 configs = CONFIGS or ([str(paths["config"])] if own else
                       sorted(str(p.relative_to(Path.cwd())) if p.is_relative_to(Path.cwd())
                              else str(p) for p in (settings.REPO_ROOT / "configs").glob("*.toml")))
+# each config's run script says what it runs with (--show-config): all asked at once
+settings.experiment_settings_many((config, script) for config in configs
+                                  for script in ("run_mmarco", "run_neuclir")
+                                  if script in settings.config_tables(config))
 where, outputs = {}, []  # run file name -> the places the configs write it
 for config in configs:
     for output in config_outputs(config, paths["flags"]):  # --runs-dir etc. win
