@@ -290,14 +290,40 @@ def test_colbertxm_and_plaid_index_give_colbert_retriever_s_run(tmp_path, tiny_c
                .size()) == {2}
 
 
-def test_readme_neural_example_names_real_api_and_models():
-    """The BGE-M3 >> mT5 and ColBERT-XM block needs the hub: it is not run, but it compiles, and
-    what it names exists (API names, the paper's model ids)."""
+def test_readme_neural_example_runs_with_stand_ins_at_the_real_model_ids(
+        tmp_path, monkeypatch, irds_home, tiny_xlmr, tiny_mt5, tiny_colbert_xm):
+    """The README's BGE-M3 >> mT5 and ColBERT-XM block, run as written over the toy French
+    mMARCO (conftest) instead of FLORES: tiny random models published at the paper's hub ids,
+    in the layouts the hub has them (the mT5 checkpoint without a tokenizer, ...), served
+    offline from a Hugging Face cache."""
+    import huggingface_hub
     import crossvariety
-    from crossvariety.models import MODELS
+    from conftest import CA_DEV_QUERIES, fake_hub
+    from crossvariety.data.pairs import get_pairs
+    from crossvariety.neural.random_models import published_files
+    from pyterrier.measures import RR, R
     tested, _, neural = readme_python_blocks()
     compile(tested + neural, "README.md", "exec")
-    assert set(re.findall(r"crossvariety\.(\w+)", neural)) <= set(crossvariety.__all__)
-    ids = re.findall(r"model_name=\"([^\"]+)\"|model=\"([^\"]+)\"", neural)
-    ids = [a or b for a, b in ids]
-    assert ids and all(i in MODELS.values() or i in MODELS for i in ids), ids
+    hub = tmp_path / "hub"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hub))
+    for repo, model, layout in (("andreaschari/bge-m3-lt-cafr", tiny_xlmr, "bge-m3-lt-cafr"),
+                                ("andreaschari/mt5-unicamp-lt-cafr", tiny_mt5, "mt5-lt"),
+                                ("unicamp-dl/mt5-base-mmarco-v2", tiny_mt5, "mt5-base-mmarco"),
+                                ("andreaschari/colbert-xm-lt-cafr", tiny_colbert_xm,
+                                 "colbert-xm-lt")):
+        assert repo in neural or repo == "unicamp-dl/mt5-base-mmarco-v2"
+        fake_hub(hub, repo, published_files(model, layout), "model")
+    variety = tmp_path / "ca.tsv"
+    variety.write_text("".join(f"{q}\t{t}\n" for q, t in CA_DEV_QUERIES.items()))
+    pair = crossvariety.PairDataset(get_pairs(["ca-fr"])[0], "irds:mmarco/v2/fr",
+                                    "irds:mmarco/v2/fr/dev/small", variety)
+    monkeypatch.chdir(tmp_path)
+    scope = {"pt": pt, "RR": RR, "R": R, "crossvariety": crossvariety, "pair": pair,
+             "catalan": crossvariety.VarietyQueries(pair.get_topics("ca"))}
+    exec(neural, scope)
+    for name in ("bgem3_mt5", "colbert_xm"):
+        for queries in (pair.get_topics(), scope["catalan"](pair.get_topics())):
+            run = scope[name](queries)
+            assert set(run.groupby("qid").size()) == {10}, name  # all 10 passages, ranked
+    assert scope["mt5"].tokenizer_name == "unicamp-dl/mt5-base-mmarco-v2"
+    assert (tmp_path / "indexes" / "flores-fr.colbert-xm-lt-cafr" / "meta.json").is_file()

@@ -96,8 +96,7 @@ class QueryEncoder(bgem3.QueryEncoder):
         return f"{self.model!r}.query_encoder()"
 
     def transform(self, topics):
-        if "query" not in topics.columns:
-            raise ValueError(f"the query encoder needs a query column; got {list(topics.columns)}")
+        pt.validate.columns(topics, includes=["query"])
         unique, inverse = np.unique(topics["query"].to_numpy(dtype=str), return_inverse=True)
         vectors = self.encoder.encode(unique.tolist(), "queries") if len(unique) else \
             np.empty((0, self.encoder.dim), dtype=np.float32)
@@ -119,9 +118,7 @@ class DocEncoder(pt.Transformer):
 
     def transform(self, docs):
         field = self.model.text_field
-        if field not in docs.columns:
-            raise ValueError(f"the document encoder needs a {field} column; got "
-                             f"{list(docs.columns)}")
+        pt.validate.columns(docs, includes=[field])
         vectors = self.model.encoder.encode(docs[field].tolist(), "documents")
         return docs.assign(doc_vec=list(vectors))
 
@@ -137,6 +134,7 @@ class TextScorer(pt.Transformer):
 
     def transform(self, frame):
         field = self.model.text_field
+        pt.validate.columns(frame, includes=["qid", "query", field])
         queries = QueryEncoder(self.model)(frame[["query"]])["query_vec"]
         docs = self.model.encoder.encode(frame[field].tolist(), "documents")
         scores = np.einsum("ij,ij->i", np.stack(queries.to_list()), docs) if len(frame) else \

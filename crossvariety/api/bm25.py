@@ -29,11 +29,13 @@ class Bm25Index:
     first) choose the analysis as run_mmarco.py's --cjk, --ngram, --romanize do. ``threads``:
     analysis processes while indexing (default all cores) and PISA threads while searching.
     ``overwrite``: ``index()`` replaces a built index (as pyterrier_pisa's ``overwrite=True``).
+    ``text_field``: the documents' field that is indexed.
     """
 
     def __init__(self, path, language=None, cjk="bigrams", ngram=0, romanize=False,
-                 threads=None, overwrite=False):
+                 threads=None, overwrite=False, text_field="text"):
         self.path = Path(path)
+        self.text_field = text_field
         self.threads = threads
         self.overwrite = overwrite
         recorded = self.recorded_analysis()
@@ -70,14 +72,15 @@ class Bm25Index:
     def __repr__(self):
         return f"Bm25Index({str(self.path)!r}, language={self.spec.lang!r})"
 
-    def indexer(self, text_field="text", mode=None, threads=None, batch_size=2000):
+    def indexer(self, text_field=None, mode=None, threads=None, batch_size=2000):
         """A pt.Indexer of {"docno", text_field} records (pyterrier_pisa's ``indexer()``);
         ``mode``: "create" (a built index is an error) or "overwrite" (default: as the index's
         ``overwrite``)."""
         mode = mode or ("overwrite" if self.overwrite else "create")
         if mode not in MODES:
             raise ValueError(f"mode {mode!r}: choose {' or '.join(MODES)}")
-        return Bm25Indexer(self, text_field, mode, threads or self.threads, batch_size)
+        return Bm25Indexer(self, text_field or self.text_field, mode, threads or self.threads,
+                           batch_size)
 
     def index(self, it):
         """Index an iterable of {"docno", "text"} dicts (``dataset.get_corpus_iter()``)."""

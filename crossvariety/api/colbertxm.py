@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyterrier as pt
 import torch
 
@@ -90,6 +91,12 @@ class QueryEncoder(plaid.QueryEncoder):
     def __repr__(self):
         return f"{self.model!r}.query_encoder()"
 
+    def transform(self, topics):
+        pt.validate.columns(topics, includes=["query"])
+        if not len(topics):  # (pt.Experiment inspects a pipeline with an empty frame)
+            return topics.assign(query_embs=pd.Series([], dtype=object))
+        return super().transform(topics)
+
     def subtransformers(self):
         return {}
 
@@ -107,6 +114,9 @@ class DocEncoder(pt.Transformer):
         return f"{self.model!r}.doc_encoder()"
 
     def transform(self, docs):
+        pt.validate.columns(docs, includes=[self.model.text_field])
+        if not len(docs):
+            return docs.assign(doc_embs=pd.Series([], dtype=object))
         return docs.assign(doc_embs=_doc_matrices(self.model.encoder,
                                                   docs[self.model.text_field].tolist()))
 
@@ -119,6 +129,9 @@ class TextScorer(pt.Transformer):
         return f"{self.model!r}.text_scorer()"
 
     def transform(self, frame):
+        pt.validate.columns(frame, includes=["qid", "query", self.model.text_field])
+        if not len(frame):
+            return frame.assign(score=pd.Series([], dtype="float32"), rank=pd.Series([], dtype=int))
         encoder = self.model.encoder
         queries, inverse = np.unique(frame["query"].to_numpy(dtype=str), return_inverse=True)
         Q = encoder.encode_queries(queries.tolist()).numpy()

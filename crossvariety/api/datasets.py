@@ -56,9 +56,7 @@ class VarietyQueries(pt.Transformer):
         return f"VarietyQueries({len(self.queries)} queries)"
 
     def transform(self, topics):
-        if "query" not in topics.columns or "qid" not in topics.columns:
-            raise ValueError(f"VarietyQueries needs columns qid and query; got "
-                             f"{list(topics.columns)}")
+        pt.validate.columns(topics, includes=["qid", "query"])
         qids = topics.qid.astype(str)
         missing = sorted(set(qids) - set(self.queries))
         if missing:
