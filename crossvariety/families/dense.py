@@ -49,11 +49,12 @@ class BgeM3Encoder:
 
     ``compile``: auto (on a GPU, for long jobs), on, off; ``tokenizer_workers``: tokenizer
     processes for long jobs (auto: some on a GPU, none on a CPU). ``tok_model``: the tokenizer
-    (HF id or path); by default the checkpoint's own, else BAAI/bge-m3's."""
+    (HF id or path); by default the checkpoint's own, else BAAI/bge-m3's. ``batch_size``: at
+    most this many texts per batch, besides the token budget (pyterrier-dr's argument)."""
 
     def __init__(self, model="bge-m3", max_length=MAX_LENGTH, batch_tokens=0, device=None,
                  chunk=100_000, verbose=True, dtype="auto", compile="auto",
-                 tokenizer_workers="auto", tok_model=None):
+                 tokenizer_workers="auto", tok_model=None, batch_size=None):
         from transformers import AutoModel
         self.model_name = resolve_model(model)
         self.max_length = max_length
@@ -62,6 +63,7 @@ class BgeM3Encoder:
         no_cudnn_attention(self.device)
         # Token budget per batch: large on a GPU (throughput), moderate on a CPU (memory).
         self.batch_tokens = batch_tokens or (262144 if self.device.type == "cuda" else 16384)
+        self.batch_size = batch_size
         self.verbose = verbose
         # the weights and tokenizer only (a sentence-transformers folder may hold more)
         folder = fetch(self.model_name, "bge-m3")
@@ -91,7 +93,7 @@ class BgeM3Encoder:
                 vectors = torch.empty((len(tokens), self.dim), dtype=torch.float32,
                                       device=self.device)
                 for batch in padded_batches(tokens, self.tokenizer.pad_token_id,
-                                            self.batch_tokens, self.device):
+                                            self.batch_tokens, self.device, self.batch_size):
                     vectors[batch.positions] = cls_vectors(batch.input_ids, batch.attention_mask)
                     progress.update(len(batch.positions))
                 out[offset:offset + len(tokens)] = vectors.cpu().numpy()  # one sync per chunk

@@ -1,0 +1,1 @@
+"""The PyTerrier API (crossvariety.Bm25Index, BGEM3, ...): see crossvariety/__init__.py."""
