@@ -45,16 +45,13 @@ ROUNDS = 1  # sampling rounds: each round gives every query one more example
 SEED = 42
 OUT = ""  # empty = {data_dir}/training/{pair}.{source}.jsonl
 OVERWRITE = False
-# The script of the training queries: native (as read), translit (every query romanised with
-# uroman) or mixed (the queries of exactly half the qids romanised, the half drawn by a hash of
-# (--seed, qid), independent of the file's order: crossvariety.data.negatives.mixed_half).
-QUERY_SCRIPT = "native"
-# Romanisation: pass the queries' language to uroman as lcode (its language-specific rules).
-# Off = the SIGIR 2025 paper's training files (uroman 1.3.1.1 ignored their lang= keyword).
-UROMAN_LCODE = False
-# Cut the queries into tokens first (native ones too): "" none, or "anserini" (Chinese as the
-# paper's _ANSERINI models: overlapping Han bigrams of Lucene's CJKAnalyzer, in Python).
-SEGMENT = ""
+QUERY_SCRIPT = "native"  # script of the training queries: native (as read), translit (all
+# romanised with uroman) or mixed (exactly half of the qids romanised, drawn by a hash of
+# --seed and the qid, whatever the file's order; docs/transliteration.md)
+UROMAN_LCODE = False  # romanise with uroman's rules of the queries' language (lcode); off =
+# the SIGIR 2025 paper's files (their lang= is ignored by uroman 1.3.1.1)
+SEGMENT = ""  # cut the queries first, native ones too: empty (none) or anserini (Chinese as
+# the paper's _ANSERINI models: Lucene CJKAnalyzer's Han bigrams, re-implemented)
 HELP = {
     "PAIR": "language pair: ca-fr oc-fr af-dt scn-it yue-zh ms-id gd-en, or a pair of the "
             "config's [pairs.NAME] tables (with train_topics and collection)",

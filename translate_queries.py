@@ -57,22 +57,18 @@ WORKERS = 0  # parallel Apertium pipelines (0 = one per 4 cores) or uroman proce
 BATCH_TOKENS = 16384  # hf engine: tokens (x beams) per batch
 NUM_BEAMS = 4  # hf engine: beam size
 OVERWRITE = False  # translate again, ignoring (and refreshing) the cache
-# uroman engine: pass the language's ISO 639-3 code to uroman as lcode, applying its
-# language-specific rules (Russian ё -> yo). Off = the SIGIR 2025 paper's runs, whose lang=
-# keyword uroman 1.3.1.1 ignores (no language rules).
-UROMAN_LCODE = False
-# uroman engine: cut the text into tokens first: "" (none, the paper's main runs) or "anserini"
-# (Chinese as pyterrier-anserini's AnseriniTokenizer.zh, Lucene's CJKAnalyzer: overlapping Han
-# bigrams, lowercase, no punctuation; the paper's _ANSERINI models), re-implemented in Python.
-SEGMENT = ""
-# uroman engine: romanise the documents of --queries' collection (an irds: id or dataset
-# folder) instead of its queries, into the dataset folder --out (docs.tsv.gz) that
-# run_mmarco.py takes as --collection: "romanised collection" runs. Word by word (cached).
-DOCS = False
-# uroman engine: take the authors' released romanised queries of --queries (mMARCO zh/ru
-# dev/small, neuCLIR zh/ru trec-2022/2023), fetched from the Hugging Face hub on first use and
-# checked, instead of running uroman here.
-RELEASED = False
+UROMAN_LCODE = False  # uroman: apply uroman's rules of the language (its ISO 639-3 code as
+# lcode: Russian ё -> yo); off = the SIGIR 2025 paper's runs (their lang= is ignored by uroman
+# 1.3.1.1: no language rules)
+SEGMENT = ""  # uroman: cut the text first: empty (none) or anserini (Chinese as the paper's
+# _ANSERINI models: Lucene CJKAnalyzer's overlapping Han bigrams, lowercase, no punctuation;
+# re-implemented in Python)
+DOCS = False  # uroman: romanise the documents of --queries' collection (irds: id or dataset
+# folder) instead of its queries, into the dataset folder --out (docs.tsv.gz) for
+# run_mmarco.py --collection ("romanised collection" runs; word by word, cached)
+RELEASED = False  # uroman: take the authors' released romanised queries of --queries (mMARCO
+# zh/ru dev/small, neuCLIR zh/ru trec-2022/2023; Hugging Face, fetched on first use, checked)
+# instead of running uroman
 HELP = {
     "PAIR": "a language pair (ca-fr, a [pairs.NAME] table of the config, ...): translate its "
             "high-resource topics into its variety, into the file run_mmarco.py reads; --queries, "
