@@ -41,6 +41,32 @@ MODELS = {
     "colbert-xm-lt-cafr": "andreaschari/colbert-xm-lt-cafr",
     "colbert-xm-lt-afdt": "andreaschari/colbert-xm-lt-afdt",
     "xmod-base": "facebook/xmod-base",  # the backbone finetune_colbertxm.py starts from
+    # "Lost in Transliteration" (SIGIR 2025, docs/transliteration.md): BGE-M3 and the mT5
+    # re-ranker fine-tuned on mMARCO Chinese or Russian training queries, native, romanised
+    # (translit) or half and half (mixed = the authors' 50_MIXED); Chinese also with the queries
+    # cut by Anserini's CJK analyzer first (-anserini). Ids as the authors' models.py (e939c31)
+    # names them, not checked here (no hub); their mT5 ones are saved without a tokenizer (their
+    # train_t5.py), so the base model's is used, as for mt5-lt-*. Their models.py maps the
+    # Russian native mT5 to ".../mt5-RU_MMARCO_TRANSLIT" (a slip): the id below follows the
+    # pattern of the others.
+    "bge-m3-zh-native": "andreaschari/bge-m3-ZH_MMARCO_NATIVE",
+    "bge-m3-zh-native-anserini": "andreaschari/bge-m3-ZH_MMARCO_NATIVE_ANSERINI",
+    "bge-m3-zh-translit": "andreaschari/bge-m3-ZH_MMARCO_TRANSLIT",
+    "bge-m3-zh-translit-anserini": "andreaschari/bge-m3-ZH_MMARCO_TRANSLIT_ANSERINI",
+    "bge-m3-zh-mixed": "andreaschari/bge-m3-ZH_MMARCO_50_MIXED",
+    "bge-m3-zh-mixed-anserini": "andreaschari/bge-m3-ZH_MMARCO_50_MIXED_ANSERINI",
+    "bge-m3-ru-native": "andreaschari/bge-m3-RU_MMARCO_NATIVE",
+    "bge-m3-ru-translit": "andreaschari/bge-m3-RU_MMARCO_TRANSLIT",
+    "bge-m3-ru-mixed": "andreaschari/bge-m3-RU_MMARCO_50_MIXED",
+    "mt5-zh-native": "andreaschari/mt5-ZH_MMARCO_NATIVE",
+    "mt5-zh-native-anserini": "andreaschari/mt5-ZH_MMARCO_NATIVE_ANSERINI",
+    "mt5-zh-translit": "andreaschari/mt5-ZH_MMARCO_TRANSLIT",
+    "mt5-zh-translit-anserini": "andreaschari/mt5-ZH_MMARCO_TRANSLIT_ANSERINI",
+    "mt5-zh-mixed": "andreaschari/mt5-ZH_MMARCO_50_MIXED",
+    "mt5-zh-mixed-anserini": "andreaschari/mt5-ZH_MMARCO_50_MIXED_ANSERINI",
+    "mt5-ru-native": "andreaschari/mt5-RU_MMARCO_NATIVE",
+    "mt5-ru-translit": "andreaschari/mt5-RU_MMARCO_TRANSLIT",
+    "mt5-ru-mixed": "andreaschari/mt5-RU_MMARCO_50_MIXED",
     # translation (translate_queries.py --engine hf)
     "nllb-200-600m": "facebook/nllb-200-distilled-600M",
     "nllb-200-1.3b": "facebook/nllb-200-distilled-1.3B",

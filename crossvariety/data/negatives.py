@@ -10,9 +10,13 @@ Two sources of candidates, each a {qid: (positive docnos, negative docnos)} map:
   skipping judged positives and the top few ranks (likely unjudged positives). Works offline
   and for any pair.
 Examples are then sampled: one positive and N negatives per query, in seeded rounds.
+
+The query script of a training file ("Lost in Transliteration", SIGIR 2025): native, romanised
+(translit) or mixed, half of the queries romanised, drawn by ``mixed_half``.
 """
 import gc
 import gzip
+import hashlib
 import json
 import logging
 import pickle
@@ -196,6 +200,22 @@ def sample_examples(candidates, query_text, doc_text, num_negatives=1, rounds=1,
             examples.append({"query": query_text[qid], "pos": [doc_text[pos]],
                              "neg": [doc_text[d] for d in neg]})
     return examples
+
+
+QUERY_SCRIPTS = ["native", "translit", "mixed"]
+
+
+def mixed_half(qids, seed):
+    """The qids whose query is romanised in a mixed training file (the paper's 50_MIXED; how
+    the authors drew their half is not in their code, so this rule is ours): each qid is
+    ranked by the SHA-256 of ``f"{seed}\\0{qid}"`` (ties, which do not happen, by qid) and the
+    first floor(n/2) of the n distinct qids are romanised, the other ceil(n/2) stay native.
+    So exactly half (n odd: one fewer romanised), whatever the order of the file, the same set
+    for the same qids and seed, and another seed draws another half. A qid's lot does not
+    depend on the round: every example of a query has the same script."""
+    qids = sorted({str(q) for q in qids})
+    ranked = sorted(qids, key=lambda q: (hashlib.sha256(f"{seed}\0{q}".encode()).digest(), q))
+    return set(ranked[:len(ranked) // 2])
 
 
 EXAMPLE = '{"query": str, "pos": [str, ...], "neg": [str, ...]}'
