@@ -315,3 +315,33 @@ def test_flores_romanises_a_latin_variety_it_lacks(tmp_path):
     assert variety_file.name == "flores200-devtest-rus_Cyrl.rus_Latn.tsv.gz"
     assert list(read_queries(variety_file)["query"]) == \
         [romanize(s) for s in sentences["rus_Cyrl"]] == ["Shchuka i ezh.", "Chto takoe byudzhet?"]
+
+
+def test_run_neuclir_pools_the_years(workdir, neuclir_2023, lexical_xlmr, tiny_xlmr):
+    """run_neuclir.py --pool: the runs stay one file per year; the table has one row per model
+    over the 4 queries of both years (the same ids, kept apart), equal to the mean of each
+    year's per-query scores computed separately, and the t-test pairs those 4 queries."""
+    from conftest import read_table
+    from crossvariety.data.datasets import Dataset
+    from crossvariety.runs import read_run
+    from scipy import stats
+    datasets = ["irds:neuclir/1/fa/trec-2022", "irds:neuclir/1/fa/trec-2023"]
+    proc = run_script("run_neuclir.py", "--datasets", *datasets, "--models", lexical_xlmr,
+                      tiny_xlmr, "--query-field", "ht_title", "--pool", cwd=workdir)
+    runs = workdir / "runs"
+    scores = {}
+    for model in (lexical_xlmr, tiny_xlmr):
+        per_year = []
+        for spec in datasets:
+            run = runs / f"{Dataset(spec).name}.{model.name}.q-ht_title.retrieve.res.gz"
+            per_year.append(evaluation.per_query(read_run(run), Dataset(spec).qrels().astype(
+                {"qid": str, "docno": str}), ["nDCG@20"])["nDCG@20"])
+        scores[model] = pd.concat(per_year).tolist()
+    assert len(scores[lexical_xlmr]) == 4
+    table = read_table(proc.stdout)
+    row = table[f"neuclir-1-fa-trec-2022+trec-2023 {tiny_xlmr.name}"]
+    assert float(row["queries"]) == 4
+    assert float(row["nDCG@20"].rstrip("†")) == pytest.approx(sum(scores[tiny_xlmr]) / 4, abs=1e-4)
+    p = stats.ttest_rel(scores[tiny_xlmr], scores[lexical_xlmr]).pvalue
+    assert float(row["nDCG@20 p"]) == pytest.approx(1.0 if math.isnan(p) else p, rel=1e-2)
+    assert not any(k.startswith("neuclir-1-fa-trec-2023 ") for k in table)  # no per-year rows
