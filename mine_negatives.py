@@ -75,7 +75,7 @@ import sys
 import time
 from pathlib import Path
 
-from crossvariety.data import negatives, released, translation
+from crossvariety.data import negatives, released, romanization, translation
 from crossvariety.data.datasets import Dataset, load_queries, read_queries, variety_queries_path
 from crossvariety.data.downloads import local_copy
 from crossvariety.errors import UsageError, UserError
@@ -91,13 +91,13 @@ if SOURCE == "run" and not RUN:
 if QUERY_SCRIPT not in negatives.QUERY_SCRIPTS:
     raise UsageError(f"--query-script {QUERY_SCRIPT!r}: choose "
                      f"{', '.join(negatives.QUERY_SCRIPTS)}")
-if SEGMENT not in translation.SEGMENTS:
+if SEGMENT not in romanization.SEGMENTS:
     raise UsageError(f"--segment {SEGMENT!r}: choose anserini, or leave it empty")
 if UROMAN_LCODE and QUERY_SCRIPT == "native":
     raise UsageError("--uroman-lcode goes with --query-script translit or mixed (native queries "
                      "are not romanised)")
 if SEGMENT:
-    translation.segment_text("", SEGMENT, pair.variety)  # Chinese only: fails before the work
+    romanization.segment_text("", SEGMENT, pair.variety)  # Chinese only: fails before the work
 if not (TRAIN or pair.train_topics) or not (COLLECTION or pair.collection):
     raise UsageError(f"pair {pair.name} has no training topics or collection: pass --train and "
                      f"--collection, or set train_topics and collection in its [pairs.{pair.name}] "
@@ -160,7 +160,7 @@ if QUERY_SCRIPT != "native" or SEGMENT:
     lang = pair.variety
     for qid in qids:
         if qid not in chosen and SEGMENT:
-            query_text[qid] = translation.segment_text(query_text[qid], SEGMENT, lang)
+            query_text[qid] = romanization.segment_text(query_text[qid], SEGMENT, lang)
     if chosen:
         romanised = translation.translate_queries(
             kept[kept.qid.isin(chosen)], lang, lang, "uroman",

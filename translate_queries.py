@@ -85,7 +85,7 @@ import logging
 import time
 from pathlib import Path
 
-from crossvariety.data import released, translation
+from crossvariety.data import released, romanization, translation
 from crossvariety.data.datasets import Dataset, load_queries, variety_queries_path, write_queries
 from crossvariety.errors import UsageError
 from crossvariety.data.languages import canonical
@@ -99,7 +99,7 @@ uroman_only = [f"--{name.lower().replace('_', '-')}" for name in
                ("UROMAN_LCODE", "SEGMENT", "DOCS", "RELEASED") if globals()[name]]
 if uroman_only and ENGINE != "uroman":
     raise UsageError(f"{', '.join(uroman_only)} go(es) with --engine uroman, not {ENGINE}")
-if SEGMENT not in translation.SEGMENTS:
+if SEGMENT not in romanization.SEGMENTS:
     raise UsageError(f"--segment {SEGMENT!r}: choose anserini, or leave it empty")
 if RELEASED and (UROMAN_LCODE or SEGMENT or DOCS):
     raise UsageError("--released takes the authors' romanised queries as they are: without "
@@ -128,7 +128,7 @@ if not translation.covers(ENGINE, SRC, TGT) and ENGINE == "uroman":
                      f"({canonical(SRC)}, e.g. {translation.iso639_3(SRC)}_Latn) or empty, "
                      f"not {TGT}")
 if SEGMENT:
-    translation.segment_text("", SEGMENT, SRC)  # Chinese only: fails before the work
+    romanization.segment_text("", SEGMENT, SRC)  # Chinese only: fails before the work
 options = dict(lcode=UROMAN_LCODE, segment=SEGMENT) if ENGINE == "uroman" else {}
 cache = CACHE or paths["data_dir"] / "translation-cache.sqlite"
 if DOCS:  # a romanised collection: {OUT}/docs.tsv.gz, streamed in chunks, each cached

@@ -27,7 +27,6 @@ import json
 import logging
 import math
 import os
-import subprocess
 import sys
 import tokenize
 import tomllib
@@ -372,6 +371,7 @@ def configure(namespace, positional=(), argv=None, path_keys=tuple(PATHS)):
 def _show_config(script, config, absolute, mtime_ns):
     """``script.py --config config --show-config``'s answer, once per version of the file
     (``config`` as the caller named it, for the error messages)."""
+    import subprocess  # (here: the scripts themselves never need it)
     proc = subprocess.run([sys.executable, str(REPO_ROOT / f"{script}.py"), "--config", config,
                            "--show-config"], capture_output=True, text=True)
     if proc.returncode != 0:

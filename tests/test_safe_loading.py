@@ -339,7 +339,7 @@ def test_a_tampered_file_of_the_hub_cache_is_refused(tmp_path, monkeypatch, lfs)
 
 def test_models_load_without_trust_remote_code():
     """No Hugging Face model or tokenizer of this project runs code from its repository."""
-    sources = [*REPO.glob("*.py"), *(REPO / "crossvariety").glob("*.py"),
+    sources = [*REPO.glob("*.py"), *(REPO / "crossvariety").rglob("*.py"),
                *(REPO / "benchmarks").glob("*.py")]
     trusting = [f"{p.name}:{n}" for p in sources
                 for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)

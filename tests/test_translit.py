@@ -8,9 +8,10 @@ import random
 import pytest
 
 from conftest import IRDS_HOME, QRELS_TRAIN, fake_hub, run_script
-from crossvariety.data import negatives, released, translation
+from crossvariety.data import negatives, released, romanization, translation
 from crossvariety.data.datasets import read_docs, read_queries
-from crossvariety.data.translation import TranslationCache, romanize, segment_text, translate
+from crossvariety.data.romanization import romanize, segment_text
+from crossvariety.data.translation import TranslationCache, translate
 from crossvariety.errors import UsageError, UserError
 
 # A toy Russian mMARCO v2 (the French fixture's passages and queries, same ids and qrels) and
@@ -87,7 +88,7 @@ def test_uroman_engine_parallel_chunks_and_cache(tmp_path, monkeypatch):
     assert translate(texts, "ru", "ru", "uroman", cache=cache) == alone
     def engine(*args):
         raise AssertionError("uroman ran")
-    monkeypatch.setattr(translation, "_translate_with_uroman", engine)
+    monkeypatch.setattr(romanization, "romanize_texts", engine)
     assert translate(texts, "ru", "ru", "uroman", cache=cache) == alone  # all from the cache
     with pytest.raises(AssertionError, match="uroman ran"):  # lcode: another system
         translate(texts[:1], "ru", "ru", "uroman", cache=cache, lcode=True)

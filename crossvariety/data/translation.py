@@ -13,19 +13,8 @@ Any language pair works where an engine has it: Apertium's installed modes are l
 languages' ISO codes (gl->pt finds the mode gl-pt of apertium-pt-gl), NLLB-200 by their FLORES-200
 codes.
 
-``uroman`` (the pinned uroman 1.3.1.1, the Uroman object crossvariety.families.analysis loads for
-BM25) writes a text in Latin letters without changing its language, as "Lost in Transliteration"
-(Chari, MacAvaney, Ounis, SIGIR 2025) did for its Chinese and Russian queries: each query is
-romanised whole, ``Uroman().romanize_string(query)``. The authors called it with
-``lang=<ISO 639-3>``, a keyword uroman 1.3.1.1 does not read (its keyword is ``lcode``), so
-their text had no language-specific rules; that is the default here (``lcode=False``), and
-``lcode=True`` passes the language's ISO 639-3 code as ``lcode`` (Russian "ёж" -> "yozh" instead
-of "ezh", Ukrainian "Київ" -> "Kyiv" instead of "Kiyiv"). Documents (``words=True``) are
-romanised word by word with a word cache (crossvariety.families.analysis.Romanizer): the same
-letters as whole texts, whitespace runs aside (checked on 5,060 FLORES sentences in five
-scripts), many times faster on a collection. ``segment="anserini"`` first writes Chinese as
-the authors' ``_ANSERINI`` variants did (see segment_text); engines run in parallel processes
-(``workers``), cached like the others.
+``uroman`` writes a text in Latin letters without changing its language (crossvariety.data.
+romanization), cached like the other engines.
 """
 import concurrent.futures
 import hashlib
@@ -40,6 +29,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ..errors import UsageError, UserError
+from . import romanization
 from .languages import FLORES_CODES, canonical, iso639_3
 from ..models import from_pretrained, resolve_model
 
@@ -61,28 +51,19 @@ APERTIUM = {
 # OpenCC converts script only: Cantonese (Hong Kong Traditional) <-> Chinese (Simplified).
 OPENCC = {("yue", "zh"): "hk2s.json", ("zh", "yue"): "s2hk.json"}
 
-# Segmentations applied before romanising (segment_text): "" none; "anserini" Chinese as
-# pyterrier-anserini's AnseriniTokenizer.zh (Lucene's CJKAnalyzer) cuts it.
-SEGMENTS = ["", "anserini"]
-# Lucene's CJKAnalyzer stop set (org/apache/lucene/analysis/cjk/stopwords.txt): English words
-# removed from Chinese text along with the bigramming.
-CJK_STOPWORDS = frozenset(
-    "a and are as at be but by for if in into is it no not of on or s such t that the their then "
-    "there these they this to was will with www".split())
-
 SENTINEL = "\u2042"  # the asterism: no Apertium mode nor OpenCC changes it
 _LINE_BREAKING = re.compile(r"[\t\n\r\v\f\x00\x1c-\x1f\x85\u2028\u2029]")
 _MARKED = re.compile(r"[*@#](\w[\w'-]*)")
-
-
-class TranslationError(UserError):
-    """An engine that cannot run here; the message says what to install or choose instead."""
 
 
 def single_line(text):
     """The query on one line; a query that is only the sentinel would read as a separator."""
     text = _LINE_BREAKING.sub(" ", text).strip()
     return "" if text == SENTINEL else text
+
+
+class TranslationError(UserError):
+    """An engine that cannot run here; the message says what to install or choose instead."""
 
 
 def apertium_modes():
@@ -250,111 +231,6 @@ def _nllb_code(vocab, lang):
     return found[0] if len(found) == 1 else None
 
 
-def segment_text(text, method, lang="zh"):
-    """``text`` cut into space-separated tokens as the authors' ``_ANSERINI`` variants were
-    before romanising (their transliterate.py, commented out: ``" ".join(
-    AnseriniTokenizer.zh.tokenize(query))``, and pyterrier-anserini's ``AnseriniTokenizer.zh``
-    is Lucene's CJKAnalyzer). Re-implemented in Python (Lucene needs Java, unavailable here)
-    with this project's version of that analyzer (crossvariety.families.analysis, BM25's Chinese
-    analysis): NFKC (Lucene: CJK width folding), lowercase, punctuation dropped, every run of Han
-    characters as overlapping bigrams (a lone character as itself), other words whole, then
-    CJKAnalyzer's English stop words removed. 影音創作者Pewdiepie聲量 -> 影音 音創 創作 作者
-    pewdiepie 聲量. Not checked against Lucene itself: words with inner dots or commas (3.5,
-    U.S.) are split here, and Hiragana, Katakana and Hangul are not bigrammed."""
-    if not method:
-        return text
-    if method not in SEGMENTS:
-        raise UsageError(f"unknown segmentation {method!r}; choose "
-                         f"{' or '.join(repr(m) for m in SEGMENTS)}")
-    if canonical(lang) not in ("zh", "yue"):
-        raise UsageError(f"segmentation {method!r} cuts Chinese text (the authors' _ANSERINI "
-                         f"variants are Chinese only), not {lang}")
-    from ..families.analysis import get_analyzer
-    return " ".join(t for t in get_analyzer("zh").tokens(text) if t not in CJK_STOPWORDS)
-
-
-class _LcodeWords:
-    """analysis.Romanizer's word-by-word cache, with uroman's rules for one language (lcode)."""
-
-    def __init__(self, lcode):
-        from ..families.analysis import romanizer
-        self.uroman, self.lcode, self.cache = romanizer().uroman, lcode, {}
-
-    def __call__(self, text):
-        out = []
-        for word in text.split():
-            rom = self.cache.get(word)
-            if rom is None:
-                if len(self.cache) >= 2_000_000:
-                    self.cache.clear()
-                rom = self.cache[word] = self.uroman.romanize_string(word, lcode=self.lcode)
-            out.append(rom)
-        return " ".join(out)
-
-
-_WORD_ROMANIZERS = {}
-
-
-def romanize(text, lcode=None, words=False):
-    """``text`` in Latin letters by uroman: whole (as the authors' queries were) or, with
-    ``words``, word by word through a word cache (documents). ``lcode``: uroman's ISO 639-3
-    language code, None for no language-specific rules (the authors' runs: see the module doc)."""
-    from ..families.analysis import romanizer
-    if not words:
-        return romanizer().uroman.romanize_string(text, lcode=lcode)
-    if lcode is None:
-        return romanizer()(text)  # analysis.Romanizer: BM25's word cache, no language rules
-    if lcode not in _WORD_ROMANIZERS:
-        _WORD_ROMANIZERS[lcode] = _LcodeWords(lcode)
-    return _WORD_ROMANIZERS[lcode](text)
-
-
-def _romanize_chunk(texts, lang, lcode, segment, words):
-    return [single_line(romanize(segment_text(t, segment, lang), lcode, words)) for t in texts]
-
-
-def uroman_system(lcode=False, segment="", words=False):
-    """The uroman engine's name in the translation cache: its version and options (each changes
-    the text it writes)."""
-    from ..families.analysis import UROMAN_VERSION
-    return "uroman-" + UROMAN_VERSION + ("+lcode" if lcode else "") + \
-        (f"+{segment}" if segment else "") + ("+words" if words else "")
-
-
-def _translate_with_uroman(texts, lang, lcode, segment, words, workers, chunk_size,
-                           finished=None):
-    """Romanise ``texts`` in chunks, in ``workers`` processes (0: one per core) forked after
-    uroman's tables are loaded (~4 s, once); each finished chunk goes to ``finished`` (the
-    cache) in order."""
-    import multiprocessing
-    from ..families.analysis import romanizer
-    romanizer()  # load the tables before forking: the workers share them
-    code = iso639_3(lang) if lcode else None
-    chunks = [texts[i:i + chunk_size] for i in range(0, len(texts), chunk_size)]
-    workers = min(workers or os.cpu_count() or 1, len(chunks))
-    out = []
-    with tqdm(total=len(texts), unit="text", desc=f"uroman {lang}",
-              disable=not log.isEnabledFor(logging.INFO)) as progress:
-        if workers <= 1:
-            results = (_romanize_chunk(c, lang, code, segment, words) for c in chunks)
-            pool = None
-        else:
-            pool = concurrent.futures.ProcessPoolExecutor(
-                workers, mp_context=multiprocessing.get_context("fork"))
-            results = pool.map(_romanize_chunk, chunks, *([x] * len(chunks) for x in
-                                                            (lang, code, segment, words)))
-        try:
-            for chunk, romanised in zip(chunks, results):
-                out.extend(romanised)
-                if finished:
-                    finished(chunk, romanised)
-                progress.update(len(chunk))
-        finally:
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
-    return out
-
-
 class TranslationCache:
     """Translations by content hash (engine, model, direction, query text), in SQLite: a re-run
     translates only queries it has not seen, and an interrupted run keeps what it finished."""
@@ -401,7 +277,7 @@ def translate(texts, src, tgt, engine, model=None, cache=None, refresh=False, wo
               segment="", words=False):
     """Translate ``texts`` from ``src`` to ``tgt``; returns exactly one string per text, in order.
     ``refresh`` translates everything again (and updates the cache). uroman only: ``lcode``
-    (uroman's rules of the language), ``segment`` (segment_text first), ``words`` (word by
+    (uroman's rules of the language), ``segment`` (romanization.segment_text first), ``words`` (word by
     word, for documents); see the module doc."""
     src, tgt = canonical(src), canonical(tgt)
     if engine not in ENGINES:
@@ -413,9 +289,9 @@ def translate(texts, src, tgt, engine, model=None, cache=None, refresh=False, wo
         raise UsageError(f"lcode, segmentation and word-by-word romanisation are uroman's "
                          f"options, not {engine}'s")
     if segment:
-        segment_text("", segment, src)  # an unknown method or language fails before the work
+        romanization.segment_text("", segment, src)  # an unknown method or language fails before the work
     model = resolve_model(model or DEFAULT_HF_MODEL) if engine == "hf" else \
-        uroman_system(lcode, segment, words) if engine == "uroman" else None
+        romanization.uroman_system(lcode, segment, words) if engine == "uroman" else None
     system = f"{engine}:{model or ''}:{src}-{tgt}"
     clean = [single_line(t) for t in texts]
     todo = sorted({t for t in clean if t})
@@ -431,8 +307,8 @@ def translate(texts, src, tgt, engine, model=None, cache=None, refresh=False, wo
             new = _translate_with_hf(missing, src, tgt, model, batch_tokens, num_beams, max_length,
                                      finished)
         elif engine == "uroman":
-            new = _translate_with_uroman(missing, src, lcode, segment, words, workers,
-                                         chunk_size, finished)
+            new = romanization.romanize_texts(missing, src, lcode, segment, words, workers,
+                                              chunk_size, finished)
         else:
             new = _translate_with_tool(engine, missing, src, tgt, workers, chunk_size, finished)
         new = [single_line(t) for t in new]
