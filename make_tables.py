@@ -9,7 +9,9 @@ published value where the paper's figures give one, and the difference (! = more
 Which runs: the experiment configs say which run files their scripts write and where.
   - with no --config: the paper, from every config in configs/: rq1 (the gap of each system and
     pair), rq2 (original vs fine-tuned on the trained pair), rq3 (the fine-tuned models
-    zero-shot on the other pairs), neumarco and neuclir (across language families); tables and
+    zero-shot on the other pairs), neumarco and neuclir (across language families), and the
+    follow-up's (Lost in Transliteration, SIGIR 2025) translit-mmarco (native vs romanised
+    queries, per language) and translit-neuclir (TREC 2022 + 2023 topics pooled); tables and
     figures go to {runs_dir}/tables/;
   - with --config FILE of a run_mmarco.py or run_neuclir.py experiment (the FLORES main job, your
     own pair): that experiment's table and gap chart, written beside its runs.
@@ -31,7 +33,9 @@ from crossvariety import settings
 # -----------------------------------------------------------------------------
 CONFIGS = []  # experiment configs (run_mmarco.py / run_neuclir.py) whose runs the tables read;
               # empty = --config's own experiment if it has one, else every config in configs/
-EXPERIMENTS = []  # the paper's experiments to make: rq1 rq2 rq3 neumarco neuclir; empty = all
+EXPERIMENTS = []  # the paper's experiments to make: rq1 rq2 rq3 neumarco neuclir, and the
+                  # follow-up's translit-mmarco translit-neuclir (one table per language); empty
+                  # = all
 RUNS_DIRS = []  # more folders to look for run files in, besides each config's runs_dir
 RENAME = []  # PAPER=OURS model labels: read the runs of our model in place of the paper's, e.g.
              # bge-m3-lt-cafr=bge-m3-ft-cafr (a model trained with finetune_bgem3.py)
@@ -101,7 +105,8 @@ if own:  # run_mmarco.py's gap table; run_neuclir.py's tables, by the measures o
                    for kind in kinds}
     out_dir = Path(OUT_DIR) if OUT_DIR else outputs[0].path.parent
 else:
-    experiments = paper.experiments(EXPERIMENTS or ["rq1", "rq2", "rq3", "neumarco", "neuclir"],
+    experiments = paper.experiments(EXPERIMENTS or ["rq1", "rq2", "rq3", "neumarco", "neuclir",
+                                                     "translit-mmarco", "translit-neuclir"],
                                     rename)
     out_dir = Path(OUT_DIR) if OUT_DIR else paths["runs_dir"] / "tables"
 
@@ -109,7 +114,7 @@ else:
 if PLAN:
     missing = {}
     for name, cells in experiments.items():
-        runs = list(dict.fromkeys(cell.run for cell in cells))
+        runs = list(dict.fromkeys(run for cell in cells for run in paper.run_names(cell)))
         absent = [run for run in runs if locate(run) is None]
         print(f"{name}: {len(runs)} run files, {len(runs) - len(absent)} present, "
               f"{len(absent)} missing")
@@ -186,17 +191,22 @@ for name, cells in experiments.items():
     note = significance_note(cells)
     print(f"## {name}" + (f" ({absent} of {len(cells)} rows have no run yet: make_tables.py "
                           "--plan)" if absent else ""))
-    print(paper.render(frame, measures, FORMAT, ALPHA) + ("\n" + note if FORMAT == "markdown"
-                                                          else ""))
+    render = paper.render_by_script if paper.is_script_table(cells) else paper.render
+    print(render(frame, measures, FORMAT, ALPHA) + ("\n" + note if FORMAT == "markdown"
+                                                    else ""))
     written = []
     for fmt, suffix in (("markdown", ".md"), ("csv", ".csv"), ("latex", ".tex")):
         path = out_dir / f"{name}.table{suffix}"
-        write_text(path, paper.render(frame, measures, fmt, ALPHA) +
+        write_text(path, render(frame, measures, fmt, ALPHA) +
                    ("\n" + note + "\n" if fmt == "markdown" else ""))
         written.append(path)
     if FIGURES and any(cell.values for cell in cells):
         systems = ", ".join(dict.fromkeys(c.labels.get("model", c.model) for c in cells))
         for measure in measures:
+            if paper.is_script_table(cells):
+                title = f"{benchmark(cells)}: {measure}, native vs romanised queries ({name})"
+                written += figures.save(figures.script_chart(cells, measure, title, ALPHA),
+                                        out_dir / f"{name}.{measure}")
             if any(c.role in ("highres", "variety") for c in cells):
                 title = f"{benchmark(cells)}: {measure} of {systems}, high-resource vs " \
                         "variety queries"

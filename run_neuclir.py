@@ -21,6 +21,7 @@ Examples:
   python run_neuclir.py --datasets irds:neuclir/1/zh/trec-2023 --query-field ht_title
   python run_neuclir.py --datasets irds:neumarco/ru/dev/small --rerank mt5 mt5-lt-cafr
   python run_neuclir.py --config configs/neuclir_colbertxm.toml
+  python run_neuclir.py --config configs/translit_neuclir_ru_bgem3.toml   # 2022+2023 pooled
 """
 from crossvariety import settings
 
@@ -53,6 +54,9 @@ DOC_LANG_FROM_CONFIG = False  # ColBERT-XM: encode documents with the checkpoint
                               # default_language, as the original code did by accident; runs named
                               # {model}-doclang-config
 MEASURES = []  # ir_measures measures; empty = nDCG@20 R@1000 (neuCLIR), MRR@10 R@1000 (neuMARCO)
+POOL = False  # evaluate the datasets' topic sets as one (the follow-up's 2022+2023): the topic sets
+              # of each collection pooled into one table (qids prefixed trec-2022/, trec-2023/ so
+              # that ids of different years never mix); runs stay one file per topic set
 CORRECTION = "bonferroni"  # correction of the paired t-tests: bonferroni holm holm-sidak fdr_bh
                            # none
 DTYPE = "auto"  # precision of the encoders and re-rankers: auto = bf16 on a GPU, fp32 on a CPU;
@@ -90,7 +94,23 @@ s = experiments.settings_of(globals())
 s["dtype"] = precision.resolve(DTYPE)  # the precision of the models, recorded in the runs
 
 
+def evaluate_table(name, label, runs, qrels, measures):
+    """Every model against the first, on one topic set (or one pool of them)."""
+    table, _, problems = evaluation.evaluate(runs, qrels, measures, baseline=0,
+                                             correction=CORRECTION)
+    for problem in problems:
+        log.warning(problem)
+    table.index = [f"{name} {model}" for model in table.index]
+    table.index.name = f"q-{label}"
+    return table
+
+
+# --pool: the topic sets of one collection are evaluated as one; a set alone is evaluated as
+# soon as its runs are made (a pool's runs are held until its last set's are)
+group_of = {d.spec: d.collection().spec if POOL else d.spec for d in datasets}
+group_size = {g: list(group_of.values()).count(g) for g in group_of.values()}
 tables = []
+evaluated = []  # (topics, collection spec, query label, runs, qrels) of each pooled topic set
 for topics in datasets:
     collection = topics.collection()
     is_neuclir = "neuclir" in topics.spec
@@ -135,15 +155,29 @@ for topics in datasets:
                 cached_run(path, rerank_run, OVERWRITE, s["dtype"], recipe)
         runs = reranked
 
-    # 3. every model against the first
-    measures = MEASURES or evaluation.default_measures(topics.spec)
-    table, _, problems = evaluation.evaluate(runs, qrels, measures, baseline=0,
-                                             correction=CORRECTION)
-    for problem in problems:
-        log.warning(problem)
-    table.index = [f"{topics.name} {name}" for name in table.index]
-    table.index.name = f"q-{label}"
-    tables.append(table)
+    if group_size[group_of[topics.spec]] == 1:
+        tables.append(evaluate_table(topics.name, label, runs, qrels,
+                                     MEASURES or evaluation.default_measures(topics.spec)))
+    else:
+        evaluated.append((topics, group_of[topics.spec], label, runs, qrels))
+
+
+# 3. --pool: every model against the first on each collection's pooled topic sets
+groups = {}
+for item in evaluated:
+    groups.setdefault(item[1], []).append(item)
+for members in groups.values():
+    measures = MEASURES or evaluation.default_measures(members[0][0].spec)
+    specs = [m[0].spec for m in members]
+    prefixes = evaluation.pool_labels(specs)
+    pooled_runs = {model: evaluation.pool_frames([(prefix, m[3][model])
+                                                  for prefix, m in zip(prefixes, members)])
+                   for model in members[0][3]}
+    pooled_qrels = evaluation.pool_frames([(prefix, m[4]) for prefix, m in zip(prefixes, members)])
+    log.info("pooled %s: %d judged queries", evaluation.pool_spec(specs),
+             pooled_qrels.qid.nunique())
+    tables.append(evaluate_table("+".join([members[0][0].name] + prefixes[1:]), members[0][2],
+                                 pooled_runs, pooled_qrels, measures))
 
 for table in tables:
     print(evaluation.format_table(table))

@@ -392,6 +392,9 @@ def experiment_settings(config, script):
     itself resolves them (``--show-config``, in a subprocess; cached per version of the file).
     Paths are Paths (None where empty), settings {lowercase name: value}. Pairs the config
     defines are defined in this process too."""
+    defined = sys.modules.get(f"{__package__}.data.pairs")
+    if defined:  # only this config's pairs, as in the script's own process (pairs = ["all"])
+        defined.DEFINED.clear()
     read_config(config, script)  # checks its tables; defines its pairs here
     shown = _shown(config, script)
     paths = {key: Path(value) if value else None for key, value in shown["paths"].items()}

@@ -79,7 +79,8 @@ def flores_code(directory, language):
     among the devtest files of ``directory``, or None if it has none."""
     directory = Path(directory)
     if languages.is_flores_code(language):
-        return language if devtest_file(directory, language) else None
+        return language if devtest_file(directory, language) or \
+            romanised_from(directory, language) else None
     lang = languages.canonical(language)
     if lang in languages.FLORES_CODES:
         code = languages.FLORES_CODES[lang]
@@ -90,6 +91,19 @@ def flores_code(directory, language):
         raise UserError(f"{directory} has {languages.name(lang)} in several scripts "
                         f"({', '.join(found)}); name the pair by FLORES codes, e.g. {found[0]}-...")
     return found[0] if found else None
+
+
+def romanised_from(directory, code, prefer=""):
+    """The FLORES code whose sentences, romanised with uroman, stand for ``code`` when
+    ``directory`` has no file of it: rus_Latn -> rus_Cyrl, the language in another script
+    there (``prefer``, the pair's documents' code, when it is one of several: zho_Hans, not
+    zho_Hant); None for a code FLORES has, one that is not Latin, or none to romanise."""
+    directory = Path(directory)
+    if devtest_file(directory, code) or not code.endswith("_Latn"):
+        return None
+    found = sorted({p.name.split(".")[0] for p in directory.glob(f"{code[:-5]}_*.devtest*")}
+                   - {code})
+    return prefer if prefer in found else found[0] if found else None
 
 
 def _codes_in(directory, langs):
@@ -162,7 +176,8 @@ def _missing_text(directory, langs):
 def _check_download(folder, codes):
     """A downloaded copy (one with SHA256SUMS): its files used here, against their SHA-256s."""
     downloads.check_manifest(folder, ["metadata_devtest.tsv.gz"] +
-                             [f"{code}.devtest.gz" for code in codes],
+                             [f"{code}.devtest.gz" for code in codes
+                              if not romanised_from(folder, code)],  # rus_Latn: rus_Cyrl's
                              f"delete {folder} to fetch FLORES-200 again")
 
 
@@ -250,8 +265,15 @@ def build_flores(pair, flores, codes, data_dir, translations_dir):
         log.info("built %s: %d articles, %d queries (%s)", dataset_dir, len(docs), len(qids),
                  highres_code)
     if not variety_file.is_file():
-        _write_sentences(qids, read_sentences(flores, variety_code), variety_file)
-        log.info("wrote %s (%s)", variety_file, variety_code)
+        source = romanised_from(flores, variety_code, highres_code)
+        sentences = read_sentences(flores, source or variety_code)
+        if source:  # rus_Latn: the rus_Cyrl sentences in Latin letters
+            from . import translation
+            lang = languages.canonical(variety_code)
+            sentences = translation.translate(sentences, lang, lang, "uroman", words=True)
+        _write_sentences(qids, sentences, variety_file)
+        log.info("wrote %s (%s)", variety_file,
+                 f"{source} romanised with uroman" if source else variety_code)
     return dataset_dir, variety_file
 
 

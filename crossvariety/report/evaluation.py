@@ -231,3 +231,37 @@ def latex_tabular(header, rows):
     lines += [" & ".join(latex_escape(c) for c in r) + " \\\\" for r in rows]
     lines += ["\\bottomrule", "\\end{tabular}"]
     return "\n".join(lines) + "\n"
+
+
+# -- pooled topic sets (the follow-up's neuCLIR trec-2022 + trec-2023 as one) --------------------
+
+def pool_labels(topic_specs):
+    """The prefix that keeps each topic set's qids apart in a pool: the last part of its id
+    (``trec-2022`` of irds:neuclir/1/ru/trec-2022, a folder's name); the whole spec where two
+    sets share that part. Topic ids of TREC years collide (both years have topic 0, ...):
+    unprefixed, a 2022 run would be scored against 2023 judgements."""
+    specs = [str(s) for s in topic_specs]
+    short = [s.rstrip("/").split("/")[-1] for s in specs]
+    labels = [t if short.count(t) == 1 else s for s, t in zip(specs, short)]
+    if len(set(labels)) != len(labels):
+        raise UsageError(f"a pool lists the same topic set twice: {', '.join(specs)}")
+    return labels
+
+
+def pool_frames(parts):
+    """One frame (a run or qrels) from several topic sets' [(label, frame)]: the rows of all,
+    each qid written ``{label}/{qid}``."""
+    frames = [frame.astype({"qid": str}).assign(qid=lambda f, label=label: label + "/" + f.qid)
+              for label, frame in parts]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def pool_spec(topic_specs):
+    """The name of a pool of topic sets, as tables and the published numbers key it:
+    ``irds:neuclir/1/ru/trec-2022+trec-2023`` (the shared prefix once), else the specs joined
+    by `` + ``."""
+    specs = [str(s) for s in topic_specs]
+    heads = {s.rsplit("/", 1)[0] for s in specs}
+    if len(heads) == 1 and all("/" in s for s in specs):
+        return heads.pop() + "/" + "+".join(s.rsplit("/", 1)[1] for s in specs)
+    return " + ".join(specs)

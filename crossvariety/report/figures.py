@@ -4,7 +4,9 @@ Two kinds, one panel per system, our values filled and the published ones hollow
 - ``gap_chart``: per pair, the high-resource queries' value and the variety's (and the variety
   translated back, when present), joined by a line: the gap (RQ1, the FLORES main job);
 - ``transfer_chart``: per query set, the original model's value -> the fine-tuned model's, an
-  arrow (RQ2, RQ3).
+  arrow (RQ2, RQ3);
+- ``script_chart``: per model, native vs romanised queries joined by a line (the follow-up,
+  *Lost in Transliteration*).
 Each scatter carries a label ("ours: variety", "paper: original", ...; just "variety queries"
 when the figure has no published value) so that a figure can be read back from its objects.
 The y axis starts at 0 (a gap drawn from 0.35 looks larger than it is); a variety value that
@@ -26,6 +28,8 @@ ROLES = {  # marker and colour of each kind of query set / model
     "translated": ("s", "tab:green", "variety translated back"),
     "original": ("o", "tab:gray", "original model"),
     "fine-tuned": ("^", "tab:purple", "fine-tuned model"),
+    "native": ("o", "tab:blue", "native-script queries"),
+    "romanised": ("v", "tab:red", "romanised queries"),
 }
 OFFSET = 0.18  # published markers sit this far right of ours
 
@@ -140,6 +144,38 @@ def transfer_chart(cells, measure, title):
         ax.set_ylabel(measure)
         ax.set_ylim(0, 1.05)
         ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def script_chart(cells, measure, title, alpha=0.05):
+    """Native vs romanised queries per model (x: the rows of a follow-up table), a line
+    between the two; † above a value that differs from the original model's on the same
+    queries (corrected p < alpha)."""
+    models = list(dict.fromkeys(c.labels["model"] for c in cells))
+    fig, (ax,) = _figure(1, title)
+    fig.set_size_inches(max(6.5, 0.75 * len(models) + 2), 4.6)
+    alone = not _published_in(cells, measure)
+    for source, offset in (("ours", 0.0), ("paper", OFFSET)):
+        for script in dict.fromkeys(c.labels["script"] for c in cells):
+            chosen = [c for c in cells if c.labels["script"] == script]
+            _scatter(ax, [models.index(c.labels["model"]) + offset for c in chosen],
+                     [_value(c, measure, source) for c in chosen], script, source, alone)
+        for i, model in enumerate(models):
+            ys = [_value(c, measure, source) for c in cells if c.labels["model"] == model]
+            ys = [y for y in ys if not math.isnan(y)]
+            if len(ys) > 1:
+                ax.plot([i + offset] * 2, [min(ys), max(ys)], color="lightgray", zorder=1,
+                        linestyle="-" if source == "ours" else ":")
+    for cell in cells:
+        if cell.baseline is not None and _significant(cell, measure, alpha):
+            ax.annotate("†", (models.index(cell.labels["model"]), _value(cell, measure, "ours")),
+                        xytext=(5, 2), textcoords="offset points", fontsize="small")
+    ax.set_xticks(range(len(models)), models, rotation=35, ha="right", fontsize="small")
+    ax.set_ylabel(measure)
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize="small", title=f"† = differs from the original model (p < {alpha:g})",
+              title_fontsize="x-small")
     fig.tight_layout()
     return fig
 

@@ -10,6 +10,12 @@ whose qrels judge it, the published value's key, and the cell it is tested again
   rq3       the fine-tuned models zero-shot on the other pairs
   neumarco  original vs fine-tuned BGE-M3, mT5, ColBERT-XM on neuMARCO (English queries, Persian,
   neuclir   Russian, Chinese passages) and neuCLIR (news documents, TREC 2022 and 2023 topics)
+and the follow-up's (Chari, MacAvaney, Ounis, *Lost in Transliteration*, SIGIR 2025):
+  translit-mmarco   native vs romanised queries (mMARCO v2 ru, zh, zh with Anserini's bigrams
+                    before romanising) of the original and the fine-tuned (NATIVE, TRANSLIT,
+                    50_MIXED) BGE-M3, mT5 re-ranking the original BGE-M3, and both fine-tuned
+  translit-neuclir  the same models on neuCLIR 1 ru and zh, human-translated titles
+                    (ht_title), TREC 2022 and 2023 topics pooled into one topic set
 and, for one experiment config (the FLORES main job, your own pair), the table its run script
 prints (``config_cells``).
 
@@ -33,6 +39,7 @@ from ..runs import read_run, run_path
 from . import evaluation
 
 PUBLISHED = Path(__file__).parent / "published" / "afdt-models-mmarco.csv"
+PUBLISHED_TRANSLIT = Path(__file__).parent / "published" / "translit-models-mmarco.csv"
 PAPER_PAIRS = ["ca-fr", "oc-fr", "af-dt", "scn-it", "yue-zh", "ms-id", "gd-en"]
 TRAINED = ["ca-fr", "af-dt"]
 SYSTEMS = ["bm25", "bge-m3", "mt5", "colbert-xm"]  # rq1; the neural ones are fine-tuned (rq2, rq3)
@@ -53,6 +60,13 @@ class Cell:
     group: str  # cells whose significance tests are corrected together
     baseline: int | None = None  # the cell (index) this one is tested against
     values: dict = field(default_factory=dict)  # measure -> (ours, p-value)
+    pool: tuple = ()  # ((topics, run file name), ...): the cell is these runs evaluated as one
+    # topic set (``topics`` is then their pool_spec); qids kept apart by topic set
+
+
+def run_names(cell):
+    """The run files a cell reads: its own, or those of its pool."""
+    return [run for _, run in cell.pool] if cell.pool else [cell.run]
 
 
 def finetuned(system, trained):
@@ -195,25 +209,146 @@ def subset(cells, keep):
 
 
 def experiments(names, rename=None):
-    """The paper's experiments by name."""
+    """The paper's experiments by name (translit-mmarco and translit-neuclir: one table per
+    language, named translit-mmarco-ru, ...)."""
     builders = {"rq1": lambda: rq1(rename), "rq2": lambda: rq2(rename),
                 "rq3": lambda: rq3(rename), "neumarco": lambda: neu(NEUMARCO, rename),
                 "neuclir": lambda: neu(NEUCLIR, rename)}
+    builders.update({f"translit-mmarco-{lang}": functools.partial(translit_mmarco, lang, rename)
+                     for lang in TRANSLIT_MMARCO})
+    builders.update({f"translit-neuclir-{lang}": functools.partial(translit_neuclir, lang, rename)
+                     for lang in TRANSLIT_NEUCLIR})
+    groups = {"translit-mmarco": [f"translit-mmarco-{lang}" for lang in TRANSLIT_MMARCO],
+              "translit-neuclir": [f"translit-neuclir-{lang}" for lang in TRANSLIT_NEUCLIR]}
+    names = [n for name in names for n in groups.get(name, [name])]
     unknown = [n for n in names if n not in builders]
     if unknown:
         raise UsageError(f"unknown experiment(s) {', '.join(unknown)}; choose from "
-                         f"{', '.join(builders)}")
-    return {name: builders[name]() for name in names}
+                         f"{', '.join(list(builders)[:5] + list(groups) + list(builders)[5:])}")
+    return {name: builders[name]() for name in dict.fromkeys(names)}
+
+
+# -- the follow-up: native vs romanised queries ("Lost in Transliteration", SIGIR 2025) ----------
+
+# language -> (dev topics, native query set, romanised query set, registry suffix of its models)
+TRANSLIT_MMARCO = {
+    "ru": ("irds:mmarco/v2/ru/dev/small", "rus_Cyrl", "rus_Latn", ""),
+    "zh": ("irds:mmarco/v2/zh/dev/small", "zho_Hans", "zho_Latn", ""),
+    # Chinese cut into Anserini's CJK bigrams before romanising: the _ANSERINI models, and the
+    # romanised query set labelled apart (its pair in configs/translit_mmarco_zh-anserini_*.toml)
+    "zh-anserini": ("irds:mmarco/v2/zh/dev/small", "zho_Hans", "zho_Latn-anserini", "-anserini"),
+}
+MIXTURES = ["native", "translit", "mixed"]  # the training queries: NATIVE, TRANSLIT, 50_MIXED
+# neuCLIR 1 (documents' language): its TREC 2022 and 2023 topics, pooled; native queries only
+# (ht_title): run_neuclir.py reads no romanised query file yet
+TRANSLIT_NEUCLIR = {"ru": ("ru", [""]), "zh": ("zh", ["", "-anserini"])}
+TRANSLIT_QUERY_FIELD = "ht_title"
+
+
+def translit_model(system, language, mixture, suffix=""):
+    """The registry name of the follow-up's model: bge-m3-ru-translit, mt5-zh-mixed-anserini."""
+    return f"{system}-{language}-{mixture}{suffix}"
+
+
+def _script_cells(experiment, topics_of, query_sets, blocks):
+    """Cells of a follow-up table. ``blocks``: [(k, rows)], rows [(model label, published
+    model, run_of(topics, queries) -> run name)]; k None: the first row is the block's
+    original, else block k's original is (its rows are all fine-tuned). Each query set
+    [(script, queries)] is a column; each fine-tuned model is tested against its block's
+    original on the same queries; every test of the table is corrected together (one group)."""
+    cells, originals = [], []  # originals[block] = index of its original's first cell
+    for k, rows in blocks:
+        originals.append(len(cells) if k is None else originals[k])
+        for i, (label, model, run_of) in enumerate(rows):
+            original = k is None and i == 0
+            for j, (script, queries) in enumerate(query_sets):
+                topics, pool = topics_of(queries, run_of)
+                run = " + ".join(r for _, r in pool) if pool else run_of(topics, queries)
+                cells.append(Cell({"model": label, "script": script}, topics, run, model,
+                                  queries, "original" if original else "fine-tuned", experiment,
+                                  None if original else originals[-1] + j, pool=pool))
+    return cells
+
+
+def translit_mmarco(language, rename=None):
+    """One language's table: the original and the fine-tuned BGE-M3 (first stage), mT5
+    re-ranking the original BGE-M3's top-1000, and each fine-tuned BGE-M3 >> the mT5 fine-tuned
+    on the same queries (tested against the original BGE-M3 >> mT5); native vs romanised
+    dev/small queries."""
+    topics, native, romanised, suffix = TRANSLIT_MMARCO[language]
+    lang = language.split("-")[0]
+    name = dataset_name(topics)
+    rename = rename or {}
+
+    def first_stage(model):
+        return lambda t, q: run_path("", name, rename.get(model, model), q, "retrieve").name
+
+    def reranked(first, model):
+        return lambda t, q: run_path("", name, rename.get(first, first), q,
+                                     f"rerank-{rename.get(model, model)}").name
+    tuned = [(translit_model("bge-m3", lang, m, suffix), translit_model("mt5", lang, m, suffix))
+             for m in MIXTURES]
+    blocks = [
+        (None, [("bge-m3", "bge-m3", first_stage("bge-m3"))] +
+         [(b, b, first_stage(b)) for b, _ in tuned]),
+        (None, [("bge-m3 >> mt5", "mt5", reranked("bge-m3", "mt5"))] +
+         [(f"bge-m3 >> {t}", t, reranked("bge-m3", t)) for _, t in tuned]),
+        (1, [(f"{b} >> {t}", f"{b} >> {t}", reranked(b, t)) for b, t in tuned]),
+    ]
+    return _script_cells(f"translit-mmarco-{language}", lambda q, run_of: (topics, ()),
+                         [("native", native), ("romanised", romanised)], blocks)
+
+
+def translit_neuclir(language, rename=None):
+    """neuCLIR 1 in one language, TREC 2022 and 2023 topics pooled (the follow-up's single
+    topic set), human-translated titles: the original and fine-tuned BGE-M3, and mT5
+    re-ranking the original BGE-M3's top-1000."""
+    lang, suffixes = TRANSLIT_NEUCLIR[language]
+    topic_sets = [f"irds:neuclir/1/{lang}/trec-{year}" for year in (2022, 2023)]
+    rename = rename or {}
+
+    def topics_of(queries, run_of):
+        return (evaluation.pool_spec(topic_sets),
+                tuple((t, run_of(t, queries)) for t in topic_sets))
+
+    def first_stage(model):
+        return lambda t, q: run_path("", dataset_name(t), rename.get(model, model), q,
+                                     "retrieve").name
+
+    def reranked(model):
+        return lambda t, q: run_path("", dataset_name(t), rename.get("bge-m3", "bge-m3"), q,
+                                     f"rerank-{rename.get(model, model)}").name
+    models = {system: [translit_model(system, lang, m, s) for s in suffixes for m in MIXTURES]
+              for system in ("bge-m3", "mt5")}
+    blocks = [(None, [("bge-m3", "bge-m3", first_stage("bge-m3"))] +
+               [(b, b, first_stage(b)) for b in models["bge-m3"]]),
+              (None, [("bge-m3 >> mt5", "mt5", reranked("mt5"))] +
+               [(f"bge-m3 >> {t}", t, reranked(t)) for t in models["mt5"]])]
+    return _script_cells(f"translit-neuclir-{language}", topics_of,
+                         [("native", TRANSLIT_QUERY_FIELD)], blocks)
+
+
+def is_script_table(cells):
+    """A follow-up table: native vs romanised queries as columns."""
+    return bool(cells) and all("script" in c.labels for c in cells)
 
 
 # -- the published numbers ---------------------------------------------------------------------
 
 @functools.cache
 def published():
-    """{(topics, queries, model, measure): value} of the paper's recoverable numbers."""
-    with open(PUBLISHED, encoding="utf-8") as f:
-        return {(row["collection"], row["queries"], row["model"], row["measure"]):
-                float(row["value"]) for row in csv.DictReader(f)}
+    """{(topics, queries, model, measure): value} of the papers' recoverable numbers (both
+    papers' files). A re-ranker over another first stage than its default (RERANKS) is keyed
+    "first >> model", as the follow-up's both-fine-tuned rows."""
+    values = {}
+    for path in (PUBLISHED, PUBLISHED_TRANSLIT):
+        with open(path, encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                model, first = row["model"], row["first_stage"]
+                key = model if not first or first == first_stage_of(model) else f"{first} >> {model}"
+                values[(row["collection"], row["queries"], key, row["measure"])] = \
+                    float(row["value"])
+    return values
 
 
 def published_value(cell, measure):
@@ -240,15 +375,38 @@ def evaluate_cells(cells, locate, measures_of, correction="bonferroni"):
     path or None); p-values of paired t-tests against the baseline cell, corrected within each
     group. Returns the problems found (judged queries missing from runs, ...)."""
     scores, qrels, problems = {}, {}, []
+
+    def qrels_of(topics):
+        if topics not in qrels:
+            qrels[topics] = Dataset(topics).qrels().astype({"qid": str, "docno": str})
+        return qrels[topics]
     for i, cell in enumerate(cells):
-        path = locate(cell.run)
-        if path is None:
-            continue
-        if cell.topics not in qrels:
-            qrels[cell.topics] = Dataset(cell.topics).qrels().astype({"qid": str, "docno": str})
-        run = read_run(path)
-        problems += evaluation.coverage_problems(path.name, run, qrels[cell.topics])
-        problems += depth_problems(path, measures_of(cell.topics))
+        if cell.pool:  # the topic sets' runs and qrels as one, qids kept apart
+            paths = [locate(run) for _, run in cell.pool]
+            if None in paths:
+                if any(paths):
+                    problems.append(f"{cell.run}: part of a pool; "
+                                    f"{sum(p is None for p in paths)} of its {len(paths)} runs "
+                                    "are missing, so the pool is not evaluated")
+                continue
+            labels = evaluation.pool_labels(t for t, _ in cell.pool)
+            if cell.topics not in qrels:
+                qrels[cell.topics] = evaluation.pool_frames(
+                    [(label, qrels_of(t)) for label, (t, _) in zip(labels, cell.pool)])
+            for path in paths:
+                problems += depth_problems(path, measures_of(cell.topics))
+            run = evaluation.pool_frames([(label, read_run(path))
+                                          for label, path in zip(labels, paths)])
+            name = " + ".join(p.name for p in paths)
+        else:
+            path = locate(cell.run)
+            if path is None:
+                continue
+            qrels_of(cell.topics)
+            run = read_run(path)
+            problems += depth_problems(path, measures_of(cell.topics))
+            name = path.name
+        problems += evaluation.coverage_problems(name, run, qrels[cell.topics])
         scores[i] = evaluation.per_query(run, qrels[cell.topics], measures_of(cell.topics))
     groups = {}
     for i, cell in enumerate(cells):
@@ -313,4 +471,45 @@ def render(frame, measures, fmt="markdown", alpha=0.05):
         return evaluation.markdown_table(header, rows)
     if fmt == "latex":
         return evaluation.latex_tabular(header, rows)
+    raise UsageError(f"unknown table format {fmt!r}; choose markdown, csv or latex")
+
+
+def render_by_script(frame, measures, fmt="markdown", alpha=0.05):
+    """A follow-up table (``is_script_table``): one row per model, for each measure a column
+    per query set (native, romanised): ours with † (differs from the original model on the
+    same queries, corrected p < alpha), and the published value beside it where there is one.
+    CSV: every number, one row per cell (as ``render``)."""
+    if fmt == "csv":
+        return render(frame, measures, fmt, alpha)
+    scripts = list(dict.fromkeys(frame["script"]))
+    keys = [c for c in frame.columns if c not in measures and c not in ("run", "script")
+            and not any(c.startswith(f"{m} ") for m in measures)]
+    with_paper = {(m, script): frame.loc[frame["script"] == script, f"{m} paper"].notna().any()
+                  for m in measures for script in scripts}  # a column only where one was published
+    header = list(keys)
+    for m in measures:
+        for script in scripts:
+            header += [f"{m} {script}"] + (["paper"] if with_paper[m, script] else [])
+    rows = {}
+    for _, row in frame.iterrows():
+        key = tuple(str(row[c]) for c in keys)
+        cells = rows.setdefault(key, {})
+        for m in measures:
+            ours, p, paper = row[m], row[f"{m} p"], row[f"{m} paper"]
+            cells[m, row["script"]] = (
+                "–" if math.isnan(ours) else
+                f"{ours:.4f}" + ("†" if not math.isnan(p) and p < alpha else ""),
+                "" if math.isnan(paper) else f"{paper:.4f}")
+    lines = []
+    for key, cells in rows.items():
+        line = list(key)
+        for m in measures:
+            for script in scripts:
+                ours, paper = cells.get((m, script), ("", ""))
+                line += [ours] + ([paper] if with_paper[m, script] else [])
+        lines.append(line)
+    if fmt == "markdown":
+        return evaluation.markdown_table(header, lines)
+    if fmt == "latex":
+        return evaluation.latex_tabular(header, lines)
     raise UsageError(f"unknown table format {fmt!r}; choose markdown, csv or latex")
