@@ -60,6 +60,8 @@ from pathlib import Path
 from crossvariety.experiments import ENCODE_PASSAGES_PER_S, RERANK_PAIRS_PER_S, config_outputs, \
     gpu_seconds
 from crossvariety.report import evaluation, paper
+from crossvariety.report.cells import run_names
+from crossvariety.report.followup import is_script_table
 from crossvariety.errors import UsageError, UserError
 from crossvariety.runs import write_text
 
@@ -114,7 +116,7 @@ else:
 if PLAN:
     missing = {}
     for name, cells in experiments.items():
-        runs = list(dict.fromkeys(run for cell in cells for run in paper.run_names(cell)))
+        runs = list(dict.fromkeys(run for cell in cells for run in run_names(cell)))
         absent = [run for run in runs if locate(run) is None]
         print(f"{name}: {len(runs)} run files, {len(runs) - len(absent)} present, "
               f"{len(absent)} missing")
@@ -191,7 +193,7 @@ for name, cells in experiments.items():
     note = significance_note(cells)
     print(f"## {name}" + (f" ({absent} of {len(cells)} rows have no run yet: make_tables.py "
                           "--plan)" if absent else ""))
-    render = paper.render_by_script if paper.is_script_table(cells) else paper.render
+    render = paper.render_by_script if is_script_table(cells) else paper.render
     print(render(frame, measures, FORMAT, ALPHA) + ("\n" + note if FORMAT == "markdown"
                                                     else ""))
     written = []
@@ -203,7 +205,7 @@ for name, cells in experiments.items():
     if FIGURES and any(cell.values for cell in cells):
         systems = ", ".join(dict.fromkeys(c.labels.get("model", c.model) for c in cells))
         for measure in measures:
-            if paper.is_script_table(cells):
+            if is_script_table(cells):
                 title = f"{benchmark(cells)}: {measure}, native vs romanised queries ({name})"
                 written += figures.save(figures.script_chart(cells, measure, title, ALPHA),
                                         out_dir / f"{name}.{measure}")

@@ -405,7 +405,7 @@ def experiment_settings_many(configs_and_scripts, workers=None):
     """``experiment_settings(config, script)`` of every (config, script) pair, in order, the
     scripts asked concurrently (a subprocess each; ``workers`` threads, default one per core).
     The answers are cached: a caller that then asks experiment_settings one pair at a time (as
-    crossvariety.report.paper.config_outputs does) finds them ready. The first pair that fails
+    crossvariety.experiments.config_outputs does) finds them ready. The first pair that fails
     raises its ConfigError."""
     from concurrent.futures import ThreadPoolExecutor
     pairs_ = list(configs_and_scripts)

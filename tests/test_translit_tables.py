@@ -12,7 +12,8 @@ import pytest
 
 from conftest import NEUCLIR_QRELS, NEUCLIR_TOPICS, REPO, run_script
 from crossvariety import experiments, settings
-from crossvariety.report import evaluation, figures, paper
+from crossvariety.report import evaluation, figures, followup, paper
+from crossvariety.report.cells import Cell, run_names
 from crossvariety.runs import write_run
 
 # neuCLIR Persian trec-2023 on the same toy documents, with the SAME topic ids as trec-2022
@@ -90,7 +91,7 @@ def test_pooled_cells_equal_the_concatenation_by_hand(tmp_path, neuclir_2023):
             name = f"neuclir-1-fa-trec-{year}.{model}.q-ht_title.retrieve.res.gz"
             write_run(frame(RUNS[year, model]), tmp_path / name)
             pool.append((topics, name))
-        cells.append(paper.Cell({"model": model, "script": "native"},
+        cells.append(Cell({"model": model, "script": "native"},
                                 evaluation.pool_spec(topic_sets), " + ".join(r for _, r in pool),
                                 model, "ht_title", "fine-tuned" if cells else "original", "t",
                                 0 if cells else None, pool=tuple(pool)))
@@ -122,7 +123,7 @@ def test_pooled_cells_equal_the_concatenation_by_hand(tmp_path, neuclir_2023):
 
 
 def test_a_pool_with_a_missing_year_is_not_evaluated(tmp_path, neuclir_2023):
-    cells = paper.translit_neuclir("ru")
+    cells = followup.translit_neuclir("ru")
     name = cells[0].pool[0][1]
     write_run(frame(RUNS[2022, "bge-m3"]), tmp_path / name)
     problems = paper.evaluate_cells(cells[:1], lambda n: tmp_path / n if (tmp_path / n).is_file()
@@ -179,7 +180,7 @@ def test_every_follow_up_run_is_made_by_a_config():
         for output in experiments.config_outputs(config.relative_to(REPO)):
             made.setdefault(output.path.name, output)
     needed = [run for cells in paper.experiments(["translit-mmarco", "translit-neuclir"]).values()
-              for cell in cells for run in paper.run_names(cell)]
+              for cell in cells for run in run_names(cell)]
     assert set(needed) <= set(made), sorted(set(needed) - set(made))[:5]
     assert all(made[r].topics.startswith(("irds:mmarco/v2/", "irds:neuclir/1/")) for r in needed)
     assert not any("rus_" in o.path.name for o in
@@ -262,7 +263,7 @@ def test_make_tables_renders_the_follow_up_tables(ru_fixture):
 
 
 def test_script_chart_holds_native_and_romanised_per_model(ru_fixture):
-    cells = paper.translit_mmarco("ru")
+    cells = followup.translit_mmarco("ru")
     folder = ru_fixture / "runs" / "translit"
     paper.evaluate_cells(cells, lambda n: folder / n if (folder / n).is_file() else None,
                          lambda topics: ["MRR@10"])
