@@ -10,6 +10,7 @@ model's top-k is re-ranked by each mT5 model given (the paper's mT5 rows), and t
 re-ranker is the baseline. Run files:
   {runs_dir}/{dataset}.{model}.q-{field}.retrieve.res.gz
   {runs_dir}/{dataset}.{first model}.q-{field}.rerank-{reranker}.res.gz
+(q-{field}-uroman with --romanize-queries: the follow-up's romanised queries).
 Metrics: nDCG@20 and R@1000 on neuCLIR (graded qrels), MRR@10 and R@1000 on neuMARCO.
 Beside each run, {run}.json records what made it (model files or revision, collection, queries,
 settings); a finished run is reused only when its record matches, else recomputed with a log
@@ -22,6 +23,7 @@ Examples:
   python run_neuclir.py --datasets irds:neumarco/ru/dev/small --rerank mt5 mt5-lt-cafr
   python run_neuclir.py --config configs/neuclir_colbertxm.toml
   python run_neuclir.py --config configs/translit_neuclir_ru_bgem3.toml   # 2022+2023 pooled
+  python run_neuclir.py --config configs/translit_neuclir_ru_bgem3_romanised.toml
 """
 from crossvariety import settings
 
@@ -39,6 +41,9 @@ MODELS = ["bge-m3", "bge-m3-lt-cafr", "bge-m3-lt-afdt"]  # first-stage models: B
                                                          # baseline of the significance tests
 QUERY_FIELD = "title"  # neuCLIR query field: title (English) or ht_title (human translation into
                        # the documents' language); neuMARCO queries have one field
+ROMANIZE_QUERIES = False  # the follow-up's romanised queries: the query field written in Latin
+                          # letters by uroman (no language rules, as the authors' files; cached in
+                          # {data_dir}/translation-cache.sqlite); query set {field}-uroman
 RERANK = []  # mT5 models (mt5, mt5-lt-cafr, mt5-lt-afdt, HF ids or paths) that re-rank the first
              # model's runs; the table then compares the re-rankers
 RERANK_TOP_K = 1000  # documents of each ranking that --rerank re-ranks
@@ -70,6 +75,7 @@ paths = settings.configure(globals())
 import logging
 
 from crossvariety import experiments, rerank
+from crossvariety.data import translation
 from crossvariety.data.datasets import Dataset
 from crossvariety.errors import UsageError
 from crossvariety.families import family_of, first_stage_names
@@ -116,7 +122,11 @@ for topics in datasets:
     is_neuclir = "neuclir" in topics.spec
     field = QUERY_FIELD if is_neuclir else None
     queries = topics.queries(field)
-    label = experiments.neuclir_queries(topics.spec, QUERY_FIELD)
+    if ROMANIZE_QUERIES:  # cached by content: a second run romanises nothing
+        lang = LANGUAGE or collection.docs_lang()
+        queries = translation.translate_queries(
+            queries, lang, lang, "uroman", cache_path=paths["data_dir"] / "translation-cache.sqlite")
+    label = experiments.neuclir_queries(topics.spec, QUERY_FIELD, ROMANIZE_QUERIES)
     log.info("%s: %d queries (%s), documents from %s", topics.spec, len(queries), label,
              collection.spec)
     qrels = topics.qrels()  # a broken qrels file fails before the runs
@@ -182,6 +192,7 @@ for members in groups.values():
 for table in tables:
     print(evaluation.format_table(table))
 stage = "rerank" if RERANK else "retrieve"
-out = paths["runs_dir"] / f"neuclir.{stage}.q-{QUERY_FIELD}.tables.md"
+queries_label = QUERY_FIELD + ("-uroman" if ROMANIZE_QUERIES else "")
+out = paths["runs_dir"] / f"neuclir.{stage}.q-{queries_label}.tables.md"
 write_text(out, "\n".join(evaluation.format_table(t) for t in tables))
 log.info("wrote %s († = differs from the first model, corrected p < 0.05)", out)

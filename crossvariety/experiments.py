@@ -68,9 +68,10 @@ def gap_query_sets(pair, engine=""):
     return sets
 
 
-def neuclir_queries(topics_spec, query_field):
-    """run_neuclir.py's query set label: the topic field (neuCLIR) or en (neuMARCO)."""
-    return query_field if "neuclir" in topics_spec else "en"
+def neuclir_queries(topics_spec, query_field, romanized=False):
+    """run_neuclir.py's query set label: the topic field (neuCLIR) or en (neuMARCO), with
+    -uroman when romanised."""
+    return (query_field if "neuclir" in topics_spec else "en") + ("-uroman" if romanized else "")
 
 
 # -- the plan: the run files a config's script writes, and the GPU work that makes them ---------
@@ -155,7 +156,7 @@ def _neuclir_outputs(config, paths, s):
     command = f"python run_neuclir.py --config {config}"
     outputs = []
     for topics in s["datasets"]:
-        queries = neuclir_queries(topics, s["query_field"])
+        queries = neuclir_queries(topics, s["query_field"], s.get("romanize_queries"))
         collection = Dataset(topics).collection().spec
         name = dataset_name(topics)
         cs = collection_settings(s, s["language"])

@@ -344,3 +344,25 @@ def test_run_neuclir_pools_the_years(workdir, neuclir_2023, lexical_xlmr, tiny_x
     p = stats.ttest_rel(scores[tiny_xlmr], scores[lexical_xlmr]).pvalue
     assert float(row["nDCG@20 p"]) == pytest.approx(1.0 if math.isnan(p) else p, rel=1e-2)
     assert not any(k.startswith("neuclir-1-fa-trec-2023 ") for k in table)  # no per-year rows
+
+
+def test_run_neuclir_romanises_the_queries(workdir, lexical_xlmr):
+    """run_neuclir.py --romanize-queries: the runs of query set ht_title-uroman are made from the
+    topics' ht_title written by uroman as the authors did (no language rules), recorded as such
+    in the run's record; the plan names them as the script does."""
+    from crossvariety import provenance
+    from crossvariety.data.datasets import Dataset
+    from crossvariety.data.romanization import romanize
+    topics = Dataset("irds:neuclir/1/fa/trec-2022")
+    proc = run_script("run_neuclir.py", "--datasets", topics.spec, "--models", lexical_xlmr,
+                      "--query-field", "ht_title", "--romanize-queries", cwd=workdir)
+    run = workdir / "runs" / f"{topics.name}.{lexical_xlmr.name}.q-ht_title-uroman.retrieve.res.gz"
+    assert run.is_file() and "q-ht_title-uroman" in proc.stdout
+    native = topics.queries("ht_title")
+    romanised = native.assign(query=[romanize(q) for q in native["query"]])
+    assert romanised["query"].str.isascii().all() and not native["query"].str.isascii().all()
+    assert provenance.read_record(run)["recipe"]["queries"] == provenance.queries_id(romanised)
+    assert (workdir / "runs" / "neuclir.retrieve.q-ht_title-uroman.tables.md").is_file()
+    s = {"query_field": "ht_title", "romanize_queries": True}
+    assert experiments.neuclir_queries(topics.spec, s["query_field"], s["romanize_queries"]) == \
+        "ht_title-uroman"

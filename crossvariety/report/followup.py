@@ -16,8 +16,8 @@ TRANSLIT_MMARCO = {
     "zh-anserini": ("irds:mmarco/v2/zh/dev/small", "zho_Hans", "zho_Latn-anserini", "-anserini"),
 }
 MIXTURES = ["native", "translit", "mixed"]  # the training queries: NATIVE, TRANSLIT, 50_MIXED
-# neuCLIR 1 (documents' language): its TREC 2022 and 2023 topics, pooled; native queries only
-# (ht_title): run_neuclir.py reads no romanised query file yet
+# neuCLIR 1 (documents' language): its TREC 2022 and 2023 topics, pooled; human-translated
+# titles (ht_title), native and romanised (run_neuclir.py --romanize-queries: ht_title-uroman)
 TRANSLIT_NEUCLIR = {"ru": ("ru", [""]), "zh": ("zh", ["", "-anserini"])}
 TRANSLIT_QUERY_FIELD = "ht_title"
 
@@ -102,7 +102,8 @@ def translit_neuclir(language, rename=None):
               (None, [("bge-m3 >> mt5", "mt5", reranked("mt5"))] +
                [(f"bge-m3 >> {t}", t, reranked(t)) for t in models["mt5"]])]
     return _script_cells(f"translit-neuclir-{language}", topics_of,
-                         [("native", TRANSLIT_QUERY_FIELD)], blocks)
+                         [("native", TRANSLIT_QUERY_FIELD),
+                          ("romanised", f"{TRANSLIT_QUERY_FIELD}-uroman")], blocks)
 
 
 def is_script_table(cells):
