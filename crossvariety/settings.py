@@ -367,18 +367,53 @@ def configure(namespace, positional=(), argv=None, path_keys=tuple(PATHS)):
     return paths
 
 
+# Answers of --show-config kept between processes (make_tables.py --plan asks every config's
+# scripts): valid while the code, the config file and the home folder are the same.
+SHOWN_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / \
+    "crossvariety" / "show-config"
+
+
+@functools.cache
+def _code_digest():
+    """SHA-256 of the scripts' and the package's code: what --show-config's answer depends on,
+    besides the config file."""
+    import hashlib
+    digest = hashlib.sha256()
+    for path in sorted([*REPO_ROOT.glob("*.py"), *(REPO_ROOT / "crossvariety").rglob("*.py")]):
+        digest.update(f"{path.relative_to(REPO_ROOT)}\0".encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
 @functools.lru_cache(maxsize=None)
 def _show_config(script, config, absolute, mtime_ns):
     """``script.py --config config --show-config``'s answer, once per version of the file
-    (``config`` as the caller named it, for the error messages)."""
+    (``config`` as the caller named it, for the error messages); an answer is kept in
+    SHOWN_CACHE, keyed by the code, the config's bytes and how it was named."""
+    import hashlib
     import subprocess  # (here: the scripts themselves never need it)
+    key = hashlib.sha256("\0".join([_code_digest(), sys.executable, str(Path.home()), script,
+                                     config, absolute]).encode()
+                         + Path(absolute).read_bytes()).hexdigest()
+    cached = SHOWN_CACHE / f"{key}.json"
+    try:
+        return json.loads(cached.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pass
     proc = subprocess.run([sys.executable, str(REPO_ROOT / f"{script}.py"), "--config", config,
                            "--show-config"], capture_output=True, text=True)
     if proc.returncode != 0:
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         raise ConfigError(lines[-1] if lines else f"{script}.py --config {config} --show-config "
                                                   f"failed (exit status {proc.returncode})")
-    return json.loads(proc.stdout)
+    shown = json.loads(proc.stdout)
+    try:  # written whole or not at all; a cache that cannot be written is only slower
+        SHOWN_CACHE.mkdir(parents=True, exist_ok=True)
+        partial = cached.with_name(f".{cached.name}.{os.getpid()}")
+        partial.write_text(proc.stdout, encoding="utf-8")
+        os.replace(partial, cached)
+    except OSError:
+        pass
+    return shown
 
 
 def _shown(config, script):
