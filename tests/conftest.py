@@ -118,15 +118,21 @@ def write_neu_fixtures(home):
                                 "time": "", "cc_file": ""}, ensure_ascii=False) + "\n")
     topics = home / "neuclir" / "trec-2022"
     topics.mkdir(parents=True, exist_ok=True)
-    with open(topics / "topics.jsonl", "w", encoding="utf-8") as f:
+    write_neuclir_topics(topics)
+    (topics / "qrels").write_text("".join(f"{q} fas {d} {r}\n" for q, d, r in NEUCLIR_QRELS))
+
+
+def write_neuclir_topics(folder):
+    """NEUCLIR_TOPICS as neuCLIR's topics.jsonl in ``folder``: the English title, its human and
+    machine translations into Persian."""
+    def topic(lang, source, text):
+        return {"lang": lang, "source": source, "topic_title": text,
+                "topic_description": text, "topic_narrative": text}
+    with open(folder / "topics.jsonl", "w", encoding="utf-8") as f:
         for qid, (title, fa_title) in NEUCLIR_TOPICS.items():
-            def topic(lang, source, text):
-                return {"lang": lang, "source": source, "topic_title": text,
-                        "topic_description": text, "topic_narrative": text}
             f.write(json.dumps({"topic_id": qid, "topics": [
                 topic("eng", "original", title), topic("fas", "human translation", fa_title),
                 topic("fas", "machine translation", fa_title)]}, ensure_ascii=False) + "\n")
-    (topics / "qrels").write_text("".join(f"{q} fas {d} {r}\n" for q, d, r in NEUCLIR_QRELS))
 
 
 @pytest.fixture(scope="session")

@@ -3,14 +3,13 @@
 Russian values on the right rows, the plan's configs, the FLORES script gap."""
 import gzip
 import io
-import json
 import math
 import tarfile
 
 import pandas as pd
 import pytest
 
-from conftest import NEUCLIR_QRELS, NEUCLIR_TOPICS, REPO, run_script
+from conftest import NEUCLIR_QRELS, REPO, run_script, write_neuclir_topics
 from crossvariety import experiments, settings
 from crossvariety.report import evaluation, figures, followup, paper
 from crossvariety.report.cells import Cell, run_names
@@ -43,14 +42,7 @@ def neuclir_2023(irds_home):
     """irds:neuclir/1/fa/trec-2023: topics with the 2022 ids, qrels in the release's tarball."""
     topics = irds_home / "neuclir" / "trec-2023"
     topics.mkdir(parents=True, exist_ok=True)
-    with open(topics / "topics.jsonl", "w", encoding="utf-8") as f:
-        for qid, (title, fa_title) in NEUCLIR_TOPICS.items():
-            def topic(lang, source, text):
-                return {"lang": lang, "source": source, "topic_title": text,
-                        "topic_description": text, "topic_narrative": text}
-            f.write(json.dumps({"topic_id": qid, "topics": [
-                topic("eng", "original", title), topic("fas", "human translation", fa_title),
-                topic("fas", "machine translation", fa_title)]}, ensure_ascii=False) + "\n")
+    write_neuclir_topics(topics)
     data = "".join(f"{q} 0 {d} {r}\n" for q, d, r in QRELS_2023).encode()
     with tarfile.open(topics / "qrels.tar.gz", "w:gz") as tar:
         info = tarfile.TarInfo("qrels.final.gains.fas")

@@ -16,6 +16,7 @@ import numpy as np
 import pyterrier as pt
 from pyterrier_dr import FlexIndex
 
+from . import by_columns
 from ..errors import UserError
 from ..families import dense
 from ..neural import chunks
@@ -74,15 +75,7 @@ class BGEM3(pt.Transformer):
         return self.text_scorer()
 
     def transform(self, frame):
-        columns = set(frame.columns)
-        if "query" in columns and self.text_field in columns:
-            return self.text_scorer()(frame)
-        if "query" in columns:
-            return self.query_encoder()(frame)
-        if self.text_field in columns:
-            return self.doc_encoder()(frame)
-        raise ValueError(f"BGEM3 encodes a query column, a {self.text_field} column or scores "
-                         f"both; got {list(frame.columns)}")
+        return by_columns(self, frame)
 
 
 class QueryEncoder(dense.QueryEncoder):

@@ -25,6 +25,7 @@ import pandas as pd
 import pyterrier as pt
 import torch
 
+from . import by_columns
 from ..errors import UserError
 from ..families import colbertxm, plaid, plaid_search
 from ..families.colbert import ColBERTXMEncoder
@@ -72,15 +73,7 @@ class ColBERTXM(pt.Transformer):
         return self.text_scorer()
 
     def transform(self, frame):
-        columns = set(frame.columns)
-        if "query" in columns and self.text_field in columns:
-            return self.text_scorer()(frame)
-        if "query" in columns:
-            return self.query_encoder()(frame)
-        if self.text_field in columns:
-            return self.doc_encoder()(frame)
-        raise ValueError(f"ColBERTXM encodes a query column, a {self.text_field} column or "
-                         f"scores both; got {list(frame.columns)}")
+        return by_columns(self, frame)
 
 
 class QueryEncoder(plaid_search.ColbertQueryEncoder):

@@ -337,19 +337,14 @@ def render(frame, measures, fmt="markdown", alpha=0.05):
         cells = [str(row[c]) for c in labels]
         for m in measures:
             ours, p, paper, diff = row[m], row[f"{m} p"], row[f"{m} paper"], row[f"{m} diff"]
-            cells.append("–" if math.isnan(ours) else
-                         f"{ours:.4f}" + ("†" if not math.isnan(p) and p < alpha else ""))
+            cells.append(_ours(ours, p, alpha))
             cells.append("" if math.isnan(p) else f"{p:.3g}")
             if with_paper:
                 cells.append("" if math.isnan(paper) else f"{paper:.4f}")
                 cells.append("" if math.isnan(diff) else
                              f"{diff:+.4f}" + (" !" if row[f"{m} flag"] else ""))
         rows.append(cells)
-    if fmt == "markdown":
-        return evaluation.markdown_table(header, rows)
-    if fmt == "latex":
-        return evaluation.latex_tabular(header, rows)
-    raise UsageError(f"unknown table format {fmt!r}; choose markdown, csv or latex")
+    return _formatted(header, rows, fmt)
 
 
 def render_by_script(frame, measures, fmt="markdown", alpha=0.05):
@@ -374,10 +369,8 @@ def render_by_script(frame, measures, fmt="markdown", alpha=0.05):
         cells = rows.setdefault(key, {})
         for m in measures:
             ours, p, paper = row[m], row[f"{m} p"], row[f"{m} paper"]
-            cells[m, row["script"]] = (
-                "–" if math.isnan(ours) else
-                f"{ours:.4f}" + ("†" if not math.isnan(p) and p < alpha else ""),
-                "" if math.isnan(paper) else f"{paper:.4f}")
+            cells[m, row["script"]] = (_ours(ours, p, alpha),
+                                       "" if math.isnan(paper) else f"{paper:.4f}")
     lines = []
     for key, cells in rows.items():
         line = list(key)
@@ -386,8 +379,18 @@ def render_by_script(frame, measures, fmt="markdown", alpha=0.05):
                 ours, paper = cells.get((m, script), ("", ""))
                 line += [ours] + ([paper] if with_paper[m, script] else [])
         lines.append(line)
+    return _formatted(header, lines, fmt)
+
+
+def _ours(value, p, alpha):
+    """Our value as a table shows it: 4 decimals, † when its corrected p < alpha."""
+    return "–" if math.isnan(value) else \
+        f"{value:.4f}" + ("†" if not math.isnan(p) and p < alpha else "")
+
+
+def _formatted(header, rows, fmt):
     if fmt == "markdown":
-        return evaluation.markdown_table(header, lines)
+        return evaluation.markdown_table(header, rows)
     if fmt == "latex":
-        return evaluation.latex_tabular(header, lines)
+        return evaluation.latex_tabular(header, rows)
     raise UsageError(f"unknown table format {fmt!r}; choose markdown, csv or latex")
