@@ -210,6 +210,11 @@ for pair in pairs:
                 and topics.spec == BUILT_IN[pair.name].dev_topics:
             # the paper's own translations of these topics, from its released data
             released.install_queries(pair.name, variety_file, "dev", highres_queries.qid)
+        elif BENCHMARK == "mmarco" and not VARIETY_QUERIES and \
+                released.has_translit_queries(pair, topics.spec):
+            # the follow-up's romanised queries (plain uroman, unsegmented), from its release
+            released.install_translit_queries(topics.spec, variety_file,
+                                              known_qids=highres_queries.qid)
         else:
             raise UserError(f"no {pair.variety} queries for {pair.name} at {variety_file}; put "
                             f"the {pair.variety} version of {topics.spec}'s queries there "

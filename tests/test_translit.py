@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from conftest import IRDS_HOME, QRELS_TRAIN, fake_hub, run_script
-from crossvariety.data import negatives, released, romanization, translation
+from conftest import IRDS_HOME, QRELS_TRAIN, REPO, fake_hub, run_script
+from crossvariety.data import negatives, pairs, released, romanization, translation
 from crossvariety.data.datasets import read_docs, read_queries
 from crossvariety.data.romanization import romanize, segment_text
 from crossvariety.data.translation import TranslationCache, translate
@@ -263,16 +263,17 @@ def test_mine_negatives_query_scripts(ru_mmarco):
 
 def test_mine_negatives_anserini_segmentation(ru_mmarco):
     """The _ANSERINI training files: Chinese queries cut into bigrams, then (translit)
-    romanised; native ones cut only. Passages from any collection (here the Russian one)."""
+    romanised; native ones cut only. Passages from any collection (here the Russian one). The
+    training config's pair (its own label, q-zho_Latn-anserini) as it is."""
     workdir = ru_mmarco
-    common = ["--pair", "zho_Latn-zho_Hans", "--train", "irds:mmarco/v2/zh/train", "--collection",
-              "irds:mmarco/v2/ru", "--queries", "irds:mmarco/v2/zh/train", "--segment", "anserini"]
-    mine(workdir, *common, "--out", workdir / "native.jsonl")
+    common = ["--config", REPO / "configs" / "train_zh_translit_anserini_bgem3.toml", "--train",
+              "irds:mmarco/v2/zh/train", "--collection", "irds:mmarco/v2/ru"]
+    mine(workdir, *common, "--query-script", "native", "--out", workdir / "native.jsonl")
     assert examples_of(workdir / "native.jsonl")[0]["query"] == "什么 么是 是饮 饮用 用水"
-    mine(workdir, *common, "--query-script", "translit", "--out", workdir / "translit.jsonl")
+    mine(workdir, *common, "--out", workdir / "translit.jsonl")
     assert examples_of(workdir / "translit.jsonl")[1]["query"] == \
         "aifei feier ertie tieta tazai zaina nali"
-    proc = mine(workdir, "--pair", "rus_Latn-rus_Cyrl", *common[2:], check=False)
+    proc = mine(workdir, *common, "--pair", "rus_Latn-rus_Cyrl", check=False)
     assert proc.returncode == 2 and "cuts Chinese text" in proc.stderr.splitlines()[-1]
 
 
@@ -331,6 +332,20 @@ def test_released_romanised_queries_and_a_malformed_file(ru_mmarco, tmp_path, mo
     run_script("translate_queries.py", "--queries", "irds:mmarco/v2/ru/dev/small", "--src", "ru",
                "--engine", "uroman", "--out", mine_, cwd=workdir)
     assert mine_.read_text(encoding="utf-8") == good
+    # run_mmarco.py fetches them on first use, where the pair's query file is missing
+    config = workdir / "fetch.toml"
+    config.write_text(PAIR_TABLE + '\n[run_mmarco]\npairs = ["rus_Latn-rus_Cyrl"]\n'
+                      'romanize = true\n', encoding="utf-8")
+    run_script("run_mmarco.py", "--config", config, cwd=workdir, env=env)
+    fetched = workdir / "data" / "translations" / "mmarco-v2-ru-dev-small.rus_Latn.tsv"
+    assert fetched.read_text(encoding="utf-8") == good
+    # ... only the plain romanisation of the topics the authors romanised
+    assert released.has_translit_queries(pairs.pair_from_name("rus_Latn-rus_Cyrl"),
+                                         "irds:mmarco/v2/ru/dev/small")
+    segmented = pairs.Pair("zho_Latn-anserini-zho_Hans", "zho_Latn-anserini", "zho_Hans", "zh")
+    assert not released.has_translit_queries(segmented, "irds:mmarco/v2/zh/dev/small")
+    assert not released.has_translit_queries(pairs.pair_from_name("rus_Latn-rus_Cyrl"),
+                                             "irds:mmarco/v2/fr/dev/small")
     # not released: one line that says where to get it, nothing written
     proc = run_script("translate_queries.py", "--queries", "irds:mmarco/v2/fr/dev/small",
                       "--src", "fr", "--engine", "uroman", "--released", "--out",

@@ -23,6 +23,10 @@ assumptions, the names the authors' transliterate.py writes (``{irds id with _ f
 ``qid<TAB>query`` for mMARCO, ``qid<TAB>ht_title<TAB>mt_title<TAB>ht_description`` for neuCLIR).
 ``$CROSSVARIETY_TRANSLIT_REPO`` names another dataset id. Such a file is read defensively
 (install_translit_queries): any other layout is a one-line error naming the file and the line.
+run_mmarco.py fetches them on first use, as it does the first paper's translations, for a pair
+of native topics and their plain romanisation (rus_Latn-rus_Cyrl over mMARCO Russian
+dev/small) whose query file is missing; translate_queries.py --engine uroman makes the same
+queries locally.
 """
 import logging
 import os
@@ -113,6 +117,15 @@ def resolve(spec, kind):
         raise UsageError(f"{spec}: the paper released {kind} files for "
                          f"{', '.join('paper:' + p for p in files)} only")
     return str(fetch(files[pair]))
+
+
+def has_translit_queries(pair, topics_spec):
+    """Whether the follow-up released the variety queries of ``pair`` over ``topics_spec``: the
+    topics are ones it romanised and the variety is their plain romanisation (rus_Latn for
+    Russian topics; not a segmented one such as zho_Latn-anserini)."""
+    from .languages import iso639_3
+    return topics_spec in TRANSLIT_QUERIES and \
+        pair.variety == f"{iso639_3(pair.analyzer)}_Latn" != pair.highres
 
 
 def install_translit_queries(spec, target, field=None, known_qids=None):
