@@ -32,6 +32,9 @@ NGRAM = 0  # BM25 terms: 0 = words (stemmed, stop words removed: the paper's); 3
 ROMANIZE = False  # write the text in Latin letters with uroman first (a variety written in another
                   # script; queries must be romanised too: run_mmarco.py --romanize); index folder
                   # {index_dir}/bm25-uroman[-charN]/
+SKELETON = False  # romanise, then drop the vowels of every word (consonant skeletons, for a pair
+                  # where one side is an abjad: Arabic, Jawi); queries alike: run_mmarco.py
+                  # --skeleton; index folder {index_dir}/bm25-uroman-skel[-charN]/
 INDEX = ""  # index folder to write; empty = {index_dir}/{model label: bm25, bm25-char4,
             # bm25-uroman, ...}/{dataset name}
 WORKERS = 0  # processes that analyse text; 0 = all cores
@@ -42,12 +45,13 @@ import logging
 import sys
 from pathlib import Path
 
-from crossvariety.families import bm25
+from crossvariety.families import analysis, bm25
 from crossvariety.data.datasets import Dataset
 from crossvariety.errors import UsageError
 from crossvariety.runs import check_writable
 
 log = logging.getLogger("index_bm25")
+ROMANIZE = analysis.romanization(ROMANIZE, SKELETON)
 dataset = Dataset(DATASET)
 if not LANG:
     LANG = dataset.docs_lang() if dataset.irds_id else None

@@ -70,6 +70,9 @@ NGRAM = 0  # BM25 terms: 0 = words (stemmed, stop words removed: the paper's); 3
 ROMANIZE = False  # BM25: write queries and documents in Latin letters with uroman first (a variety
                   # written in another script: Serbian Cyrillic vs Croatian); every pair, or per
                   # pair with romanize = true in its [pairs.NAME] table; runs named bm25-uroman
+SKELETON = False  # BM25: romanise, then drop the vowels of every word (consonant skeletons: where
+                  # one side is an abjad, Arabic or Jawi, which spells few vowels); every pair, or
+                  # per pair with skeleton = true; runs named bm25-uroman-skel
 MAX_LENGTH = 1024  # BGE-M3: tokens per document (and per query); an index built with another length
                    # is an error (--overwrite rebuilds it)
 DOC_LANG_FROM_CONFIG = False  # ColBERT-XM: encode documents with the checkpoint's saved
@@ -294,8 +297,9 @@ if tables:
         benchmark = "+".join(dict.fromkeys(Dataset(t).name for t in topic_specs))
         if not all(str(c).startswith("irds:") for c in collection_ids):
             benchmark += "-" + provenance.digest(collection_ids)
-    # bm25-unibi if any pair uses it
-    model = max(experiments.first_stage(experiments.pair_settings(s, pair)) for pair in pairs)
+    # each first stage of the pairs once (bm25+bm25-unibi: Chinese pairs analysed apart)
+    model = "+".join(dict.fromkeys(experiments.first_stage(experiments.pair_settings(s, pair))
+                                   for pair in pairs))
     table = pd.concat(tables)
     table.index.name = f"{benchmark} {model}" + (f" >> {model_label(RERANK)}" if RERANK else "")
     text = evaluation.format_table(table) + "\n" + evaluation.significance_note(

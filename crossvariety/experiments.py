@@ -16,7 +16,7 @@ from pathlib import Path
 from . import settings
 from .data import flores, pairs, translation
 from .data.datasets import Dataset, dataset_name
-from .families import family_of
+from .families import analysis, family_of
 from .models import model_label
 from .runs import run_path
 
@@ -44,9 +44,11 @@ def collection_settings(s, language="", analyzer=""):
 
 
 def pair_settings(s, pair):
-    """``s`` for a pair's collection: its languages, romanised if the pair or ``s`` asks."""
+    """``s`` for a pair's collection: its languages, romanised (consonant skeletons) if the
+    pair or ``s`` asks."""
     return {**collection_settings(s, pair.highres, pair.analyzer),
-            "romanize": bool(s.get("romanize")) or pair.romanize}
+            "romanize": analysis.romanization(s.get("romanize") or pair.romanize,
+                                              s.get("skeleton") or pair.skeleton)}
 
 
 def first_stage(s, model=None):

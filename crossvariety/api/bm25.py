@@ -25,8 +25,9 @@ class Bm25Index:
     analysis is used for documents and queries alike, as in the paper (variety queries are
     analysed as the high-resource language). An index already built records its analysis:
     ``language`` may then be left out. ``cjk`` (Chinese, Cantonese: "bigrams", the paper's, or
-    "unigrams+bigrams"), ``ngram`` (0 = words; 3-5 = character n-grams) and ``romanize`` (uroman
-    first) choose the analysis as run_mmarco.py's --cjk, --ngram, --romanize do. ``threads``:
+    "unigrams+bigrams"), ``ngram`` (0 = words; 3-5 = character n-grams) and ``romanize`` (True:
+    uroman first; "skeleton": uroman, then no vowels) choose the analysis as run_mmarco.py's
+    --cjk, --ngram, --romanize, --skeleton do. ``threads``:
     analysis processes while indexing (default all cores) and PISA threads while searching.
     ``overwrite``: ``index()`` replaces a built index (as pyterrier_pisa's ``overwrite=True``).
     ``text_field``: the documents' field that is indexed.

@@ -39,6 +39,7 @@ class Pair:
     flores_variety: str = ""  # FLORES-200 codes ("" = found from the language codes)
     flores_highres: str = ""
     romanize: bool = False  # BM25: romanise queries and documents with uroman (another script)
+    skeleton: bool = False  # BM25: romanise, then drop the vowels (an abjad on either side)
 
     @property
     def dev_topics(self):
@@ -56,7 +57,7 @@ class Pair:
 
 
 FIELDS = [f.name for f in dataclasses.fields(Pair) if f.name != "name"]
-BOOLEAN = {"romanize"}
+BOOLEAN = {"romanize", "skeleton"}
 
 
 def _mmarco(name, variety, highres, analyzer):

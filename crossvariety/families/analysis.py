@@ -17,8 +17,11 @@ each word padded with a boundary mark (``_word_``: "casa" -> _cas casa asa_) ins
 stem, for any language and script (Chinese and Cantonese keep their bigram modes); related
 varieties share sub-word material that whole words miss. ``romanize=True`` first writes text in
 Latin letters with uroman (one script for a variety written in another: Serbian Cyrillic vs
-Croatian). Both analyse plainly: no stop words, no stemming (a stemmer and a stop list are for
-whole words of the original spelling); elision still applies.
+Croatian); ``romanize="skeleton"`` then also drops the vowels of each word (its consonant
+skeleton): where one side is written in an abjad (Arabic, Jawi, Perso-Arabic), which spells few
+vowels, its romanisation has few vowels too, and the other side's must lose them to match.
+Both analyse plainly: no stop words, no stemming (a stemmer and a stop list are for whole words
+of the original spelling); elision still applies.
 """
 import collections
 import functools
@@ -60,25 +63,40 @@ CJK_MODES = ["bigrams", "unigrams+bigrams"]  # the first is the paper's (Lucene'
 NGRAMS = (3, 4, 5)  # character n-gram lengths offered; 4 is the usual best (McNamee & Mayfield)
 BOUNDARY = "_"  # pads each word before n-grams: "_casa_" (a word's start and end are features)
 UROMAN_VERSION = "1.3.1.1"  # the pinned uroman (requirements.txt): romanised terms depend on it
+# What romanize= can ask: uroman's Latin letters, or those without vowels (consonant skeletons)
+ROMANIZATIONS = {"uroman": "-uroman", "skeleton": "-uroman-skel"}  # -> label part
+_VOWELS = regex.compile(r"[aeiouy]")
 
 
 class Spec(collections.namedtuple("Spec", "lang cjk ngram romanize")):
     """What an analysis is: the canonical language; the CJK mode (Chinese and Cantonese only,
-    else None); the character n-gram length (0 = words); whether text is romanised first."""
+    else None); the character n-gram length (0 = words); how text is romanised first (False,
+    or a key of ROMANIZATIONS)."""
 
     @property
     def label(self):
         """The BM25 model's name in index folders and run files: bm25, bm25-unibi, bm25-char4,
-        bm25-uroman, bm25-uroman-char4, ..."""
+        bm25-uroman, bm25-uroman-char4, bm25-uroman-skel-char4, ..."""
         return "bm25" + ("-unibi" if self.cjk == "unigrams+bigrams" else "") + \
-            ("-uroman" if self.romanize else "") + (f"-char{self.ngram}" if self.ngram else "")
+            ROMANIZATIONS.get(self.romanize, "") + (f"-char{self.ngram}" if self.ngram else "")
+
+
+def romanization(romanize=False, skeleton=False):
+    """The romanize= of the settings ``romanize`` (uroman) and ``skeleton`` (uroman, then no
+    vowels; implies romanize)."""
+    return "skeleton" if skeleton else "uroman" if romanize else False
 
 
 def spec(lang, cjk="bigrams", ngram=0, romanize=False):
     """The Spec of an analysis, checked and canonical: the CJK mode only for Chinese and
     Cantonese written in Han characters (romanised text has none, and n-grams do not apply to
-    them: their bigrams are already character n-grams)."""
+    them: their bigrams are already character n-grams). ``romanize``: False, True (= "uroman")
+    or a key of ROMANIZATIONS."""
     lang = languages.canonical(lang)
+    romanize = "uroman" if romanize is True else romanize or False
+    if romanize and romanize not in ROMANIZATIONS:
+        raise UsageError(f"unknown romanisation {romanize!r}; choose "
+                         f"{' or '.join(ROMANIZATIONS)} (or false)")
     if cjk not in CJK_MODES:
         raise UsageError(f"unknown CJK analysis {cjk!r}; choose {' or '.join(CJK_MODES)}")
     ngram = int(ngram or 0)
@@ -86,7 +104,7 @@ def spec(lang, cjk="bigrams", ngram=0, romanize=False):
         raise UsageError(f"character n-grams of length {ngram} are not offered; choose "
                          f"{', '.join(map(str, NGRAMS))} (4 is the usual best) or 0 for words")
     han = lang in languages.CJK and not romanize
-    return Spec(lang, cjk if han else None, 0 if han else ngram, bool(romanize))
+    return Spec(lang, cjk if han else None, 0 if han else ngram, romanize)
 
 _APOSTROPHES = str.maketrans({c: "'" for c in "\u2019\u2018\u02bc\u00b4`\u2032"})
 _DIGITS = str.maketrans({**{chr(0x0660 + i): str(i) for i in range(10)},
@@ -172,6 +190,8 @@ class Analyzer:
         if self.elision:
             tokens = [self._elide(t) if "'" in t else t for t in tokens]
         tokens = [t.replace("'", "") if "'" in t else t for t in tokens if t]
+        if self.romanize == "skeleton":
+            tokens = [consonants(t) for t in tokens]
         return ngrams(tokens, self.ngram) if self.ngram else tokens
 
     def _elide(self, token):
@@ -214,6 +234,14 @@ def snowball_stops(name):
     for line in (STOPWORDS_DIR / f"{name}.txt").read_text(encoding="utf-8").splitlines():
         words.extend(line.split("|")[0].split())
     return words
+
+
+def consonants(word):
+    """A romanised word's consonant skeleton: without accents and without the vowels a e i o
+    u y ("kaleuhnyan" -> "klhnn"); a word of vowels only keeps them ("ia" -> "ia")."""
+    plain = "".join(c for c in unicodedata.normalize("NFD", word)
+                    if not unicodedata.combining(c))
+    return _VOWELS.sub("", plain) or plain
 
 
 def ngrams(words, n):

@@ -171,14 +171,17 @@ def index_built(index_dir):
 
 def analysis_record(spec):
     """The analysis as index metadata and run records write it (terms: words or charN;
-    romanize: the uroman version, or false)."""
+    romanize: the uroman version, with ", consonant skeleton" for romanize="skeleton", or
+    false)."""
     return {"lang": spec.lang, "cjk": spec.cjk,
             "terms": f"char{spec.ngram}" if spec.ngram else "words",
-            "romanize": f"uroman {analysis.UROMAN_VERSION}" if spec.romanize else False,
+            "romanize": f"uroman {analysis.UROMAN_VERSION}" + (
+                SKELETON_RECORD if spec.romanize == "skeleton" else "") if spec.romanize else False,
             "stops": analysis.stop_source(spec)}
 
 
 ANALYSIS_KEYS = ("lang", "cjk", "terms", "romanize", "stops")
+SKELETON_RECORD = ", consonant skeleton"
 
 
 def recorded_analysis(meta):
@@ -186,7 +189,8 @@ def recorded_analysis(meta):
     romanize)."""
     terms = meta.get("terms", "words")
     return (meta["lang"], meta.get("cjk"), int(terms[len("char"):]) if terms.startswith("char")
-            else 0, bool(meta.get("romanize")))
+            else 0, analysis.romanization(bool(meta.get("romanize")),
+                                          SKELETON_RECORD in (meta.get("romanize") or "")))
 
 
 def index_inputs(collection, lang, cjk="bigrams", ngram=0, romanize=False):
