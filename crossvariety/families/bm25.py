@@ -1,8 +1,10 @@
 """BM25 on PISA over terms analysed in Python (crossvariety.families.analysis).
 
-PISA's own tokenizer is ASCII-only, so it never sees raw text: documents are indexed as term-count
-dicts (``toks_indexer(scale=1)``; the default scale of 100 changes BM25 rankings) and queries are
-passed as ``query_toks`` with their term frequencies as weights.
+PISA's own tokenizer is ASCII-only, so it never sees raw text: documents are indexed as term
+counts (the index pyterrier_pisa's ``toks_indexer(scale=1)`` writes, inverted with numpy by
+crossvariety.families.pisa_toks, which also avoids that indexer's wrong posting lists beyond its
+first 100,000 documents; the default scale of 100 changes BM25 rankings) and queries are passed
+as ``query_toks`` with their term frequencies as weights.
 
 PISA's C++ code prints thousands of progress lines ("Storing terms statistics: 1% ...") on the
 console while it indexes; its verbosity switch in pyterrier-pisa 0.4.9 is broken, so its output
@@ -27,7 +29,7 @@ from pathlib import Path
 import pyterrier as pt
 from tqdm.auto import tqdm
 
-from . import analysis
+from . import analysis, pisa_toks
 from .. import provenance
 from .analysis import get_analyzer
 from ..errors import UserError, ignore_interrupts
@@ -86,8 +88,7 @@ def _analyzer(spec):
 
 def _analyse(job):
     spec, batch = job
-    analyzer = _analyzer(analysis.Spec(*spec))
-    return [{"docno": docno, "toks": analyzer.counts(text)} for docno, text in batch]
+    return pisa_toks.analyse_batch(_analyzer(analysis.Spec(*spec)), batch)
 
 
 def default_index_path(index_dir, dataset_name, label="bm25"):
@@ -244,7 +245,6 @@ def build_index(docs, lang, index_dir, workers=0, total=None, batch_size=2000, c
     """Analyse ``docs`` ({"docno", "text"} dicts) on ``workers`` processes (0 = all cores) and
     build a PISA index at ``index_dir``. The index appears only when complete. ``collection``
     (a Dataset, the source of ``docs``): its identity is recorded in the index's metadata."""
-    from pyterrier_pisa import PisaIndex
     spec = analysis.spec(lang, cjk, ngram, romanize)
     _analyzer(spec)  # fail, or warn of a generic analysis, at once; loads uroman before the fork
     label = ", ".join(str(x) for x in (spec.lang, spec.cjk) if x) + \
@@ -264,17 +264,16 @@ def build_index(docs, lang, index_dir, workers=0, total=None, batch_size=2000, c
             def stream():
                 nonlocal count
                 for batch in _analysed_batches(docs, spec, pipes, batch_size):
-                    yield from batch
-                    count += len(batch)
-                    progress.update(len(batch))
+                    yield batch
+                    count += len(batch.docnos)
+                    progress.update(len(batch.docnos))
 
             analysed = stream()
-            first = next(analysed, None)  # PISA fails on an empty stream (UnboundLocalError)
+            first = next(analysed, None)
             if first is None:
                 raise UserError(f"no documents to index for {index_dir}: the collection is "
                                 "empty")
-            PisaIndex(str(tmp), stemmer="none", stops="none").toks_indexer(scale=1).index(
-                itertools.chain([first], analysed))
+            pisa_toks.write_index(tmp, itertools.chain([first], analysed))
         (tmp / META).write_text(json.dumps(dict(meta, documents=count), indent=1))
     log.info("indexed %d documents (%s analysis) into %s in %.1fs", count, label, index_dir,
              time.time() - start)
