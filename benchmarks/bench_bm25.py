@@ -10,6 +10,11 @@ time linear in documents and analysis spread over --cores-target cores (PISA's o
 step is measured apart: it is the part that does not use the analysis workers), and query time
 linear in collection size (posting lists grow with it; an upper bound for WAND-pruned top-k).
 
+The reference library path is timed in the same run (unless --no-reference) for words and
+4-grams: pyterrier_pisa's toks indexer fed one {term: count} dict per document, analysed in the
+same process, as one batch (its multi-batch build gets posting lists wrong beyond 100,000
+documents); its index must equal ours byte for byte, and the ratio is printed.
+
   python benchmarks/bench_bm25.py                          # 200,000 passages, 2 cores
   python benchmarks/bench_bm25.py --passages 50000 --out bm25.json
 """
@@ -46,6 +51,8 @@ parser.add_argument("--cores-target", type=int, default=16, help="cores of the e
 parser.add_argument("--analyses", nargs="+", default=list(ANALYSES), choices=list(ANALYSES))
 parser.add_argument("--flores-dir", default=str(flores.SHARED_COPY))
 parser.add_argument("--out", default="")
+parser.add_argument("--reference", action=argparse.BooleanOptionalAction, default=True,
+                    help="also time pyterrier_pisa's toks indexer (words, 4-grams)")
 args = parser.parse_args()
 
 rng = random.Random(0)
@@ -77,6 +84,20 @@ try:
             analyzer.counts(d["text"])
         analysis_s = (time.time() - start) / len(sample) * len(docs)
         size = sum(f.stat().st_size for f in index.rglob("*") if f.is_file())
+        reference_s = None
+        if args.reference and not options.get("romanize"):
+            import filecmp
+            from pyterrier_pisa import PisaIndex
+            start = time.time()
+            with bm25.pisa_quiet():
+                PisaIndex(str(tmp / "reference"), stemmer="none", stops="none",
+                          batch_size=len(docs) + 1).toks_indexer(scale=1).index(
+                    {"docno": d["docno"], "toks": analyzer.counts(d["text"])} for d in docs)
+            reference_s = time.time() - start
+            different = [f.name for f in index.iterdir() if f.name != bm25.META and not
+                         filecmp.cmp(f, tmp / "reference" / f.name, shallow=False)]
+            assert not different, f"our index differs from pyterrier_pisa's: {different}"
+            shutil.rmtree(tmp / "reference")
         start = time.time()
         retriever = bm25.bm25_retriever(index, num_results=1000, threads=workers)
         bounds = time.time() - start
@@ -96,6 +117,9 @@ try:
                "est_mmarco_fr_build_h": round(est_build / 3600, 2),
                "est_mmarco_fr_index_gb": round(size / len(docs) * MMARCO_FR / 1e9, 2),
                "est_dev_small_s": round(query_s / len(queries) * DEV_SMALL * scale, 1)}
+        if reference_s:
+            row.update(reference_build_s=round(reference_s, 1),
+                       speedup_vs_reference=round(reference_s / build, 2))
         results["analyses"][label] = row
         print(label, json.dumps(row), flush=True)
         shutil.rmtree(index)

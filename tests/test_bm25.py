@@ -159,3 +159,26 @@ def test_building_an_index_writes_no_pisa_progress_lines(tmp_path):
     lines = [line for line in re.split(r"[\r\n]", proc.stderr) if line.strip()]
     assert "indexed 3000 documents" in lines[-1]
     assert all(line.startswith("BM25 index (en): ") for line in lines[:-1]), lines
+
+
+def test_an_index_inverted_by_pyterrier_pisa_is_rebuilt(tmp_path):
+    """An index whose record lacks the inversion (built by an earlier version, through
+    pyterrier_pisa's toks indexer: wrong posting lists beyond 100,000 documents) is rebuilt."""
+    from conftest import run_script
+    folder = tmp_path / "coll"
+    folder.mkdir()
+    (folder / "docs.tsv").write_text("".join(f"{d}\t{t}\n" for d, t in TOY.items()))
+    index = tmp_path / "idx"
+    run_script("index_bm25.py", "--dataset", folder, "--lang", "en", "--index", index,
+               cwd=tmp_path)
+    meta = json.loads((index / META).read_text())
+    assert meta["inversion"] == "crossvariety.pisa_toks 1"
+    del meta["inversion"]
+    (index / META).write_text(json.dumps(meta))
+    proc = run_script("index_bm25.py", "--dataset", folder, "--lang", "en", "--index", index,
+                      cwd=tmp_path)
+    assert re.search(r"rebuilding .*idx: .*inversion", proc.stderr), proc.stderr
+    assert json.loads((index / META).read_text())["inversion"] == "crossvariety.pisa_toks 1"
+    again = run_script("index_bm25.py", "--dataset", folder, "--lang", "en", "--index", index,
+                       cwd=tmp_path)
+    assert "already built" in again.stderr

@@ -195,9 +195,10 @@ def recorded_analysis(meta):
 
 
 def index_inputs(collection, lang, cjk="bigrams", ngram=0, romanize=False):
-    """What a BM25 index is made of: the collection's identity and the analysis."""
+    """What a BM25 index is made of: the collection's identity, the analysis, the inversion."""
     return {"collection": provenance.collection_id(collection),
-            **analysis_record(analysis.spec(lang, cjk, ngram, romanize))}
+            **analysis_record(analysis.spec(lang, cjk, ngram, romanize)),
+            "inversion": pisa_toks.INVERSION}
 
 
 def stale_index(index_dir, collection, lang, cjk="bigrams", ngram=0, romanize=False):
@@ -207,7 +208,8 @@ def stale_index(index_dir, collection, lang, cjk="bigrams", ngram=0, romanize=Fa
     meta = json.loads((Path(index_dir) / META).read_text())
     if "collection" not in meta:
         return None
-    return provenance.differences({k: meta.get(k) for k in ("collection",) + ANALYSIS_KEYS},
+    return provenance.differences({k: meta.get(k) for k in ("collection", "inversion") +
+                                   ANALYSIS_KEYS},
                                   index_inputs(collection, lang, cjk, ngram, romanize))
 
 
@@ -252,9 +254,9 @@ def build_index(docs, lang, index_dir, workers=0, total=None, batch_size=2000, c
     workers = workers or os.cpu_count()
     start, count = time.time(), 0
     # the collection as it is when its reading starts
-    meta = analysis_record(spec) if collection is None else \
-        dict(index_inputs(collection, lang, cjk, ngram, romanize),
-             collection_files=provenance.collection_files(collection))
+    meta = dict(analysis_record(spec), inversion=pisa_toks.INVERSION) if collection is None \
+        else dict(index_inputs(collection, lang, cjk, ngram, romanize),
+                  collection_files=provenance.collection_files(collection))
     with atomic_path(index_dir) as tmp:
         with _analysis_workers(workers) as pipes, pisa_quiet() as terminal, \
                 tqdm(total=total, unit="doc", desc=f"BM25 index ({label})", mininterval=2,

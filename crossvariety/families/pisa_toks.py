@@ -20,6 +20,9 @@ import pandas as pd
 
 # documents per batch file of the inversion, as pyterrier_pisa's default (its memory bound)
 BATCH_DOCUMENTS = 100_000
+# recorded with every index: an index without it was inverted by pyterrier_pisa, whose posting
+# lists are wrong beyond its first batch, so such an index is rebuilt
+INVERSION = "crossvariety.pisa_toks 1"
 
 AnalysedBatch = collections.namedtuple("AnalysedBatch", "docnos terms codes counts sizes")
 AnalysedBatch.__doc__ = """Documents as the workers send them: their docnos; the batch's
