@@ -94,8 +94,10 @@ try:
                           batch_size=len(docs) + 1).toks_indexer(scale=1).index(
                     {"docno": d["docno"], "toks": analyzer.counts(d["text"])} for d in docs)
             reference_s = time.time() - start
-            different = [f.name for f in index.iterdir() if f.name != bm25.META and not
-                         filecmp.cmp(f, tmp / "reference" / f.name, shallow=False)]
+            names = {f.name for f in index.iterdir()} - {bm25.META}
+            assert names == {f.name for f in (tmp / "reference").iterdir()}, names
+            different = [name for name in names if not filecmp.cmp(
+                index / name, tmp / "reference" / name, shallow=False)]
             assert not different, f"our index differs from pyterrier_pisa's: {different}"
             shutil.rmtree(tmp / "reference")
         start = time.time()

@@ -177,8 +177,18 @@ def test_an_index_inverted_by_pyterrier_pisa_is_rebuilt(tmp_path):
     (index / META).write_text(json.dumps(meta))
     proc = run_script("index_bm25.py", "--dataset", folder, "--lang", "en", "--index", index,
                       cwd=tmp_path)
-    assert re.search(r"rebuilding .*idx: .*inversion", proc.stderr), proc.stderr
+    assert re.search(r"rebuilding .*idx: inverted by pyterrier_pisa's toks indexer",
+                     proc.stderr), proc.stderr
     assert json.loads((index / META).read_text())["inversion"] == "crossvariety.pisa_toks 1"
     again = run_script("index_bm25.py", "--dataset", folder, "--lang", "en", "--index", index,
                        cwd=tmp_path)
     assert "already built" in again.stderr
+    # searched as it is only when it is too small to have more than one batch
+    meta = json.loads((index / META).read_text())
+    del meta["inversion"]
+    (index / META).write_text(json.dumps(meta))
+    bm25_retriever(index)
+    (index / META).write_text(json.dumps(dict(meta, documents=100_001)))
+    with pytest.raises(UserError, match="posting lists are wrong beyond 100,000 documents: "
+                                        "rebuild it"):
+        bm25_retriever(index)

@@ -73,6 +73,7 @@ def test_consonant_skeletons_of_hand_checked_words():
     assert set(skeleton(JAWI[2])) & set(skeleton(ACEHNESE[2])) == {"lm", "l", "mslh", "dlm",
                                                                      "wsk", "wt"}
     assert get_analyzer("ace", romanize="skeleton", ngram=4)("Iwasaki") == ["_wsk", "wsk_"]
+    assert skeleton("ia \u0301 ua") == ["ia", "ua"]  # a lone combining mark leaves no term
     with pytest.raises(UsageError, match="unknown romanisation 'vowels'; choose uroman or "
                                          "skeleton"):
         Analyzer("ace", romanize="vowels")

@@ -123,9 +123,9 @@ def has_translit_queries(pair, topics_spec):
     """Whether the follow-up released the variety queries of ``pair`` over ``topics_spec``: the
     topics are ones it romanised and the variety is their plain romanisation (rus_Latn for
     Russian topics; not a segmented one such as zho_Latn-anserini)."""
-    from .languages import iso639_3
-    return topics_spec in TRANSLIT_QUERIES and \
-        pair.variety == f"{iso639_3(pair.analyzer)}_Latn" != pair.highres
+    from .languages import canonical, iso639_3
+    return topics_spec in TRANSLIT_QUERIES and f"/{canonical(pair.analyzer)}/" in topics_spec \
+        and pair.variety == f"{iso639_3(pair.analyzer)}_Latn" != pair.highres
 
 
 def install_translit_queries(spec, target, field=None, known_qids=None):

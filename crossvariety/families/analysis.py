@@ -191,7 +191,7 @@ class Analyzer:
             tokens = [self._elide(t) if "'" in t else t for t in tokens]
         tokens = [t.replace("'", "") if "'" in t else t for t in tokens if t]
         if self.romanize == "skeleton":
-            tokens = [consonants(t) for t in tokens]
+            tokens = [c for c in map(consonants, tokens) if c]  # a lone mark has none
         return ngrams(tokens, self.ngram) if self.ngram else tokens
 
     def _elide(self, token):

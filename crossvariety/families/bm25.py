@@ -182,6 +182,8 @@ def analysis_record(spec):
 
 
 ANALYSIS_KEYS = ("lang", "cjk", "terms", "romanize", "stops")
+UNINVERTED = ("inverted by pyterrier_pisa's toks indexer (an earlier version of this code), whose "
+              "posting lists are wrong beyond 100,000 documents")
 SKELETON_RECORD = ", consonant skeleton"
 
 
@@ -206,6 +208,8 @@ def stale_index(index_dir, collection, lang, cjk="bigrams", ngram=0, romanize=Fa
     analysis: a list of differences (empty when it is current), or None when its metadata
     has no identity of its collection (built by an older version)."""
     meta = json.loads((Path(index_dir) / META).read_text())
+    if "inversion" not in meta:
+        return [UNINVERTED]
     if "collection" not in meta:
         return None
     return provenance.differences({k: meta.get(k) for k in ("collection", "inversion") +
@@ -307,6 +311,9 @@ def bm25_retriever(index_dir, num_results=1000, k1=K1, b=B, threads=None):
         raise UserError(f"{index_dir} is not a finished BM25 index (no {META}); "
                         "build it with index_bm25.py")
     meta = json.loads(meta_path.read_text())
+    if "inversion" not in meta and meta.get("documents", 0) > pisa_toks.BATCH_DOCUMENTS:
+        raise UserError(f"{index_dir} was {UNINVERTED}: rebuild it (index_bm25.py --overwrite, "
+                        "or Bm25Index(..., overwrite=True))")
     index = PisaIndex(str(index_dir), stemmer="none", stops="none", threads=threads or os.cpu_count())
     # n-gram queries carry ~5x the terms of word queries: for such long queries MaxScore is
     # 3-4x faster than PISA's default (block-max WAND), with the same top k (both are exact;

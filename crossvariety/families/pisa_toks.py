@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..errors import UserError
+
 # documents per batch file of the inversion, as pyterrier_pisa's default (its memory bound)
 BATCH_DOCUMENTS = 100_000
 # recorded with every index: an index without it was inverted by pyterrier_pisa, whose posting
@@ -90,7 +92,7 @@ def write_index(path, batches, batch_documents=BATCH_DOCUMENTS):
         files += 1
         pending, pending_docs = [], 0
 
-    with (path / "fwd.documents").open("wt") as f_docs:
+    with (path / "fwd.documents").open("wt", encoding="utf-8") as f_docs:
         for batch in batches:
             if not batch.docnos:
                 continue
@@ -108,7 +110,10 @@ def write_index(path, batches, batch_documents=BATCH_DOCUMENTS):
         if pending:
             flush()
     if not documents:
-        raise ValueError("no documents to index")
+        raise UserError(f"no documents to index for {path}")
+    if not lexicon:
+        raise UserError(f"no terms to index for {path}: every document is empty after the "
+                        "analysis")
     # PISA's merge reads every term's list from every batch file: a term first seen after a
     # file was written gets an empty list there (pyterrier_pisa 0.4.9 does not add them, and
     # the merge then reads past the end of the earlier files: wrong posting lists for every
@@ -129,7 +134,7 @@ def write_index(path, batches, batch_documents=BATCH_DOCUMENTS):
     merged_freqs = np.memmap(path / "inv.freqs.tmp", mode="r", dtype=np.uint32)
     starts = np.cumsum(totals + 1) - (totals + 1)
     postings = merged_docs[2:]
-    with (path / "fwd.terms").open("wt") as f_terms, (path / "inv.docs").open("wb") as f_out, \
+    with (path / "fwd.terms").open("wt", encoding="utf-8") as f_terms, (path / "inv.docs").open("wb") as f_out, \
             (path / "inv.freqs").open("wb") as f_freqs:
         f_out.write(merged_docs[:2].tobytes())
         for term in sorted(lexicon):
