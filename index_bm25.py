@@ -51,7 +51,7 @@ from crossvariety.errors import UsageError
 from crossvariety.runs import check_writable
 
 log = logging.getLogger("index_bm25")
-ROMANIZE = analysis.romanization(ROMANIZE, SKELETON)
+romanize = analysis.romanization(ROMANIZE, SKELETON)
 dataset = Dataset(DATASET)
 if not LANG:
     LANG = dataset.docs_lang() if dataset.irds_id else None
@@ -59,9 +59,9 @@ if not LANG:
         raise UsageError(f"the language of {DATASET} is unknown; pass --lang (e.g. --lang pt)")
 index = Path(INDEX) if INDEX else bm25.default_index_path(paths["index_dir"], dataset.name,
                                                           bm25.model_label(LANG, CJK, NGRAM,
-                                                                           ROMANIZE))
+                                                                           romanize))
 if bm25.index_built(index) and not OVERWRITE:
-    changed = bm25.stale_index(index, dataset, LANG, CJK, NGRAM, ROMANIZE)
+    changed = bm25.stale_index(index, dataset, LANG, CJK, NGRAM, romanize)
     if changed is None:
         log.warning("%s has no record of its collection (built by an older version); nothing "
                     "checked, nothing to do (--overwrite rebuilds it)", index)
@@ -72,6 +72,6 @@ if bm25.index_built(index) and not OVERWRITE:
     log.info("rebuilding %s: %s", index, "; ".join(changed))
 check_writable(index, folder=True, option="--index", replaced=True)
 log.info("indexing %s with %s analysis (%s) into %s", DATASET, LANG,
-         bm25.model_label(LANG, CJK, NGRAM, ROMANIZE), index)
+         bm25.model_label(LANG, CJK, NGRAM, romanize), index)
 bm25.build_index(dataset.docs_iter(), LANG, index, workers=WORKERS, total=dataset.docs_count(),
-                 cjk=CJK, collection=dataset, ngram=NGRAM, romanize=ROMANIZE)
+                 cjk=CJK, collection=dataset, ngram=NGRAM, romanize=romanize)

@@ -119,21 +119,30 @@ SERBIAN = ["Добро јутро, Београд.", "Киша пада у гр�
 CROATIAN = ["Dobro jutro, Beograd.", "Kiša pada u gradu.", "Narodna biblioteka je zatvorena."]
 
 
-def test_a_romanized_pair_runs_end_to_end(tmp_path):
-    """Serbian Cyrillic queries over Croatian Latin articles, on FLORES-like files: words do not
-    match across scripts, romanised 4-grams do; the run says how it was made."""
+def flores_pair_config(tmp_path, sentences, pair_option):
+    """A config running one pair over FLORES-like files of three one-sentence articles:
+    ``sentences`` {FLORES code: lines}, variety first; ``pair_option`` the pair table's line."""
     flores = tmp_path / "flores"
     flores.mkdir()
     with gzip.open(flores / "metadata_devtest.tsv.gz", "wt") as f:
         f.write("URL\tdomain\n" + "".join(f"https://a{i}\twiki\n" for i in range(3)))
-    for code, lines in (("srp_Cyrl", SERBIAN), ("hrv_Latn", CROATIAN)):
-        with gzip.open(flores / f"{code}.devtest.gz", "wt") as f:
+    for code, lines in sentences.items():
+        with gzip.open(flores / f"{code}.devtest.gz", "wt", encoding="utf-8") as f:
             f.write("".join(line + "\n" for line in lines))
+    pair = "-".join(sentences)
     config = tmp_path / "script.toml"
     config.write_text(f'[paths]\nflores_dir = "{flores}"\nruns_dir = "runs"\n'
-                      '[pairs.srp_Cyrl-hrv_Latn]\nromanize = true\n'
-                      '[run_mmarco]\nbenchmark = "flores"\npairs = ["srp_Cyrl-hrv_Latn"]\n'
-                      'ngram = 4\nevaluate = true\n')
+                      f'[pairs.{pair}]\n{pair_option}\n'
+                      f'[run_mmarco]\nbenchmark = "flores"\npairs = ["{pair}"]\n'
+                      'ngram = 4\nevaluate = true\n', encoding="utf-8")
+    return config
+
+
+def test_a_romanized_pair_runs_end_to_end(tmp_path):
+    """Serbian Cyrillic queries over Croatian Latin articles, on FLORES-like files: words do not
+    match across scripts, romanised 4-grams do; the run says how it was made."""
+    config = flores_pair_config(tmp_path, {"srp_Cyrl": SERBIAN, "hrv_Latn": CROATIAN},
+                                "romanize = true")
     table = read_table(run_script("run_mmarco.py", "--config", config, cwd=tmp_path).stdout)
     assert table["srp_Cyrl-hrv_Latn q-sr"]["MRR@10"].rstrip("†") == "1.0000"
     run = tmp_path / "runs" / "flores200-devtest-hr.bm25-uroman-char4.q-sr.retrieve.res.gz"
@@ -150,18 +159,8 @@ def test_a_skeleton_pair_runs_end_to_end(tmp_path):
     """Acehnese Jawi queries over Latin Acehnese articles (a pair config's skeleton = true):
     consonant skeletons of both; labels, run records and the index say so; --skeleton asks the
     same of every pair."""
-    flores = tmp_path / "flores"
-    flores.mkdir()
-    with gzip.open(flores / "metadata_devtest.tsv.gz", "wt") as f:
-        f.write("URL\tdomain\n" + "".join(f"https://a{i}\twiki\n" for i in range(3)))
-    for code, lines in (("ace_Arab", JAWI), ("ace_Latn", ACEHNESE)):
-        with gzip.open(flores / f"{code}.devtest.gz", "wt", encoding="utf-8") as f:
-            f.write("".join(line + "\n" for line in lines))
-    config = tmp_path / "script.toml"
-    config.write_text(f'[paths]\nflores_dir = "{flores}"\nruns_dir = "runs"\n'
-                      '[pairs.ace_Arab-ace_Latn]\nskeleton = true\n'
-                      '[run_mmarco]\nbenchmark = "flores"\npairs = ["ace_Arab-ace_Latn"]\n'
-                      'ngram = 4\nevaluate = true\n')
+    config = flores_pair_config(tmp_path, {"ace_Arab": JAWI, "ace_Latn": ACEHNESE},
+                                "skeleton = true")
     proc = run_script("run_mmarco.py", "--config", config, cwd=tmp_path)
     table = read_table(proc.stdout)
     assert table["ace_Arab-ace_Latn q-ace_Arab"]["MRR@10"].rstrip("†") == "1.0000"

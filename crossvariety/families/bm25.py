@@ -174,14 +174,13 @@ def analysis_record(spec):
     """The analysis as index metadata and run records write it (terms: words or charN;
     romanize: the uroman version, with ", consonant skeleton" for romanize="skeleton", or
     false)."""
+    skeleton = SKELETON_RECORD if spec.romanize == "skeleton" else ""
     return {"lang": spec.lang, "cjk": spec.cjk,
             "terms": f"char{spec.ngram}" if spec.ngram else "words",
-            "romanize": f"uroman {analysis.UROMAN_VERSION}" + (
-                SKELETON_RECORD if spec.romanize == "skeleton" else "") if spec.romanize else False,
+            "romanize": f"uroman {analysis.UROMAN_VERSION}{skeleton}" if spec.romanize else False,
             "stops": analysis.stop_source(spec)}
 
 
-ANALYSIS_KEYS = ("lang", "cjk", "terms", "romanize", "stops")
 UNINVERTED = ("inverted by pyterrier_pisa's toks indexer (an earlier version of this code), whose "
               "posting lists are wrong beyond 100,000 documents")
 SKELETON_RECORD = ", consonant skeleton"
@@ -197,9 +196,10 @@ def recorded_analysis(meta):
 
 
 def index_inputs(collection, lang, cjk="bigrams", ngram=0, romanize=False):
-    """What a BM25 index is made of: the collection's identity, the analysis, the inversion."""
-    return {"collection": provenance.collection_id(collection),
-            **analysis_record(analysis.spec(lang, cjk, ngram, romanize)),
+    """What a BM25 index is made of: the collection's identity (none for documents that are no
+    Dataset), the analysis, the inversion."""
+    identity = {} if collection is None else {"collection": provenance.collection_id(collection)}
+    return {**identity, **analysis_record(analysis.spec(lang, cjk, ngram, romanize)),
             "inversion": pisa_toks.INVERSION}
 
 
@@ -212,9 +212,8 @@ def stale_index(index_dir, collection, lang, cjk="bigrams", ngram=0, romanize=Fa
         return [UNINVERTED]
     if "collection" not in meta:
         return None
-    return provenance.differences({k: meta.get(k) for k in ("collection", "inversion") +
-                                   ANALYSIS_KEYS},
-                                  index_inputs(collection, lang, cjk, ngram, romanize))
+    wanted = index_inputs(collection, lang, cjk, ngram, romanize)
+    return provenance.differences({k: meta.get(k) for k in wanted}, wanted)
 
 
 def run_recipe(collection, lang, cjk, queries, ngram=0, romanize=False):
@@ -258,9 +257,9 @@ def build_index(docs, lang, index_dir, workers=0, total=None, batch_size=2000, c
     workers = workers or os.cpu_count()
     start, count = time.time(), 0
     # the collection as it is when its reading starts
-    meta = dict(analysis_record(spec), inversion=pisa_toks.INVERSION) if collection is None \
-        else dict(index_inputs(collection, lang, cjk, ngram, romanize),
-                  collection_files=provenance.collection_files(collection))
+    meta = index_inputs(collection, lang, cjk, ngram, romanize)
+    if collection is not None:
+        meta["collection_files"] = provenance.collection_files(collection)
     with atomic_path(index_dir) as tmp:
         with _analysis_workers(workers) as pipes, pisa_quiet() as terminal, \
                 tqdm(total=total, unit="doc", desc=f"BM25 index ({label})", mininterval=2,

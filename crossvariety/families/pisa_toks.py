@@ -68,11 +68,11 @@ def write_index(path, batches, batch_documents=BATCH_DOCUMENTS):
     path.mkdir(parents=True, exist_ok=True)
     lexicon = {}  # term -> id, in order of first appearance
     totals = np.zeros(0, dtype=np.int64)  # postings per term id over all documents
-    pending, pending_docs, files, documents = [], 0, 0, 0
-    terms_by_file = []  # the terms known when each batch file was written
+    pending, pending_docs, documents = [], 0, 0
+    terms_by_file = []  # per batch file written, the terms known then
 
     def flush():
-        nonlocal totals, files, pending, pending_docs
+        nonlocal totals, pending, pending_docs
         ids = np.concatenate([p[0] for p in pending])
         docids = np.concatenate([p[1] for p in pending])
         counts = np.concatenate([p[2] for p in pending])
@@ -81,7 +81,7 @@ def write_index(path, batches, batch_documents=BATCH_DOCUMENTS):
         per_term = np.bincount(ids, minlength=len(lexicon)).astype(np.uint32)
         totals = np.concatenate((totals, np.zeros(len(lexicon) - len(totals), np.int64)))
         totals += per_term
-        stem = path / f"inv.batch.{files}"
+        stem = path / f"inv.batch.{len(terms_by_file)}"
         Path(f"{stem}.docs").write_bytes(
             np.array([1, len(lengths)], np.uint32).tobytes()
             + _with_lengths(per_term, docids[order]).tobytes())
@@ -89,7 +89,6 @@ def write_index(path, batches, batch_documents=BATCH_DOCUMENTS):
         Path(f"{stem}.sizes").write_bytes(
             np.concatenate(([len(lengths)], lengths)).astype(np.uint32).tobytes())
         terms_by_file.append(len(lexicon))
-        files += 1
         pending, pending_docs = [], 0
 
     with (path / "fwd.documents").open("wt", encoding="utf-8") as f_docs:
@@ -123,8 +122,8 @@ def write_index(path, batches, batch_documents=BATCH_DOCUMENTS):
         for suffix in ("docs", "freqs"):
             with open(path / f"inv.batch.{i}.{suffix}", "ab") as f:
                 f.write(empty)
-    _pisathon.merge_inv(str(path / "inv"), files, len(lexicon))
-    for i in range(files):
+    _pisathon.merge_inv(str(path / "inv"), len(terms_by_file), len(lexicon))
+    for i in range(len(terms_by_file)):
         for suffix in ("docs", "freqs", "sizes"):
             (path / f"inv.batch.{i}.{suffix}").unlink()
     # term ids into lexicographic order, as pyterrier_pisa re-maps them
@@ -134,8 +133,8 @@ def write_index(path, batches, batch_documents=BATCH_DOCUMENTS):
     merged_freqs = np.memmap(path / "inv.freqs.tmp", mode="r", dtype=np.uint32)
     starts = np.cumsum(totals + 1) - (totals + 1)
     postings = merged_docs[2:]
-    with (path / "fwd.terms").open("wt", encoding="utf-8") as f_terms, (path / "inv.docs").open("wb") as f_out, \
-            (path / "inv.freqs").open("wb") as f_freqs:
+    with (path / "fwd.terms").open("wt", encoding="utf-8") as f_terms, \
+            (path / "inv.docs").open("wb") as f_out, (path / "inv.freqs").open("wb") as f_freqs:
         f_out.write(merged_docs[:2].tobytes())
         for term in sorted(lexicon):
             f_terms.write(f"{term}\n")
